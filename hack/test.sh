@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian 12 machine: installs what the tests
+# need, builds, and runs unit and integration tests (as root: they create
+# namespaces, mounts, cgroups and CNI networks).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash hack/install-deps.sh
+
+# Integration tests start several daemons and pods at once; two test threads
+# keep a 2-core machine responsive.
+export RUST_BACKTRACE=1
+cargo build --all-targets --locked
+cargo test --all-targets --locked -- --test-threads="${TEST_THREADS:-2}"

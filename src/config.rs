@@ -1,0 +1,328 @@
+//! The daemon's configuration: embedded defaults, an optional TOML file, and
+//! command-line overrides, in that order. Unknown keys and invalid values are
+//! errors that name the key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cgroups::CgroupDriver;
+
+/// Where the daemon looks for a config file when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/peapod/config.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid value for `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+/// Every setting, with the defaults `peapod serve` runs with.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The CRI socket (mode 0660, owned by root).
+    pub socket: PathBuf,
+    /// Persistent data: the metadata database, images.
+    pub root_dir: PathBuf,
+    /// Volatile state: netns files, pod directories, sockets.
+    pub state_dir: PathBuf,
+    /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
+    pub log_level: String,
+    /// `cgroupfs` or `systemd`; reported to kubelet through RuntimeConfig.
+    pub cgroup_driver: CgroupDriver,
+    /// Cgroup parent for pods whose request names none.
+    pub default_cgroup_parent: String,
+    /// The `peapod-monitor` binary; empty means next to the `peapod` binary.
+    pub monitor_path: PathBuf,
+    /// Size of the tmpfs mounted as a pod's `/dev/shm`, in bytes.
+    pub shm_size: u64,
+    pub cni: CniConfig,
+    /// Runtime handler used when a request names none.
+    pub default_runtime: String,
+    /// OCI runtime handlers by name (`RuntimeClass` handlers).
+    pub runtimes: BTreeMap<String, RuntimeHandler>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CniConfig {
+    /// The first `.conflist`/`.conf`/`.json` file here is the pod network.
+    pub conf_dir: PathBuf,
+    /// Plugin directories, searched in order.
+    pub bin_dirs: Vec<PathBuf>,
+    /// Seconds a single plugin invocation may take.
+    pub plugin_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeHandler {
+    /// The OCI runtime binary (runc command line).
+    pub path: PathBuf,
+    /// The runtime's `--root` state directory; empty means its default
+    /// under the state dir.
+    #[serde(default)]
+    pub root: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut runtimes = BTreeMap::new();
+        runtimes.insert(
+            "runc".to_string(),
+            RuntimeHandler {
+                path: PathBuf::from("runc"),
+                root: PathBuf::new(),
+            },
+        );
+        Config {
+            socket: PathBuf::from("/run/peapod/peapod.sock"),
+            root_dir: PathBuf::from("/var/lib/peapod"),
+            state_dir: PathBuf::from("/run/peapod"),
+            log_level: "info".to_string(),
+            cgroup_driver: CgroupDriver::Cgroupfs,
+            default_cgroup_parent: "/peapod".to_string(),
+            monitor_path: PathBuf::new(),
+            shm_size: 64 * 1024 * 1024,
+            cni: CniConfig::default(),
+            default_runtime: "runc".to_string(),
+            runtimes,
+        }
+    }
+}
+
+impl Default for CniConfig {
+    fn default() -> Self {
+        CniConfig {
+            conf_dir: PathBuf::from("/etc/cni/net.d"),
+            bin_dirs: vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
+            plugin_timeout_secs: 60,
+        }
+    }
+}
+
+impl Config {
+    /// Parses a TOML document over the defaults.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        // Handlers a file declares are added to the built-in ones (runc),
+        // which stay available unless the file redefines them.
+        for (name, handler) in Config::default().runtimes {
+            config.runtimes.entry(name).or_insert(handler);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Loads `path`, or the default config file when it exists, or the
+    /// embedded defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let (path, required) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Config::from_toml(&text, &path),
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Config::default())
+            }
+            Err(source) => Err(ConfigError::Read { path, source }),
+        }
+    }
+
+    /// Applies one `--flag value` override; returns false for an unknown flag.
+    pub fn set_flag(&mut self, flag: &str, value: &str) -> Result<bool, ConfigError> {
+        match flag {
+            "--socket" => self.socket = PathBuf::from(value),
+            "--root" => self.root_dir = PathBuf::from(value),
+            "--state" => self.state_dir = PathBuf::from(value),
+            "--log-level" => self.log_level = value.to_string(),
+            "--cgroup-driver" => {
+                self.cgroup_driver = match value {
+                    "cgroupfs" => CgroupDriver::Cgroupfs,
+                    "systemd" => CgroupDriver::Systemd,
+                    _ => {
+                        return Err(ConfigError::Invalid {
+                            key: "cgroup_driver".into(),
+                            message: format!("{value:?} is neither \"cgroupfs\" nor \"systemd\""),
+                        })
+                    }
+                }
+            }
+            "--monitor-path" => self.monitor_path = PathBuf::from(value),
+            "--cni-conf-dir" => self.cni.conf_dir = PathBuf::from(value),
+            "--cni-bin-dir" => self.cni.bin_dirs = value.split(':').map(PathBuf::from).collect(),
+            _ => return Ok(false),
+        }
+        self.validate()?;
+        Ok(true)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            key: key.to_string(),
+            message: message.to_string(),
+        };
+        for (key, path) in [
+            ("socket", &self.socket),
+            ("root_dir", &self.root_dir),
+            ("state_dir", &self.state_dir),
+            ("cni.conf_dir", &self.cni.conf_dir),
+        ] {
+            if !path.is_absolute() {
+                return Err(invalid(
+                    key,
+                    &format!("{} is not an absolute path", path.display()),
+                ));
+            }
+        }
+        if self.cni.bin_dirs.iter().any(|p| !p.is_absolute()) {
+            return Err(invalid(
+                "cni.bin_dirs",
+                "every entry must be an absolute path",
+            ));
+        }
+        if self.cni.plugin_timeout_secs == 0 {
+            return Err(invalid("cni.plugin_timeout_secs", "must be at least 1"));
+        }
+        if self.shm_size < 4096 {
+            return Err(invalid("shm_size", "must be at least 4096 bytes"));
+        }
+        if !self.default_cgroup_parent.starts_with('/') {
+            return Err(invalid(
+                "default_cgroup_parent",
+                "must be an absolute cgroup path",
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
+            return Err(invalid(
+                "log_level",
+                &format!("{:?} is not a valid filter", self.log_level),
+            ));
+        }
+        if !self.runtimes.contains_key(&self.default_runtime) {
+            return Err(invalid(
+                "default_runtime",
+                &format!("{:?} is not a key of [runtimes]", self.default_runtime),
+            ));
+        }
+        for (name, handler) in &self.runtimes {
+            if name.is_empty() {
+                return Err(invalid("runtimes", "a handler name must not be empty"));
+            }
+            if handler.path.as_os_str().is_empty() {
+                return Err(invalid(
+                    &format!("runtimes.{name}.path"),
+                    "must not be empty",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML (also the config reference).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+
+    pub fn monitor_binary(&self) -> PathBuf {
+        if !self.monitor_path.as_os_str().is_empty() {
+            return self.monitor_path.clone();
+        }
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|d| d.join("peapod-monitor")))
+            .unwrap_or_else(|| PathBuf::from("peapod-monitor"))
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.root_dir.join("peapod.redb")
+    }
+    pub fn sandboxes_dir(&self) -> PathBuf {
+        self.state_dir.join("sandboxes")
+    }
+    pub fn netns_dir(&self) -> PathBuf {
+        self.state_dir.join("netns")
+    }
+    pub fn cni_cache_dir(&self) -> PathBuf {
+        self.root_dir.join("cni-cache")
+    }
+    pub fn images_dir(&self) -> PathBuf {
+        self.root_dir.join("images")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_round_trip() {
+        let c = Config::default();
+        c.validate().unwrap();
+        let text = c.to_toml();
+        assert_eq!(Config::from_toml(&text, Path::new("x")).unwrap(), c);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml("sockett = \"/x\"", Path::new("c.toml")).unwrap_err();
+        assert!(err.to_string().contains("sockett"), "{err}");
+        let err = Config::from_toml("[cni]\nconfdir = \"/x\"", Path::new("c.toml")).unwrap_err();
+        assert!(err.to_string().contains("confdir"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_are_named() {
+        let err = Config::from_toml("cgroup_driver = \"foo\"", Path::new("c.toml")).unwrap_err();
+        assert!(
+            err.to_string().contains("cgroup_driver") || err.to_string().contains("foo"),
+            "{err}"
+        );
+        let err = Config::from_toml("root_dir = \"rel\"", Path::new("c.toml")).unwrap_err();
+        assert!(err.to_string().contains("root_dir"), "{err}");
+        let err = Config::from_toml("default_runtime = \"kata\"", Path::new("c.toml")).unwrap_err();
+        assert!(err.to_string().contains("default_runtime"), "{err}");
+        let err =
+            Config::from_toml("[cni]\nplugin_timeout_secs = 0", Path::new("c.toml")).unwrap_err();
+        assert!(err.to_string().contains("cni.plugin_timeout_secs"), "{err}");
+    }
+
+    #[test]
+    fn partial_file_keeps_other_defaults() {
+        let c = Config::from_toml(
+            "state_dir = \"/tmp/s\"\n[runtimes.crun]\npath = \"crun\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/tmp/s"));
+        assert_eq!(c.socket, Config::default().socket);
+        assert_eq!(
+            c.runtimes.len(),
+            2,
+            "declared handlers add to the built-in runc"
+        );
+        assert_eq!(c.runtimes["crun"].path, PathBuf::from("crun"));
+    }
+
+    #[test]
+    fn flags_override() {
+        let mut c = Config::default();
+        assert!(c.set_flag("--socket", "/tmp/p.sock").unwrap());
+        assert!(!c.set_flag("--nope", "x").unwrap());
+        assert!(c.set_flag("--cgroup-driver", "bogus").is_err());
+        assert_eq!(c.socket, PathBuf::from("/tmp/p.sock"));
+    }
+}

@@ -1,0 +1,201 @@
+//! The `peapod` command: `serve` runs the CRI daemon, `version` and `config`
+//! print what it would run with.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use tokio_stream::wrappers::UnixListenerStream;
+use tracing::{info, warn};
+
+use peapod::api::image_service_server::ImageServiceServer;
+use peapod::api::runtime_service_server::RuntimeServiceServer;
+use peapod::cgroups::CgroupLayout;
+use peapod::config::Config;
+use peapod::sandbox::Sandboxes;
+use peapod::server::{Daemon, ImageApi, RuntimeApi};
+use peapod::store::Store;
+
+/// kubelet's own limit for CRI messages.
+const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+
+const USAGE: &str = "usage: peapod <command> [options]
+
+commands:
+  serve     run the CRI daemon
+  version   print the version
+  config    print the effective configuration (TOML)
+
+options (serve, config):
+  --config PATH          config file (default /etc/peapod/config.toml, if present)
+  --socket PATH          CRI socket (default /run/peapod/peapod.sock)
+  --root PATH            persistent data (default /var/lib/peapod)
+  --state PATH           volatile state (default /run/peapod)
+  --log-level FILTER     e.g. info, debug, peapod=debug (RUST_LOG overrides)
+  --cgroup-driver NAME   cgroupfs or systemd
+  --monitor-path PATH    the peapod-monitor binary
+  --cni-conf-dir PATH    CNI network configs (default /etc/cni/net.d)
+  --cni-bin-dir PATHS    CNI plugin dirs, ':'-separated";
+
+fn parse_config(args: &[String]) -> anyhow::Result<Config> {
+    let mut config_path: Option<PathBuf> = None;
+    let mut overrides = Vec::new();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let (flag, value) = match flag.split_once('=') {
+            Some((f, v)) => (f.to_string(), v.to_string()),
+            None => {
+                let v = it
+                    .next()
+                    .with_context(|| format!("{flag} needs a value\n\n{USAGE}"))?;
+                (flag.clone(), v.clone())
+            }
+        };
+        if flag == "--config" {
+            config_path = Some(PathBuf::from(value));
+        } else {
+            overrides.push((flag, value));
+        }
+    }
+    let mut config = Config::load(config_path.as_deref())?;
+    for (flag, value) in overrides {
+        if !config.set_flag(&flag, &value)? {
+            bail!("unknown option {flag}\n\n{USAGE}");
+        }
+    }
+    Ok(config)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("serve") => {
+            let config = parse_config(&args[1..])?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(serve(config))
+        }
+        Some("version") => {
+            println!(
+                "peapod {} (CRI runtime API v1, version {})",
+                env!("CARGO_PKG_VERSION"),
+                peapod::server::CRI_VERSION
+            );
+            Ok(())
+        }
+        Some("config") => {
+            print!("{}", parse_config(&args[1..])?.to_toml());
+            Ok(())
+        }
+        Some("-h") | Some("--help") | Some("help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(&config.log_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Makes the socket path usable: refuses when a daemon answers on it,
+/// replaces a stale socket left by a crash.
+async fn claim_socket(path: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("stat {}", path.display())),
+        Ok(_) => {}
+    }
+    if tokio::net::UnixStream::connect(path).await.is_ok() {
+        bail!(
+            "another daemon is already serving on {}; stop it first or pick another --socket",
+            path.display()
+        );
+    }
+    warn!("replacing stale socket {}", path.display());
+    std::fs::remove_file(path).with_context(|| format!("remove stale socket {}", path.display()))
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the daemon can only be killed; keep serving.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM: finishing in-flight calls, then exiting"),
+        _ = int.recv() => info!("SIGINT: finishing in-flight calls, then exiting"),
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    init_logging(&config);
+    let config = Arc::new(config);
+    for dir in [&config.root_dir, &config.state_dir] {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))
+            .with_context(|| format!("chmod {}", dir.display()))?;
+    }
+    claim_socket(&config.socket).await?;
+
+    let store =
+        Arc::new(Store::open(&config.database_path()).with_context(|| {
+            format!("open metadata store {}", config.database_path().display())
+        })?);
+    let cgroups = Arc::new(CgroupLayout::detect().context("detect cgroup hierarchies")?);
+    let sandboxes = Sandboxes::recover(config.clone(), store, cgroups)
+        .await
+        .context("recover sandboxes")?;
+    let daemon = Arc::new(Daemon {
+        config: config.clone(),
+        sandboxes,
+    });
+
+    let listener = tokio::net::UnixListener::bind(&config.socket)
+        .with_context(|| format!("bind {}", config.socket.display()))?;
+    std::fs::set_permissions(&config.socket, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("chmod {}", config.socket.display()))?;
+    nix::unistd::chown(&config.socket, Some(0.into()), Some(0.into()))
+        .with_context(|| format!("chown {}", config.socket.display()))?;
+    info!(
+        "peapod {} serving CRI on {}",
+        env!("CARGO_PKG_VERSION"),
+        config.socket.display()
+    );
+
+    let runtime = RuntimeServiceServer::new(RuntimeApi::new(daemon.clone()))
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    let images = ImageServiceServer::new(ImageApi::new(daemon.clone()))
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    tonic::transport::Server::builder()
+        .add_service(runtime)
+        .add_service(images)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
+        .await
+        .context("serve")?;
+    let _ = std::fs::remove_file(&config.socket);
+    info!("stopped; pods keep running");
+    Ok(())
+}

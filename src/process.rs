@@ -1,0 +1,188 @@
+//! Processes identified by pid *and* start time, so that a recycled pid is
+//! never mistaken for a process we started, and exit notification through
+//! pidfds (no polling).
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+
+/// A process as recorded in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessRef {
+    pub pid: i32,
+    /// Field 22 of `/proc/<pid>/stat`: clock ticks since boot.
+    pub start_time: u64,
+}
+
+/// Reads a process's start time, or None when it does not exist.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_start_time(&stat)
+}
+
+/// Parses `/proc/<pid>/stat`. The command name (field 2) may contain spaces
+/// and parentheses, so fields are counted after its last `)`.
+pub fn parse_start_time(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // After the name: field 3 (state) is index 0, so field 22 is index 19.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Is the process in `/proc/<pid>/stat` a zombie (state Z or X)?
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = &s[s.rfind(')')? + 1..];
+            rest.split_whitespace()
+                .next()
+                .map(|st| st == "Z" || st == "X")
+        })
+        .unwrap_or(false)
+}
+
+impl ProcessRef {
+    /// Looks up a live process by pid.
+    pub fn of(pid: i32) -> Option<ProcessRef> {
+        start_time(pid).map(|start_time| ProcessRef { pid, start_time })
+    }
+
+    /// True while this very process exists and has not exited.
+    pub fn is_alive(&self) -> bool {
+        self.pid > 0 && start_time(self.pid) == Some(self.start_time) && !is_zombie(self.pid)
+    }
+
+    /// Opens a pidfd, checking afterwards that the pid still names this
+    /// process (the pidfd then pins it: it can no longer be recycled under us).
+    pub fn open(&self) -> io::Result<PidFd> {
+        let fd = PidFd::open(self.pid)?;
+        if start_time(self.pid) != Some(self.start_time) {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        Ok(fd)
+    }
+}
+
+/// A pidfd (Linux ≥ 5.3).
+#[derive(Debug)]
+pub struct PidFd(OwnedFd);
+
+impl PidFd {
+    pub fn open(pid: i32) -> io::Result<PidFd> {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the kernel just returned this fd to us and nobody else owns it.
+        Ok(PidFd(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }))
+    }
+
+    /// Sends a signal through the pidfd (never to a recycled pid).
+    pub fn signal(&self, sig: Signal) -> io::Result<()> {
+        // SAFETY: pidfd_send_signal with a valid fd, a signal number, no info.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.0.as_raw_fd(),
+                sig as i32,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if r < 0 {
+            let err = io::Error::last_os_error();
+            // The process is already gone: nothing to signal.
+            if err.raw_os_error() == Some(libc::ESRCH) {
+                return Ok(());
+            }
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// Resolves when the process has exited (the pidfd becomes readable).
+    pub async fn exited(self) -> io::Result<()> {
+        // SAFETY: the AsyncFd takes ownership of the OwnedFd, so the fd stays
+        // open and the same for the AsyncFd's whole life.
+        let afd = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(self.0, tokio::io::Interest::READABLE)
+        }?;
+        let _ready = afd.readable().await?;
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for the exit; true when it exited.
+    pub async fn wait_timeout(self, timeout: std::time::Duration) -> io::Result<bool> {
+        match tokio::time::timeout(timeout, self.exited()).await {
+            Ok(r) => r.map(|_| true),
+            Err(_) => Ok(false),
+        }
+    }
+}
+
+/// Kills a recorded process with SIGKILL and waits until it is gone.
+/// A process that is already gone (or was recycled) is left alone.
+pub async fn kill_and_wait(p: ProcessRef, timeout: std::time::Duration) -> io::Result<bool> {
+    let fd = match p.open() {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(true),
+        Err(e) => return Err(e),
+    };
+    fd.signal(Signal::SIGKILL)?;
+    fd.wait_timeout(timeout).await
+}
+
+/// VmRSS of a process in kB, from `/proc/<pid>/status`.
+pub fn rss_kb(pid: i32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_start_time_with_odd_names() {
+        let stat =
+            "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 100";
+        assert_eq!(parse_start_time(stat), Some(987654));
+        assert_eq!(parse_start_time("garbage"), None);
+    }
+
+    #[test]
+    fn own_process_is_alive_and_a_wrong_start_time_is_not() {
+        let me = ProcessRef::of(std::process::id() as i32).expect("own /proc entry");
+        assert!(me.is_alive());
+        let other = ProcessRef {
+            start_time: me.start_time + 1,
+            ..me
+        };
+        assert!(!other.is_alive());
+        assert!(other.open().is_err());
+    }
+
+    #[tokio::test]
+    async fn pidfd_reports_exit_of_a_killed_child() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let p = ProcessRef::of(child.id() as i32).unwrap();
+        let fd = p.open().unwrap();
+        fd.signal(Signal::SIGKILL).unwrap();
+        // A child becomes readable on exit even before it is reaped.
+        assert!(fd
+            .wait_timeout(std::time::Duration::from_secs(5))
+            .await
+            .unwrap());
+        child.wait().unwrap();
+        assert!(!p.is_alive());
+    }
+}

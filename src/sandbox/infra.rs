@@ -1,0 +1,162 @@
+//! The pod's infra process: `peapod-monitor pause` creates the namespaces,
+//! sets the hostname and sysctls, forks the process that holds them and
+//! reports its pid. The infra process is never the daemon's child.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use super::spec::{NamespaceMode, SandboxSpec};
+use crate::process::ProcessRef;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InfraError {
+    #[error("cannot run {path}: {source}")]
+    Spawn {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("infra process setup failed: {0}")]
+    Setup(String),
+    #[error("peapod-monitor did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// The monitor's arguments for a pod.
+pub fn pause_args(spec: &SandboxSpec) -> Vec<String> {
+    let mut args = vec!["pause".to_string()];
+    let own_net = spec.network == NamespaceMode::Pod;
+    if own_net {
+        args.push("--net".into());
+    }
+    if spec.ipc != NamespaceMode::Node {
+        args.push("--ipc".into());
+    }
+    // A host-network pod keeps the host's UTS namespace (and hostname), as
+    // kubelet and other runtimes expect.
+    if own_net {
+        args.push("--uts".into());
+        if !spec.hostname.is_empty() {
+            args.push("--hostname".into());
+            args.push(spec.hostname.clone());
+        }
+    }
+    // The infra process gets a PID namespace of its own unless the pod uses
+    // the host's: when the pod shares one, it is that namespace's init.
+    if spec.pid != NamespaceMode::Node {
+        args.push("--pid".into());
+    }
+    for (k, v) in &spec.sysctls {
+        args.push("--sysctl".into());
+        args.push(format!("{k}={v}"));
+    }
+    args
+}
+
+/// Starts the infra process and returns it once its namespaces exist.
+pub async fn start(
+    monitor: &Path,
+    spec: &SandboxSpec,
+    timeout: Duration,
+) -> Result<ProcessRef, InfraError> {
+    let child = tokio::process::Command::new(monitor)
+        .args(pause_args(spec))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| InfraError::Spawn {
+            path: monitor.display().to_string(),
+            source,
+        })?;
+    let out = tokio::time::timeout(timeout, child.wait_with_output())
+        .await
+        .map_err(|_| InfraError::Timeout(timeout))?
+        .map_err(|source| InfraError::Spawn {
+            path: monitor.display().to_string(),
+            source,
+        })?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().next().unwrap_or("").trim();
+    if let Some(pid) = line.strip_prefix("ok ") {
+        let pid: i32 = pid
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| InfraError::Setup(format!("unexpected answer {line:?}")))?;
+        // The monitor has exited, so the infra process is now init's child;
+        // its start time pins its identity from here on.
+        return ProcessRef::of(pid)
+            .ok_or_else(|| InfraError::Setup(format!("infra process {pid} exited at once")));
+    }
+    let msg = line.strip_prefix("error ").unwrap_or(line);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let detail = if msg.is_empty() { stderr.trim() } else { msg };
+    Err(InfraError::Setup(format!(
+        "{detail} (monitor exit status {})",
+        out.status
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::spec::SandboxMetadata;
+
+    fn spec(network: NamespaceMode, pid: NamespaceMode, ipc: NamespaceMode) -> SandboxSpec {
+        SandboxSpec {
+            metadata: SandboxMetadata {
+                name: "n".into(),
+                uid: "u".into(),
+                namespace: "ns".into(),
+                attempt: 0,
+            },
+            hostname: "h".into(),
+            log_directory: String::new(),
+            dns: None,
+            port_mappings: vec![],
+            labels: Default::default(),
+            annotations: Default::default(),
+            cgroup_parent: "/x".into(),
+            network,
+            pid,
+            ipc,
+            sysctls: [("net.ipv4.ip_forward".to_string(), "1".to_string())].into(),
+            runtime_handler: String::new(),
+        }
+    }
+
+    #[test]
+    fn pod_namespaces() {
+        let a = pause_args(&spec(
+            NamespaceMode::Pod,
+            NamespaceMode::Pod,
+            NamespaceMode::Pod,
+        ));
+        assert_eq!(
+            a,
+            [
+                "pause",
+                "--net",
+                "--ipc",
+                "--uts",
+                "--hostname",
+                "h",
+                "--pid",
+                "--sysctl",
+                "net.ipv4.ip_forward=1"
+            ]
+        );
+    }
+
+    #[test]
+    fn host_namespaces() {
+        let a = pause_args(&spec(
+            NamespaceMode::Node,
+            NamespaceMode::Node,
+            NamespaceMode::Node,
+        ));
+        assert_eq!(a, ["pause", "--sysctl", "net.ipv4.ip_forward=1"]);
+    }
+}

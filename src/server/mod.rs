@@ -1,0 +1,72 @@
+//! gRPC adapters: validate the request, call the domain, map the result.
+//! Every RPC goes through [`rpc`], which logs it with its duration and maps
+//! domain errors to gRPC codes in one place.
+
+mod image;
+mod runtime;
+mod sandbox;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tonic::{Response, Status};
+use tracing::{debug, error, warn};
+
+use crate::config::Config;
+use crate::sandbox::{SandboxError, Sandboxes};
+
+pub use image::ImageApi;
+pub use runtime::{RuntimeApi, CRI_VERSION};
+
+/// What the gRPC services share.
+pub struct Daemon {
+    pub config: Arc<Config>,
+    pub sandboxes: Arc<Sandboxes>,
+}
+
+/// An error of any layer, as one gRPC status.
+pub fn status_of(e: SandboxError) -> Status {
+    match e {
+        SandboxError::NotFound(m) => Status::not_found(m),
+        e @ SandboxError::InvalidArgument { .. } => Status::invalid_argument(e.to_string()),
+        SandboxError::AlreadyExists(m) => Status::already_exists(m),
+        SandboxError::FailedPrecondition(m) => Status::failed_precondition(m),
+        SandboxError::Internal(m) => Status::internal(m),
+    }
+}
+
+/// Runs one RPC: logs it at debug with its duration, and failures at warn
+/// (client errors) or error (ours), naming the object it concerns.
+pub async fn rpc<T, F>(method: &'static str, object: &str, work: F) -> Result<Response<T>, Status>
+where
+    F: Future<Output = Result<T, Status>>,
+{
+    let start = Instant::now();
+    let result = work.await;
+    let elapsed = start.elapsed();
+    match &result {
+        Ok(_) => debug!(rpc = method, id = object, ?elapsed, "ok"),
+        Err(s) => match s.code() {
+            tonic::Code::Internal | tonic::Code::Unknown => {
+                error!(rpc = method, id = object, ?elapsed, code = ?s.code(), "{}", s.message())
+            }
+            tonic::Code::NotFound => debug!(
+                rpc = method,
+                id = object,
+                ?elapsed,
+                "not found: {}",
+                s.message()
+            ),
+            _ => warn!(rpc = method, id = object, ?elapsed, code = ?s.code(), "{}", s.message()),
+        },
+    }
+    result.map(Response::new)
+}
+
+/// An RPC whose capability peapod does not have yet.
+pub fn unimplemented(method: &str, what: &str) -> Status {
+    Status::unimplemented(format!(
+        "{method}: {what} are not implemented in peapod yet"
+    ))
+}
