@@ -687,3 +687,55 @@ async fn duplicate_metadata_is_already_exists_naming_the_id() {
     assert_ne!(id, id2);
     d.remove_all().await;
 }
+
+/// A CNI plugin failing after the bridge plugin attached the pod: the
+/// rollback detaches it (DEL) and removes everything else.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_cni_add_is_rolled_back() {
+    let gate_base = tempfile::tempdir().unwrap();
+    let gate = common::gate::Gate::install(gate_base.path());
+    let d = TestDaemon::start_with(Options {
+        cni_bin_dir: Some(gate.bin_dirs()),
+        ..Default::default()
+    });
+    common::gate::Gate::append_plugin(&d.cni_conf_dir, "fail");
+    let config = d.pod_config("cnifail");
+    let parent = config.linux.as_ref().unwrap().cgroup_parent.clone();
+    let e = d
+        .runtime()
+        .await
+        .run_pod_sandbox(api::RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert!(e.message().contains("injected failure") && e.message().contains("fail"), "{}", e.message());
+    let listed = d
+        .runtime()
+        .await
+        .list_pod_sandbox(api::ListPodSandboxRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert!(listed.is_empty());
+    let bridge = &d.network.as_ref().unwrap().bridge;
+    // The bridge itself may stay (the plugin created it); no veth remains.
+    let veths = std::process::Command::new("ip").args(["-o", "link", "show", "master", bridge]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&veths.stdout).lines().count(), 0);
+    let ips: Vec<_> = std::fs::read_dir(d.ipam_dir().join("peapod-test"))
+        .map(|r| r.flatten().map(|e| e.file_name()).filter(|n| n.to_string_lossy().starts_with("10.")).collect())
+        .unwrap_or_default();
+    assert!(ips.is_empty(), "IP left allocated: {ips:?}");
+    for cg in TestDaemon::cgroup_dirs(&parent) {
+        let children: Vec<_> = std::fs::read_dir(&cg)
+            .map(|r| r.flatten().filter(|e| e.path().is_dir()).collect())
+            .unwrap_or_default();
+        assert!(children.is_empty(), "cgroup left under {}", cg.display());
+    }
+    let netns: Vec<_> = std::fs::read_dir(d.state.join("netns")).map(|r| r.flatten().collect()).unwrap_or_default();
+    assert!(netns.is_empty(), "netns files left: {netns:?}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&d.state.to_string_lossy().to_string()), "mounts left under the state dir");
+}

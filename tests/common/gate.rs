@@ -40,6 +40,14 @@ exit 0
         let plugin = bin_dir.join("gate");
         std::fs::write(&plugin, script).unwrap();
         std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // `fail`: ADD fails the way a broken plugin does; DEL succeeds.
+        let fail = bin_dir.join("fail");
+        std::fs::write(
+            &fail,
+            "#!/bin/sh\ncat >/dev/null\nif [ \"$CNI_COMMAND\" = ADD ]; then\n  echo '{\"cniVersion\":\"1.0.0\",\"code\":11,\"msg\":\"injected failure\"}'\n  exit 1\nfi\nexit 0\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fail, std::fs::Permissions::from_mode(0o755)).unwrap();
         Gate { bin_dir, dir }
     }
 
@@ -50,13 +58,18 @@ exit 0
 
     /// Adds the gate as the last plugin of the daemon's test network.
     pub fn add_to_network(conf_dir: &Path) {
+        Self::append_plugin(conf_dir, "gate");
+    }
+
+    /// Appends a plugin of `kind` to the daemon's test network.
+    pub fn append_plugin(conf_dir: &Path, kind: &str) {
         let path = conf_dir.join("10-test.conflist");
         let mut conf: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         conf["plugins"]
             .as_array_mut()
             .unwrap()
-            .push(serde_json::json!({"type": "gate"}));
+            .push(serde_json::json!({ "type": kind }));
         std::fs::write(&path, serde_json::to_vec_pretty(&conf).unwrap()).unwrap();
     }
 
