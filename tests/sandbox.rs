@@ -710,7 +710,11 @@ async fn a_failed_cni_add_is_rolled_back() {
         })
         .await
         .unwrap_err();
-    assert!(e.message().contains("injected failure") && e.message().contains("fail"), "{}", e.message());
+    assert!(
+        e.message().contains("injected failure") && e.message().contains("fail"),
+        "{}",
+        e.message()
+    );
     let listed = d
         .runtime()
         .await
@@ -722,10 +726,18 @@ async fn a_failed_cni_add_is_rolled_back() {
     assert!(listed.is_empty());
     let bridge = &d.network.as_ref().unwrap().bridge;
     // The bridge itself may stay (the plugin created it); no veth remains.
-    let veths = std::process::Command::new("ip").args(["-o", "link", "show", "master", bridge]).output().unwrap();
+    let veths = std::process::Command::new("ip")
+        .args(["-o", "link", "show", "master", bridge])
+        .output()
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&veths.stdout).lines().count(), 0);
     let ips: Vec<_> = std::fs::read_dir(d.ipam_dir().join("peapod-test"))
-        .map(|r| r.flatten().map(|e| e.file_name()).filter(|n| n.to_string_lossy().starts_with("10.")).collect())
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name())
+                .filter(|n| n.to_string_lossy().starts_with("10."))
+                .collect()
+        })
         .unwrap_or_default();
     assert!(ips.is_empty(), "IP left allocated: {ips:?}");
     for cg in TestDaemon::cgroup_dirs(&parent) {
@@ -734,8 +746,13 @@ async fn a_failed_cni_add_is_rolled_back() {
             .unwrap_or_default();
         assert!(children.is_empty(), "cgroup left under {}", cg.display());
     }
-    let netns: Vec<_> = std::fs::read_dir(d.state.join("netns")).map(|r| r.flatten().collect()).unwrap_or_default();
+    let netns: Vec<_> = std::fs::read_dir(d.state.join("netns"))
+        .map(|r| r.flatten().collect())
+        .unwrap_or_default();
     assert!(netns.is_empty(), "netns files left: {netns:?}");
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mounts.contains(&d.state.to_string_lossy().to_string()), "mounts left under the state dir");
+    assert!(
+        !mounts.contains(&d.state.to_string_lossy().to_string()),
+        "mounts left under the state dir"
+    );
 }

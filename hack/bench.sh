@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of peapod and Debian's containerd (CRI plugin), from
+# a fresh machine (after hack/install-deps.sh), as root:
+#
+#   hack/bench.sh [peapod-bench options]        e.g. hack/bench.sh --runs 20
+#
+# Builds release binaries, starts a private registry with the test images, a
+# private containerd and a peapod daemon, each with its own CNI bridge, runs
+# peapod-bench against both and prints the numbers. Everything it started is
+# stopped by pid on exit, also on error or Ctrl-C.
+#
+# BENCH_TARGETS="peapod containerd" (default) picks the runtimes to measure.
+# Without arguments the bench runs both the host-network (--no-cni) and the
+# pod-network (--cni) workloads.
+set -euo pipefail
+
+prog=hack/bench.sh
+die() { echo "$prog: $*" >&2; exit 1; }
+
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+targets=${BENCH_TARGETS:-peapod containerd}
+cgparent=/peapod-bench
+
+[ "$(id -u)" = 0 ] || die "run as root: the runtimes need it"
+for c in cargo ip jq; do
+  command -v "$c" >/dev/null 2>&1 || die "'$c' not found: run hack/install-deps.sh"
+done
+
+echo "== building release binaries" >&2
+cargo build --release --bins
+
+work=$(mktemp -d /tmp/peapod-bench.XXXXXX)
+peapod_pid=""
+bridges=()
+
+cleanup() {
+  local rc=$? i m b
+  trap - EXIT INT TERM
+  echo "== cleaning up $work" >&2
+  if [ -n "$peapod_pid" ] && kill -0 "$peapod_pid" 2>/dev/null; then
+    kill -TERM "$peapod_pid" 2>/dev/null || true
+    for i in $(seq 1 50); do
+      kill -0 "$peapod_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$peapod_pid" 2>/dev/null || true
+  fi
+  hack/containerd.sh stop "$work/containerd" --cgroup-parent "$cgparent" || true
+  hack/registry.sh stop "$work/registry" || true
+  for b in "${bridges[@]}"; do
+    if ip link show "$b" >/dev/null 2>&1; then
+      ip link del "$b" || true
+    fi
+  done
+  # peapod's leftovers (netns bind mounts), deepest first.
+  while read -r m; do
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+  done < <(awk -v d="$work/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r)
+  rm -rf "$work" || echo "$prog: could not remove $work" >&2
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# A conflist: bridge + host-local + portmap + loopback. Addresses come from
+# 198.18.0.0/15, the range set aside for benchmarks (RFC 2544); no traffic
+# leaves the pods' own namespaces.
+write_conflist() {
+  local dir=$1 name=$2 bridge=$3 subnet=$4
+  mkdir -p "$dir"
+  jq -n --arg name "$name" --arg br "$bridge" --arg subnet "$subnet" --arg data "$work/ipam-$name" '
+  {
+    cniVersion: "1.0.0",
+    name: $name,
+    plugins: [
+      {
+        type: "bridge", bridge: $br, isGateway: true, ipMasq: false, hairpinMode: true,
+        ipam: {
+          type: "host-local",
+          ranges: [[{subnet: $subnet}]],
+          routes: [{dst: "0.0.0.0/0"}],
+          dataDir: $data
+        }
+      },
+      {type: "portmap", capabilities: {portMappings: true}},
+      {type: "loopback"}
+    ]
+  }' >"$dir/10-peapod-bench.conflist"
+  bridges+=("$bridge")
+}
+
+echo "== registry and test images" >&2
+registry=$(hack/registry.sh start "$work/registry")
+hack/build-test-images.sh "$registry" >&2
+
+bench_args=()
+for t in $targets; do
+  case $t in
+    containerd)
+      echo "== containerd" >&2
+      write_conflist "$work/containerd/net.d" peapod-bench-containerd pbench-ctrd0 198.18.1.0/24
+      endpoint=$(hack/containerd.sh start "$work/containerd" "$registry")
+      bench_args+=(--target "containerd=$endpoint" --pid-of "containerd=$(cat "$work/containerd/containerd.pid")")
+      ;;
+    peapod)
+      echo "== peapod" >&2
+      write_conflist "$work/peapod/peapod-net.d" peapod-bench-peapod pbench-peapod0 198.18.2.0/24
+      setsid "$repo/target/release/peapod" serve \
+        --socket "$work/peapod/peapod.sock" \
+        --root "$work/peapod/root" \
+        --state "$work/peapod/state" \
+        --cni-conf-dir "$work/peapod/peapod-net.d" \
+        >"$work/peapod/peapod.log" 2>&1 </dev/null &
+      peapod_pid=$!
+      for i in $(seq 1 100); do
+        [ -S "$work/peapod/peapod.sock" ] && break
+        kill -0 "$peapod_pid" 2>/dev/null || break
+        sleep 0.1
+      done
+      if ! [ -S "$work/peapod/peapod.sock" ]; then
+        tail -n 20 "$work/peapod/peapod.log" >&2 || true
+        die "peapod did not create $work/peapod/peapod.sock (log above); BENCH_TARGETS=containerd measures containerd alone"
+      fi
+      bench_args+=(--target "peapod=unix://$work/peapod/peapod.sock" --pid-of "peapod=$peapod_pid")
+      ;;
+    *) die "unknown target '$t' in BENCH_TARGETS (known: peapod containerd)" ;;
+  esac
+done
+
+if [ $# -eq 0 ]; then
+  set -- --no-cni --cni
+fi
+echo "== peapod-bench" >&2
+"$repo/target/release/peapod-bench" --cgroup-parent "$cgparent" --log-root "$work" "${bench_args[@]}" "$@"
