@@ -345,24 +345,5 @@ async fn a_crash_during_creation_is_rolled_back_on_restart() {
         "a half-made sandbox must not survive"
     );
     assert!(!process_exists(infra), "infra process leaked");
-    let ipam = d.ipam_dir().join("peapod-test");
-    let leaked: Vec<_> = std::fs::read_dir(&ipam)
-        .map(|r| {
-            r.flatten()
-                .map(|e| e.file_name())
-                .filter(|n| n.to_string_lossy().starts_with("10."))
-                .collect()
-        })
-        .unwrap_or_default();
-    assert!(leaked.is_empty(), "IP allocations leaked: {leaked:?}");
-    let netns: Vec<_> = std::fs::read_dir(d.state.join("netns"))
-        .map(|r| r.flatten().collect())
-        .unwrap_or_default();
-    assert!(netns.is_empty(), "netns files leaked: {netns:?}");
-    for cg in TestDaemon::cgroup_dirs(&parent) {
-        let children: Vec<_> = std::fs::read_dir(&cg)
-            .map(|r| r.flatten().filter(|e| e.path().is_dir()).collect())
-            .unwrap_or_default();
-        assert!(children.is_empty(), "cgroup left under {}", cg.display());
-    }
+    d.assert_nothing_left(&parent);
 }

@@ -420,11 +420,7 @@ async fn stop_and_remove_are_idempotent_and_leave_nothing() {
     .await
     .unwrap();
     assert!(!process_exists(pid));
-    assert!(std::fs::read_dir(d.ipam_dir().join("peapod-test"))
-        .map(|r| r
-            .flatten()
-            .all(|e| !e.file_name().to_string_lossy().starts_with("10.")))
-        .unwrap_or(true));
+    assert!(d.allocated_ips().is_empty(), "{:?}", d.allocated_ips());
     // Stop of an unknown id is NotFound (kubelet ignores it); remove succeeds.
     let err = rt
         .stop_pod_sandbox(api::StopPodSandboxRequest {
@@ -646,22 +642,7 @@ async fn bad_input_names_the_field_and_leaves_nothing() {
         .unwrap()
         .into_inner();
     assert!(list.items.is_empty());
-    for cg in TestDaemon::cgroup_dirs(&parent) {
-        let children: Vec<_> = std::fs::read_dir(&cg)
-            .map(|r| r.flatten().filter(|e| e.path().is_dir()).collect())
-            .unwrap_or_default();
-        assert!(children.is_empty(), "cgroup left under {}", cg.display());
-    }
-    let netns_dir = d.state.join("netns");
-    let left: Vec<_> = std::fs::read_dir(&netns_dir)
-        .map(|r| r.flatten().collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "netns files left: {left:?}");
-    let sandboxes_dir = d.state.join("sandboxes");
-    let left: Vec<_> = std::fs::read_dir(&sandboxes_dir)
-        .map(|r| r.flatten().collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "sandbox dirs left: {left:?}");
+    d.assert_nothing_left(&parent);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -731,28 +712,5 @@ async fn a_failed_cni_add_is_rolled_back() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&veths.stdout).lines().count(), 0);
-    let ips: Vec<_> = std::fs::read_dir(d.ipam_dir().join("peapod-test"))
-        .map(|r| {
-            r.flatten()
-                .map(|e| e.file_name())
-                .filter(|n| n.to_string_lossy().starts_with("10."))
-                .collect()
-        })
-        .unwrap_or_default();
-    assert!(ips.is_empty(), "IP left allocated: {ips:?}");
-    for cg in TestDaemon::cgroup_dirs(&parent) {
-        let children: Vec<_> = std::fs::read_dir(&cg)
-            .map(|r| r.flatten().filter(|e| e.path().is_dir()).collect())
-            .unwrap_or_default();
-        assert!(children.is_empty(), "cgroup left under {}", cg.display());
-    }
-    let netns: Vec<_> = std::fs::read_dir(d.state.join("netns"))
-        .map(|r| r.flatten().collect())
-        .unwrap_or_default();
-    assert!(netns.is_empty(), "netns files left: {netns:?}");
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(
-        !mounts.contains(&d.state.to_string_lossy().to_string()),
-        "mounts left under the state dir"
-    );
+    d.assert_nothing_left(&parent);
 }

@@ -74,25 +74,35 @@ pub struct SandboxFilter {
 /// A sandbox as Status and List report it.
 #[derive(Debug, Clone)]
 pub struct SandboxView {
-    pub record: SandboxRecord,
+    pub record: Arc<SandboxRecord>,
     pub ready: bool,
 }
 
 struct Entry {
-    record: RwLock<SandboxRecord>,
+    /// Replaced whole on change, so readers (List every second) share it
+    /// instead of copying it.
+    record: RwLock<Arc<SandboxRecord>>,
     /// Serialises Stop and Remove of one sandbox.
     op: tokio::sync::Mutex<()>,
 }
 
 impl Entry {
-    fn snapshot(&self) -> SandboxRecord {
+    fn snapshot(&self) -> Arc<SandboxRecord> {
         self.record
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+    /// A copy to work on (Stop, Remove), written back with `update`.
+    fn to_owned_record(&self) -> SandboxRecord {
+        (*self.snapshot()).clone()
+    }
     fn update<R>(&self, f: impl FnOnce(&mut SandboxRecord) -> R) -> R {
-        f(&mut self.record.write().unwrap_or_else(|e| e.into_inner()))
+        let mut guard = self.record.write().unwrap_or_else(|e| e.into_inner());
+        let mut rec = (**guard).clone();
+        let out = f(&mut rec);
+        *guard = Arc::new(rec);
+        out
     }
 }
 
@@ -183,7 +193,7 @@ impl Sandboxes {
         );
         let id = rec.id.clone();
         let entry = Arc::new(Entry {
-            record: RwLock::new(rec),
+            record: RwLock::new(Arc::new(rec)),
             op: tokio::sync::Mutex::new(()),
         });
         self.index
@@ -519,8 +529,13 @@ impl Sandboxes {
                 problems.push(format!("remove {}: {e}", rec.dir.display()));
             }
         }
-        if let Err(e) = self.cgroups.remove(&rec.cgroup) {
-            problems.push(format!("remove cgroup {}: {e}", rec.cgroup));
+        // Removal retries a busy cgroup for up to a second: off the async
+        // workers, which serve List and Status meanwhile.
+        let (cgroups, path) = (self.cgroups.clone(), rec.cgroup.clone());
+        match tokio::task::spawn_blocking(move || cgroups.remove(&path)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => problems.push(format!("remove cgroup {}: {e}", rec.cgroup)),
+            Err(e) => problems.push(format!("remove cgroup {}: {e}", rec.cgroup)),
         }
         if problems.is_empty() {
             Ok(())
@@ -639,7 +654,7 @@ impl Sandboxes {
         let this = self.arc();
         tokio::spawn(async move {
             let _op = entry.op.lock().await;
-            let mut rec = entry.snapshot();
+            let mut rec = entry.to_owned_record();
             if rec.state == SandboxState::NotReady
                 && rec.cni_network.is_none()
                 && !rec.infra.is_some_and(|p| p.is_alive())
@@ -667,7 +682,7 @@ impl Sandboxes {
         let this = self.arc();
         tokio::spawn(async move {
             let _op = entry.op.lock().await;
-            let mut rec = entry.snapshot();
+            let mut rec = entry.to_owned_record();
             if this.lookup(&rec.id).is_err() {
                 return Ok(()); // removed by a concurrent call
             }
@@ -740,7 +755,7 @@ impl Sandboxes {
     }
 }
 
-fn view(record: SandboxRecord) -> SandboxView {
+fn view(record: Arc<SandboxRecord>) -> SandboxView {
     let ready = record.state == SandboxState::Ready;
     SandboxView { record, ready }
 }

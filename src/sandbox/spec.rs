@@ -2,7 +2,7 @@
 //! runtime records about it (`SandboxRecord`). The gRPC layer converts CRI
 //! messages into these after validating them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -54,8 +54,8 @@ pub struct SandboxSpec {
     pub log_directory: String,
     pub dns: Option<DnsConfig>,
     pub port_mappings: Vec<PortMapping>,
-    pub labels: BTreeMap<String, String>,
-    pub annotations: BTreeMap<String, String>,
+    pub labels: HashMap<String, String>,
+    pub annotations: HashMap<String, String>,
     /// Absolute cgroup path of the pod (already normalised).
     pub cgroup_parent: String,
     pub network: NamespaceMode,

@@ -196,8 +196,8 @@ pub fn spec_from_request(
         log_directory: c.log_directory,
         dns,
         port_mappings,
-        labels: c.labels.into_iter().collect(),
-        annotations: c.annotations.into_iter().collect(),
+        labels: c.labels,
+        annotations: c.annotations,
         cgroup_parent,
         network,
         pid,
@@ -322,8 +322,8 @@ pub fn to_pod_sandbox(v: &SandboxView) -> api::PodSandbox {
         metadata: Some(metadata(&r.spec.metadata)),
         state: state(v),
         created_at: r.created_at,
-        labels: r.spec.labels.clone().into_iter().collect(),
-        annotations: r.spec.annotations.clone().into_iter().collect(),
+        labels: r.spec.labels.clone(),
+        annotations: r.spec.annotations.clone(),
         runtime_handler: r.spec.runtime_handler.clone(),
     }
 }
@@ -356,8 +356,8 @@ pub fn to_status(v: &SandboxView) -> api::PodSandboxStatus {
                 }),
             }),
         }),
-        labels: r.spec.labels.clone().into_iter().collect(),
-        annotations: r.spec.annotations.clone().into_iter().collect(),
+        labels: r.spec.labels.clone(),
+        annotations: r.spec.annotations.clone(),
         runtime_handler: r.spec.runtime_handler.clone(),
     }
 }

@@ -502,3 +502,40 @@ pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+impl TestDaemon {
+    /// IP addresses host-local still holds for this daemon's test network.
+    pub fn allocated_ips(&self) -> Vec<String> {
+        std::fs::read_dir(self.ipam_dir().join("peapod-test"))
+            .map(|r| {
+                r.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Asserts that no pod of this daemon left anything on the host: no
+    /// child cgroup under `cgroup_parent`, netns file, pod directory, mount
+    /// under the state dir or IP allocation.
+    pub fn assert_nothing_left(&self, cgroup_parent: &str) {
+        for cg in Self::cgroup_dirs(cgroup_parent) {
+            let children: Vec<_> = std::fs::read_dir(&cg)
+                .map(|r| r.flatten().filter(|e| e.path().is_dir()).collect())
+                .unwrap_or_default();
+            assert!(children.is_empty(), "cgroup left under {}", cg.display());
+        }
+        for dir in ["netns", "sandboxes"] {
+            let left: Vec<_> = std::fs::read_dir(self.state.join(dir))
+                .map(|r| r.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default();
+            assert!(left.is_empty(), "left in {dir}: {left:?}");
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let state = self.state.to_string_lossy().to_string();
+        assert!(!mounts.contains(&state), "mounts left under {state}");
+        let ips = self.allocated_ips();
+        assert!(ips.is_empty(), "IP addresses left allocated: {ips:?}");
+    }
+}
