@@ -714,3 +714,56 @@ async fn a_failed_cni_add_is_rolled_back() {
     assert_eq!(String::from_utf8_lossy(&veths.stdout).lines().count(), 0);
     d.assert_nothing_left(&parent);
 }
+
+/// The pod CIDR kubelet sets with UpdateRuntimeConfig reaches the CNI
+/// plugins (`ipRanges` runtime config) and survives a daemon restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_cidr_from_update_runtime_config_reaches_cni() {
+    let mut d = TestDaemon::start();
+    // host-local without ranges of its own: only runtimeConfig.ipRanges can
+    // give it a subnet.
+    let path = d.cni_conf_dir.join("10-test.conflist");
+    let mut conf: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    conf["plugins"][0]["capabilities"] = serde_json::json!({"ipRanges": true});
+    conf["plugins"][0]["ipam"]
+        .as_object_mut()
+        .unwrap()
+        .remove("ranges");
+    std::fs::write(&path, serde_json::to_vec(&conf).unwrap()).unwrap();
+    let prefix = d.network.as_ref().unwrap().subnet_prefix.clone();
+
+    let mut rt = d.runtime().await;
+    let e = rt
+        .update_runtime_config(api::UpdateRuntimeConfigRequest {
+            runtime_config: Some(api::RuntimeConfig {
+                network_config: Some(api::NetworkConfig {
+                    pod_cidr: "not-a-cidr".into(),
+                }),
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("pod_cidr"), "{}", e.message());
+    rt.update_runtime_config(api::UpdateRuntimeConfigRequest {
+        runtime_config: Some(api::RuntimeConfig {
+            network_config: Some(api::NetworkConfig {
+                pod_cidr: format!("{prefix}.0/24"),
+            }),
+        }),
+    })
+    .await
+    .unwrap();
+
+    d.kill9();
+    d.spawn();
+    let id = d.run_pod(d.pod_config("cidr")).await;
+    let ip = d.status(&id).await.status.unwrap().network.unwrap().ip;
+    assert!(
+        ip.starts_with(&format!("{prefix}.")),
+        "pod ip {ip} not in {prefix}.0/24"
+    );
+    d.remove_all().await;
+    assert!(d.allocated_ips().is_empty());
+}
