@@ -70,13 +70,22 @@ pub async fn start(
             path: monitor.display().to_string(),
             source,
         })?;
-    let out = tokio::time::timeout(timeout, child.wait_with_output())
-        .await
-        .map_err(|_| InfraError::Timeout(timeout))?
-        .map_err(|source| InfraError::Spawn {
-            path: monitor.display().to_string(),
-            source,
-        })?;
+    let monitor_pid = child.id().map(|p| p as i32);
+    let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(out) => out,
+        Err(_) => {
+            // The monitor (dropped, so killed) may already have forked the
+            // infra process, which is in no cgroup yet: kill it too.
+            if let Some(pid) = monitor_pid {
+                kill_children_of(pid);
+            }
+            return Err(InfraError::Timeout(timeout));
+        }
+    }
+    .map_err(|source| InfraError::Spawn {
+        path: monitor.display().to_string(),
+        source,
+    })?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().next().unwrap_or("").trim();
     if let Some(pid) = line.strip_prefix("ok ") {
@@ -97,6 +106,36 @@ pub async fn start(
         "{detail} (monitor exit status {})",
         out.status
     )))
+}
+
+/// SIGKILLs every process whose parent is `parent` (from /proc).
+fn kill_children_of(parent: i32) {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Field 4 (ppid) is the second after the command name's last ')'.
+        let ppid = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        if ppid == Some(parent) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -148,6 +187,41 @@ mod tests {
                 "net.ipv4.ip_forward=1"
             ]
         );
+    }
+
+    #[test]
+    fn kills_the_children_of_a_process() {
+        // sh forks a sleeping child; killing sh's children must reach it.
+        let mut sh = std::process::Command::new("sh")
+            .args(["-c", "sleep 60 & wait"])
+            .spawn()
+            .unwrap();
+        let sh_pid = sh.id() as i32;
+        let child = loop {
+            let kids = std::fs::read_to_string(format!("/proc/{sh_pid}/task/{sh_pid}/children"))
+                .unwrap_or_default();
+            if let Some(k) = kids.split_whitespace().next() {
+                break k.parse::<i32>().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        kill_children_of(sh_pid);
+        // Dead (a zombie, or reaped by sh) well before its 60 s are up.
+        let gone = (0..500).any(|_| {
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            let dead = stat.is_empty() || stat.contains(") Z");
+            if !dead {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            dead
+        });
+        let _ = sh.kill();
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        sh.wait().unwrap();
+        assert!(gone, "child {child} of {sh_pid} survived");
     }
 
     #[test]

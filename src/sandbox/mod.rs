@@ -714,25 +714,16 @@ impl Sandboxes {
     }
 
     pub fn list(&self, filter: &SandboxFilter) -> Vec<SandboxView> {
-        let entries: Vec<Arc<Entry>> = {
-            let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-            match &filter.id {
-                Some(id) if !id.is_empty() => match index.get(id) {
-                    Some(e) => vec![e.clone()],
-                    None => {
-                        let matches: Vec<_> = index
-                            .iter()
-                            .filter(|(k, _)| k.starts_with(id.as_str()))
-                            .collect();
-                        if matches.len() == 1 {
-                            vec![matches[0].1.clone()]
-                        } else {
-                            vec![]
-                        }
-                    }
-                },
-                _ => index.values().cloned().collect(),
-            }
+        // An id filter matches the sandbox with that id or unique prefix.
+        let entries: Vec<Arc<Entry>> = match &filter.id {
+            Some(id) if !id.is_empty() => self.lookup(id).into_iter().collect(),
+            _ => self
+                .index
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .cloned()
+                .collect(),
         };
         let mut out: Vec<SandboxView> = entries
             .iter()
