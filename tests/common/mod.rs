@@ -393,14 +393,12 @@ pub fn cgroup_mounts() -> Vec<PathBuf> {
 
 impl Drop for TestDaemon {
     fn drop(&mut self) {
-        // Best effort: remove every pod through the daemon (starting it again
-        // if a test left it stopped), then stop it, so a failed test leaks
-        // nothing on the host.
-        if self.child.is_none() && !std::thread::panicking() {
-            self.spawn();
-        } else if self.child.is_none() {
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.spawn()));
-        }
+        // Best effort, so that a failed test leaks nothing on the host: a
+        // creation still in flight (a test that failed half-way) is not
+        // listed, so the daemon is killed and started again, which rolls
+        // such creations back; then every listed pod is removed.
+        self.kill9();
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.spawn()));
         if self.child.is_some() {
             let socket = self.socket.clone();
             let _ = std::thread::spawn(move || {
