@@ -6,42 +6,85 @@
 #
 # NAME is an image name from IMAGES below (a ":tag" suffix is ignored).
 # Set REGISTRY_CREDS=USER:PASS for a registry started with --htpasswd.
+# Prints one line per image: REGISTRY/NAME:TAG and the digest the registry
+# serves for that tag (the manifest's, or the index's for multiarch).
 #
 # The OCI layout is written directly (umoci 0.4.7's `insert` truncates tar
 # layers here). Layers are built with GNU tar with fixed owners, order and
 # mtimes, so a rebuild gives the same digests and a re-push changes nothing.
+# busybox-user, busybox-username, busybox-config and layers need root
+# (chown, mknod).
 #
 # To add an image: write `image_NAME` that sets IMG_TAG, fills one or more
-# layers (call `new_layer`, then populate "$LAYER") and sets the config
-# variables, then add NAME to IMAGES.
+# layers (`busybox_layer`, or `new_layer` and then populate "$LAYER",
+# optionally with `layer_opt`) and sets the config variables, then add NAME
+# to IMAGES. An image with several platforms (pushed as an OCI index) calls
+# `emit_manifest` after each platform but the last.
 set -euo pipefail
 
 prog=hack/build-test-images.sh
 die() { echo "$prog: $*" >&2; exit 1; }
 
-IMAGES=(pause busybox)
+IMAGES=(pause busybox busybox-user busybox-username busybox-config layers multiarch busybox-docker)
 
 BUSYBOX=/bin/busybox
 DEFAULT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+HOST_ARCH=$(dpkg --print-architecture 2>/dev/null || echo amd64)
 
 # ---- per-image state, reset by reset_image ---------------------------------
 reset_image() {
   IMG_TAG=latest
+  IMG_FORMAT=oci             # or v2s2: skopeo converts on push
+  MANIFESTS=()               # descriptors (JSON) written by emit_manifest
+  declare -gA LAYER_OPT=()   # "LAYERDIR|KEY" -> value, see layer_opt
+  reset_manifest
+}
+
+# State of one platform's manifest; emit_manifest resets it.
+reset_manifest() {
+  IMG_ARCH=$HOST_ARCH
+  IMG_VARIANT=""
   IMG_ENTRYPOINT=null        # JSON array or null
   IMG_CMD=null               # JSON array or null
   IMG_ENV="[\"PATH=$DEFAULT_PATH\"]"
   IMG_WORKDIR=""
   IMG_USER=""
   IMG_LABELS="{}"            # JSON object
+  IMG_STOPSIGNAL=""
+  IMG_VOLUMES="{}"           # JSON object
   LAYERS=()
   LAYER=""
 }
 
 new_layer() {
-  LAYER="$WORK/$IMG_NAME/layer${#LAYERS[@]}"
+  LAYER="$WORK/$IMG_NAME/m${#MANIFESTS[@]}-layer${#LAYERS[@]}"
   rm -rf "$LAYER"
   mkdir -p "$LAYER"
   LAYERS+=("$LAYER")
+}
+
+# Options of the current layer (defaults in brackets):
+#   owners keep|root     keep the staging tree's numeric owners [all 0:0]
+#   mtime SECONDS        mtime of every entry [0]
+#   xattrs PATTERN       archive xattrs matching PATTERN (pax format) [none]
+#   compress gzip|zstd   [gzip]
+#   first PATH, before PATH
+#                        archive PATH just before the entry PATH (tar
+#                        stores the first name of a hard-linked inode as
+#                        the file and later names as links to it)
+layer_opt() {
+  case $1 in
+    owners|mtime|xattrs|compress|first|before) ;;
+    *) die "layer_opt: unknown option '$1'" ;;
+  esac
+  if [ "$1" = compress ] && [ "$2" = zstd ]; then
+    command -v zstd >/dev/null 2>&1 || die "'zstd' not found: install the Debian package zstd"
+  fi
+  LAYER_OPT["$LAYER|$1"]=$2
+}
+
+need_root() {
+  [ "$(id -u)" = 0 ] || die "image $IMG_NAME needs root ($1)"
 }
 
 # A minimal root: busybox, its applets as symlinks, passwd/group, /tmp.
@@ -62,6 +105,18 @@ busybox_rootfs() {
   chmod 0644 "$root/etc/passwd" "$root/etc/group"
 }
 
+# A new layer that is exactly busybox_rootfs, the same blob in every image.
+# Its tar is made once per run: creating the ~400 files is most of the time.
+busybox_layer() {
+  local tarf="$WORK/busybox-rootfs.tar"
+  if [ ! -f "$tarf" ]; then
+    busybox_rootfs "$WORK/busybox-rootfs"
+    tar_layer "$WORK/busybox-rootfs" "$tarf"
+  fi
+  new_layer
+  LAYER_OPT["$LAYER|tar"]=$tarf
+}
+
 # ---- images ----------------------------------------------------------------
 
 # containerd's sandbox_image. PID 1 with the default SIGTERM disposition
@@ -80,14 +135,154 @@ image_pause() {
 
 image_busybox() {
   IMG_TAG=latest
-  new_layer
-  busybox_rootfs "$LAYER"
+  busybox_layer
   IMG_CMD='["sh"]'
+}
+
+# Layer 1 is busybox:latest's layer (same digest). Layer 2 replaces
+#   /etc/passwd  root, nobody, app:x:1002:1003:app:/home/app:/bin/sh
+#   /etc/group   root, nobody, app:x:1003:, extra:x:1004:app
+# and adds /home/app (1002:1003, 0755). So uid 1002 resolves to user app,
+# primary gid 1003, supplementary gid 1004. Cmd ["sh"].
+app_user_layers() {
+  need_root "chown of /home/app"
+  busybox_layer
+  new_layer
+  layer_opt owners keep
+  mkdir -p "$LAYER/etc" "$LAYER/home/app"
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\napp:x:1002:1003:app:/home/app:/bin/sh\n' >"$LAYER/etc/passwd"
+  printf 'root:x:0:\nnobody:x:65534:\napp:x:1003:\nextra:x:1004:app\n' >"$LAYER/etc/group"
+  chmod 0644 "$LAYER/etc/passwd" "$LAYER/etc/group"
+  chown 1002:1003 "$LAYER/home/app"
+  chmod 0755 "$LAYER/home/app"
+  IMG_CMD='["sh"]'
+}
+
+# User "1002": a bare uid; the gids come from the image's /etc/group.
+image_busybox-user() {
+  app_user_layers
+  IMG_USER=1002
+}
+
+# User "app": a name that only the image's /etc/passwd resolves.
+image_busybox-username() {
+  app_user_layers
+  IMG_USER=app
+}
+
+# Every runtime-relevant config field set. Layer 1 is busybox:latest's;
+# layer 2 adds /work (1002:1003, 0750). /data, the volume, is not in the
+# rootfs. `sh -c "echo hello from config"` prints "hello from config".
+image_busybox-config() {
+  need_root "chown of /work"
+  busybox_layer
+  new_layer
+  layer_opt owners keep
+  mkdir "$LAYER/work"
+  chown 1002:1003 "$LAYER/work"
+  chmod 0750 "$LAYER/work"
+  IMG_ENTRYPOINT='["/bin/sh","-c"]'
+  IMG_CMD='["echo hello from config"]'
+  IMG_ENV="[\"PATH=$DEFAULT_PATH\",\"GREETING=hi\",\"EMPTY=\"]"
+  IMG_WORKDIR=/work
+  IMG_STOPSIGNAL=SIGINT
+  IMG_VOLUMES='{"/data":{}}'
+  IMG_LABELS='{"org.example.purpose":"peapod-tests"}'
+}
+
+# Layer-application cases, Cmd ["sh"]:
+# 1 (gzip) busybox:latest's layer.
+# 2 (gzip, pax format, every entry mtime 1700000000 = 2023-11-14T22:13:20Z):
+#   /a/keep.txt "keep\n" 0644, then /a/hard.txt a tar hard link to
+#   a/keep.txt; /a/gone.txt "gone\n"; /dir/old/file1 "file1\n";
+#   /dir/old/sub/file2 "file2\n"; /link symlink -> /a/keep.txt;
+#   /bin/suid-test 4755 0:0 (a shell script); /owned.txt "owned\n" 0640
+#   1002:1003; /fifo FIFO 0644; /dev-null-copy char device 1,3 0666;
+#   /xattr.txt "xattr\n" with xattr user.peapod="peapod-test".
+#   Everything not named is 0:0, files 0644, directories 0755.
+# 3 (gzip) whiteout /a/.wh.gone.txt (removes /a/gone.txt), opaque marker
+#   /dir/old/.wh..wh..opq and /dir/old/new.txt "new\n": afterwards
+#   /dir/old holds only new.txt. It re-declares /a, /dir, /dir/old
+#   (0755, 0:0, mtime 0).
+# 4 (zstd, application/vnd.oci.image.layer.v1.tar+zstd) /zstd.txt "zstd\n".
+image_layers() {
+  need_root "mknod, chown"
+  command -v python3 >/dev/null 2>&1 || die "'python3' not found (sets the test xattr): install python3"
+  busybox_layer
+  IMG_CMD='["sh"]'
+
+  new_layer
+  layer_opt owners keep
+  layer_opt mtime 1700000000
+  layer_opt xattrs 'user.*'
+  layer_opt first a/keep.txt
+  layer_opt before a/hard.txt
+  mkdir -p "$LAYER"/{a,bin,dir/old/sub}
+  echo keep >"$LAYER/a/keep.txt"
+  ln "$LAYER/a/keep.txt" "$LAYER/a/hard.txt"
+  echo gone >"$LAYER/a/gone.txt"
+  echo file1 >"$LAYER/dir/old/file1"
+  echo file2 >"$LAYER/dir/old/sub/file2"
+  ln -s /a/keep.txt "$LAYER/link"
+  printf '#!/bin/sh\necho suid-test\n' >"$LAYER/bin/suid-test"
+  chmod 4755 "$LAYER/bin/suid-test"
+  echo owned >"$LAYER/owned.txt"
+  chown 1002:1003 "$LAYER/owned.txt"
+  chmod 0640 "$LAYER/owned.txt"
+  mkfifo -m 0644 "$LAYER/fifo"
+  mknod -m 0666 "$LAYER/dev-null-copy" c 1 3
+  echo xattr >"$LAYER/xattr.txt"
+  python3 -c 'import os, sys; os.setxattr(sys.argv[1], "user.peapod", b"peapod-test")' \
+    "$LAYER/xattr.txt" || die "cannot set a user.* xattr under $WORK (set TMPDIR to a filesystem with user xattrs)"
+
+  new_layer
+  mkdir -p "$LAYER/a" "$LAYER/dir/old"
+  : >"$LAYER/a/.wh.gone.txt"
+  : >"$LAYER/dir/old/.wh..wh..opq"
+  echo new >"$LAYER/dir/old/new.txt"
+
+  new_layer
+  layer_opt compress zstd
+  echo zstd >"$LAYER/zstd.txt"
+}
+
+# An OCI index for platform selection. Entry 1: a fake linux/arm64/v8 image
+# (one layer: /ARCH "arm64\n"; config architecture arm64, variant v8), first
+# so that taking manifests[0] picks the wrong one. Entry 2: the host's
+# platform (linux/amd64 here): busybox:latest's layer plus /ARCH "amd64\n",
+# Cmd ["sh"]. On an arm64 host the fake entry is linux/amd64 instead.
+image_multiarch() {
+  local other=arm64 other_variant=v8
+  if [ "$HOST_ARCH" = arm64 ]; then
+    other=amd64 other_variant=""
+  fi
+  IMG_ARCH=$other
+  IMG_VARIANT=$other_variant
+  new_layer
+  printf '%s\n' "$other" >"$LAYER/ARCH"
+  emit_manifest
+
+  busybox_layer
+  new_layer
+  printf '%s\n' "$HOST_ARCH" >"$LAYER/ARCH"
+  IMG_CMD='["sh"]'
+}
+
+# busybox:latest as a Docker v2 schema 2 image: manifest
+# application/vnd.docker.distribution.manifest.v2+json, config
+# application/vnd.docker.container.image.v1+json, layer
+# application/vnd.docker.image.rootfs.diff.tar.gzip (same layer blob).
+image_busybox-docker() {
+  image_busybox
+  IMG_FORMAT=v2s2
 }
 
 # ---- OCI layout ------------------------------------------------------------
 
 sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
+
+# Prints a JSON array of the JSON values given as arguments.
+json_array() { local IFS=,; echo "[$*]"; }
 
 # Moves FILE into the layout's blob store; prints its digest hex.
 add_blob() {
@@ -97,59 +292,121 @@ add_blob() {
   echo "$hex"
 }
 
-build_image() {
-  IMG_NAME=$1
-  reset_image
-  declare -F "image_$IMG_NAME" >/dev/null || die "unknown image '$IMG_NAME' (known: ${IMAGES[*]})"
-  "image_$IMG_NAME"
+# Archives layer dir $1 into the tar file $2 with the layer's options.
+tar_layer() {
+  local l=$1 tarf=$2 entries
+  local opts=(--numeric-owner "--mtime=@${LAYER_OPT[$l|mtime]:-0}")
+  if [ "${LAYER_OPT[$l|owners]:-root}" != keep ]; then
+    opts+=(--owner=0 --group=0)
+  fi
+  if [ -n "${LAYER_OPT[$l|xattrs]:-}" ]; then
+    # GNU tar stores xattrs only in pax headers; its default pax records
+    # include atime and ctime, which would change the digest on every build.
+    opts+=(--format=posix --xattrs "--xattrs-include=${LAYER_OPT[$l|xattrs]}"
+      --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime)
+  else
+    opts+=(--format=gnu)
+  fi
+  # Entries without a leading "./", like registry images have.
+  mapfile -t entries < <(cd "$l" && LC_ALL=C ls -A)
+  if [ -n "${LAYER_OPT[$l|first]:-}" ]; then
+    # The --sort=name order with one member moved; tar lists without
+    # reading file data when the archive is /dev/null.
+    tar -C "$l" --sort=name --quoting-style=literal -cvf /dev/null -- "${entries[@]}" |
+      awk -v first="${LAYER_OPT[$l|first]}" -v before="${LAYER_OPT[$l|before]:-}" '
+        $0 == first { next }
+        $0 == before { print first }
+        { print }' >"$tarf.members"
+    grep -qxF -- "${LAYER_OPT[$l|first]}" "$tarf.members" \
+      || die "layer $l: layer_opt before '${LAYER_OPT[$l|before]:-}' names no entry"
+    tar -C "$l" "${opts[@]}" --no-recursion --verbatim-files-from \
+      -T "$tarf.members" -cf "$tarf"
+    rm -f "$tarf.members"
+  else
+    tar -C "$l" --sort=name "${opts[@]}" -cf "$tarf" -- "${entries[@]}"
+  fi
+}
 
-  OCI="$WORK/$IMG_NAME/oci"
-  rm -rf "$OCI"
-  mkdir -p "$OCI/blobs/sha256"
-  printf '{"imageLayoutVersion":"1.0.0"}' >"$OCI/oci-layout"
+# Archives and compresses layer dir $1 into the blob store; sets LAYER_DIFF
+# (sha256 hex of the tar) and LAYER_DESC (its descriptor, JSON).
+pack_layer() {
+  local l=$1 tarf="$WORK/$IMG_NAME/layer.tar" out mt hex size
+  local comp=${LAYER_OPT[$l|compress]:-gzip}
+  if [ -n "${LAYER_OPT[$l|tar]:-}" ]; then
+    [ -z "$(ls -A "$l")" ] || die "layer $l: files added to a busybox_layer"
+    cp "${LAYER_OPT[$l|tar]}" "$tarf"
+  else
+    tar_layer "$l" "$tarf"
+  fi
+  LAYER_DIFF=$(sha256_of "$tarf")
+  case $comp in
+    gzip) mt=application/vnd.oci.image.layer.v1.tar+gzip ;;
+    zstd) mt=application/vnd.oci.image.layer.v1.tar+zstd ;;
+    *) die "layer $l: unknown compression '$comp'" ;;
+  esac
+  # Several images share the busybox layer: compress each tar once per run.
+  out="$WORK/packed/$LAYER_DIFF.$comp"
+  if [ ! -f "$out" ]; then
+    mkdir -p "$WORK/packed"
+    case $comp in
+      gzip) gzip -n -6 -c "$tarf" >"$out.new" ;;
+      zstd) zstd -q -3 -c "$tarf" >"$out.new" ;;
+    esac
+    mv "$out.new" "$out"
+  fi
+  rm -f "$tarf"
+  cp "$out" "$tarf.packed"
+  size=$(stat -c %s "$tarf.packed")
+  hex=$(add_blob "$tarf.packed")
+  # Same bytes as `jq -c` would print.
+  LAYER_DESC=$(printf '{"mediaType":"%s","digest":"sha256:%s","size":%s}' "$mt" "$hex" "$size")
+}
 
-  local diff_ids="[]" layers_json="[]" history="[]" l tarf diff hex size entries
+# Writes the current platform's layers, config and manifest into $OCI,
+# appends the manifest's descriptor to MANIFESTS and resets the
+# per-manifest state. (Few jq calls: each one costs ~40 ms here.)
+emit_manifest() {
+  [ ${#LAYERS[@]} -gt 0 ] || die "image $IMG_NAME: a manifest without layers"
+  local diff_ids=() descs=() l
   for l in "${LAYERS[@]}"; do
-    tarf="$WORK/$IMG_NAME/layer.tar"
-    # Entries without a leading "./", like registry images have.
-    mapfile -t entries < <(cd "$l" && ls -A)
-    tar -C "$l" --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 \
-      --format=gnu -cf "$tarf" -- "${entries[@]}"
-    diff=$(sha256_of "$tarf")
-    gzip -n -6 -f "$tarf"
-    size=$(stat -c %s "$tarf.gz")
-    hex=$(add_blob "$tarf.gz")
-    diff_ids=$(jq -c --arg d "sha256:$diff" '. + [$d]' <<<"$diff_ids")
-    layers_json=$(jq -c --arg d "sha256:$hex" --argjson s "$size" \
-      '. + [{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":$d,"size":$s}]' <<<"$layers_json")
-    history=$(jq -c --arg n "$IMG_NAME" '. + [{"created":"1970-01-01T00:00:00Z","created_by":("hack/build-test-images.sh " + $n)}]' <<<"$history")
+    pack_layer "$l"
+    diff_ids+=("\"sha256:$LAYER_DIFF\"")
+    descs+=("$LAYER_DESC")
   done
+  diff_ids=$(json_array "${diff_ids[@]}")
+  descs=$(json_array "${descs[@]}")
 
-  local arch cfg cfg_hex cfg_size man man_hex man_size
-  arch=$(dpkg --print-architecture 2>/dev/null || echo amd64)
+  local cfg cfg_hex cfg_size man man_hex man_size
   cfg="$WORK/$IMG_NAME/config.json"
-  jq -cn --arg arch "$arch" \
+  # Key order is part of the digest: new keys go last, only when set.
+  jq -cn --arg arch "$IMG_ARCH" --arg variant "$IMG_VARIANT" \
     --argjson ep "$IMG_ENTRYPOINT" --argjson cmd "$IMG_CMD" --argjson env "$IMG_ENV" \
     --arg wd "$IMG_WORKDIR" --arg user "$IMG_USER" --argjson labels "$IMG_LABELS" \
-    --argjson diff_ids "$diff_ids" --argjson history "$history" '
+    --arg stop "$IMG_STOPSIGNAL" --argjson volumes "$IMG_VOLUMES" \
+    --argjson diff_ids "$diff_ids" --arg n "$IMG_NAME" '
     {
       created: "1970-01-01T00:00:00Z",
       architecture: $arch,
-      os: "linux",
+      os: "linux"
+    }
+    + (if $variant != "" then {variant: $variant} else {} end)
+    + {
       config: ({Env: $env}
         + (if $ep != null then {Entrypoint: $ep} else {} end)
         + (if $cmd != null then {Cmd: $cmd} else {} end)
         + (if $wd != "" then {WorkingDir: $wd} else {} end)
         + (if $user != "" then {User: $user} else {} end)
-        + (if $labels != {} then {Labels: $labels} else {} end)),
+        + (if $labels != {} then {Labels: $labels} else {} end)
+        + (if $stop != "" then {StopSignal: $stop} else {} end)
+        + (if $volumes != {} then {Volumes: $volumes} else {} end)),
       rootfs: {type: "layers", diff_ids: $diff_ids},
-      history: $history
+      history: [$diff_ids[] | {created: "1970-01-01T00:00:00Z", created_by: ("hack/build-test-images.sh " + $n)}]
     }' >"$cfg"
   cfg_size=$(stat -c %s "$cfg")
   cfg_hex=$(add_blob "$cfg")
 
   man="$WORK/$IMG_NAME/manifest.json"
-  jq -cn --arg c "sha256:$cfg_hex" --argjson cs "$cfg_size" --argjson layers "$layers_json" '
+  jq -cn --arg c "sha256:$cfg_hex" --argjson cs "$cfg_size" --argjson layers "$descs" '
     {
       schemaVersion: 2,
       mediaType: "application/vnd.oci.image.manifest.v1+json",
@@ -159,25 +416,56 @@ build_image() {
   man_size=$(stat -c %s "$man")
   man_hex=$(add_blob "$man")
 
-  jq -cn --arg m "sha256:$man_hex" --argjson ms "$man_size" --arg tag "$IMG_TAG" --arg arch "$arch" '
-    {
-      schemaVersion: 2,
-      manifests: [{
-        mediaType: "application/vnd.oci.image.manifest.v1+json",
-        digest: $m, size: $ms,
-        platform: {architecture: $arch, os: "linux"},
-        annotations: {"org.opencontainers.image.ref.name": $tag}
-      }]
-    }' >"$OCI/index.json"
+  local variant=""
+  [ -z "$IMG_VARIANT" ] || variant=",\"variant\":\"$IMG_VARIANT\""
+  MANIFESTS+=("$(printf '{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"platform":{"architecture":"%s","os":"linux"%s}}' \
+    "$man_hex" "$man_size" "$IMG_ARCH" "$variant")")
+  reset_manifest
+}
 
-  local creds=()
-  if [ -n "${REGISTRY_CREDS:-}" ]; then
-    creds=(--dest-creds "$REGISTRY_CREDS")
+build_image() {
+  IMG_NAME=$1
+  reset_image
+  declare -F "image_$IMG_NAME" >/dev/null || die "unknown image '$IMG_NAME' (known: ${IMAGES[*]})"
+  OCI="$WORK/$IMG_NAME/oci"
+  rm -rf "$OCI"
+  mkdir -p "$OCI/blobs/sha256"
+  printf '{"imageLayoutVersion":"1.0.0"}' >"$OCI/oci-layout"
+
+  "image_$IMG_NAME"
+  [ ${#LAYERS[@]} -eq 0 ] || emit_manifest
+
+  local copy_opts=(--quiet --dest-tls-verify=false --digestfile "$WORK/$IMG_NAME/digest")
+  local manifests
+  manifests=$(json_array "${MANIFESTS[@]}")
+  if [ ${#MANIFESTS[@]} -eq 1 ]; then
+    jq -c --arg tag "$IMG_TAG" '
+      {schemaVersion: 2, manifests: [.[0] + {annotations: {"org.opencontainers.image.ref.name": $tag}}]}' \
+      <<<"$manifests" >"$OCI/index.json"
+  else
+    local idx idx_hex idx_size
+    idx="$WORK/$IMG_NAME/image-index.json"
+    jq -c '{schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: .}' \
+      <<<"$manifests" >"$idx"
+    idx_size=$(stat -c %s "$idx")
+    idx_hex=$(add_blob "$idx")
+    printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"%s"}}]}' \
+      "$idx_hex" "$idx_size" "$IMG_TAG" >"$OCI/index.json"
+    copy_opts+=(--multi-arch all)
   fi
-  skopeo --insecure-policy copy --quiet --dest-tls-verify=false "${creds[@]}" \
+  if [ "$IMG_FORMAT" = oci ]; then
+    # Push the blobs written here byte for byte.
+    copy_opts+=(--preserve-digests)
+  else
+    copy_opts+=(--format "$IMG_FORMAT")
+  fi
+  if [ -n "${REGISTRY_CREDS:-}" ]; then
+    copy_opts+=(--dest-creds "$REGISTRY_CREDS")
+  fi
+  skopeo --insecure-policy copy "${copy_opts[@]}" \
     "oci:$OCI:$IMG_TAG" "docker://$REGISTRY/$IMG_NAME:$IMG_TAG" >/dev/null \
     || die "skopeo could not push $REGISTRY/$IMG_NAME:$IMG_TAG"
-  echo "$REGISTRY/$IMG_NAME:$IMG_TAG sha256:$man_hex"
+  echo "$REGISTRY/$IMG_NAME:$IMG_TAG $(cat "$WORK/$IMG_NAME/digest")"
 }
 
 main() {
@@ -192,6 +480,8 @@ main() {
 
   local names=("$@") n
   [ ${#names[@]} -gt 0 ] || names=("${IMAGES[@]}")
+  # Modes of the staging trees end up in the layers.
+  umask 022
   WORK=$(mktemp -d /tmp/peapod-images.XXXXXX)
   trap 'rm -rf "$WORK"' EXIT
   for n in "${names[@]}"; do

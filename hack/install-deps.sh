@@ -15,7 +15,7 @@ pkgs=(
   runc crun iproute2 iptables util-linux procps iputils-ping
   containernetworking-plugins
   # images and the peer runtime for benchmarks
-  docker-registry skopeo umoci busybox-static containerd
+  docker-registry skopeo umoci busybox-static containerd zstd
   jq curl ca-certificates
 )
 
