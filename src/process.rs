@@ -18,29 +18,39 @@ pub struct ProcessRef {
 
 /// Reads a process's start time, or None when it does not exist.
 pub fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_start_time(&stat)
+    parse_start_time(&read_stat(pid)?)
 }
 
 /// Parses `/proc/<pid>/stat`. The command name (field 2) may contain spaces
 /// and parentheses, so fields are counted after its last `)`.
 pub fn parse_start_time(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // After the name: field 3 (state) is index 0, so field 22 is index 19.
-    rest.split_whitespace().nth(19)?.parse().ok()
+    stat_field(stat, 22)?.parse().ok()
 }
 
-/// Is the process in `/proc/<pid>/stat` a zombie (state Z or X)?
+/// Field `n` (1-based, as proc(5) numbers them, n ≥ 3) of a
+/// `/proc/<pid>/stat` line, counted after the name's last `)`.
+fn stat_field(stat: &str, n: usize) -> Option<&str> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(n.checked_sub(3)?)
+}
+
+fn read_stat(pid: i32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()
+}
+
+/// Is the process a zombie (state Z or X)?
 fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let rest = &s[s.rfind(')')? + 1..];
-            rest.split_whitespace()
-                .next()
-                .map(|st| st == "Z" || st == "X")
-        })
-        .unwrap_or(false)
+    read_stat(pid)
+        .as_deref()
+        .and_then(|s| stat_field(s, 3))
+        .is_some_and(|st| st == "Z" || st == "X")
+}
+
+/// The parent of a process (field 4 of its stat line).
+pub fn parent_pid(pid: i32) -> Option<i32> {
+    read_stat(pid)
+        .as_deref()
+        .and_then(|s| stat_field(s, 4)?.parse().ok())
 }
 
 impl ProcessRef {
@@ -135,15 +145,6 @@ pub async fn kill_and_wait(p: ProcessRef, timeout: std::time::Duration) -> io::R
     fd.wait_timeout(timeout).await
 }
 
-/// VmRSS of a process in kB, from `/proc/<pid>/status`.
-pub fn rss_kb(pid: i32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +155,22 @@ mod tests {
             "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 100";
         assert_eq!(parse_start_time(stat), Some(987654));
         assert_eq!(parse_start_time("garbage"), None);
+        assert_eq!(stat_field(stat, 4), Some("1"));
+        assert_eq!(stat_field(stat, 3), Some("S"));
+    }
+
+    #[test]
+    fn parent_of_a_child_is_us() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        assert_eq!(
+            parent_pid(child.id() as i32),
+            Some(std::process::id() as i32)
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     #[test]

@@ -20,19 +20,6 @@ fn start_time(pid: i32) -> u64 {
     peapod::process::start_time(pid).expect("process exists")
 }
 
-async fn list_ids(d: &TestDaemon) -> Vec<(String, i32)> {
-    d.runtime()
-        .await
-        .list_pod_sandbox(api::ListPodSandboxRequest { filter: None })
-        .await
-        .unwrap()
-        .into_inner()
-        .items
-        .into_iter()
-        .map(|p| (p.id, p.state))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn kill9_and_restart_keeps_pods_and_notices_dead_ones() {
     let mut d = TestDaemon::start();
@@ -72,7 +59,7 @@ async fn kill9_and_restart_keeps_pods_and_notices_dead_ones() {
     .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let ids = list_ids(&d).await;
+        let ids = d.list_ids().await;
         if ids
             .iter()
             .any(|(i, s)| i == &id && *s == api::PodSandboxState::SandboxNotready as i32)
@@ -86,7 +73,7 @@ async fn kill9_and_restart_keeps_pods_and_notices_dead_ones() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     d.remove_all().await;
-    assert!(list_ids(&d).await.is_empty());
+    assert!(d.list_ids().await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -202,7 +189,7 @@ async fn a_retry_after_a_deadline_joins_the_creation_in_flight() {
 
     // Lists and status calls are answered while the creation is stuck.
     assert!(
-        list_ids(&d).await.is_empty(),
+        d.list_ids().await.is_empty(),
         "a sandbox in creation is not listed"
     );
     let mut rt = d.runtime().await;
@@ -232,7 +219,7 @@ async fn a_retry_after_a_deadline_joins_the_creation_in_flight() {
         .expect("retry gets the sandbox")
         .into_inner()
         .pod_sandbox_id;
-    let ids = list_ids(&d).await;
+    let ids = d.list_ids().await;
     assert_eq!(
         ids,
         vec![(id.clone(), api::PodSandboxState::SandboxReady as i32)]
@@ -263,14 +250,15 @@ async fn a_retry_after_a_deadline_joins_the_creation_in_flight() {
     eventually("CNI ADD reached the gate", || gate.started()).await;
     gate.open();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while list_ids(&d).await.len() < 2 {
+    while d.list_ids().await.len() < 2 {
         assert!(
             std::time::Instant::now() < deadline,
             "late sandbox never appeared"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let late = list_ids(&d)
+    let late = d
+        .list_ids()
         .await
         .into_iter()
         .find(|(i, _)| *i != id)
@@ -341,7 +329,7 @@ async fn a_crash_during_creation_is_rolled_back_on_restart() {
 
     d.spawn();
     assert!(
-        list_ids(&d).await.is_empty(),
+        d.list_ids().await.is_empty(),
         "a half-made sandbox must not survive"
     );
     assert!(!process_exists(infra), "infra process leaked");

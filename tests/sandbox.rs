@@ -358,6 +358,16 @@ async fn stop_and_remove_are_idempotent_and_leave_nothing() {
     let veths_before = sh("ip", &["-o", "link", "show", "master", &bridge]);
     assert_eq!(veths_before.lines().count(), 1, "{veths_before}");
 
+    // Another process of the pod: it joined the pod's cgroup, as a
+    // container's process would. Stop must kill it as well.
+    let mut joined = std::process::Command::new("sleep")
+        .arg("300")
+        .spawn()
+        .unwrap();
+    for dir in TestDaemon::cgroup_dirs(&format!("{cgroup_parent}/{id}")) {
+        std::fs::write(dir.join("cgroup.procs"), joined.id().to_string()).unwrap();
+    }
+
     let mut rt = d.runtime().await;
     for _ in 0..2 {
         rt.stop_pod_sandbox(api::StopPodSandboxRequest {
@@ -367,18 +377,19 @@ async fn stop_and_remove_are_idempotent_and_leave_nothing() {
         .unwrap();
     }
     assert!(!process_exists(pid), "infra process survives stop");
+    let joined_pid = joined.id() as i32;
+    assert!(
+        !process_exists(joined_pid),
+        "a process in the pod's cgroup survives stop"
+    );
+    joined.wait().unwrap();
     assert!(!ipam_file.exists(), "IP still allocated after stop");
     let st = d.status(&id).await.status.unwrap();
     assert_eq!(st.state, api::PodSandboxState::SandboxNotready as i32);
-    let listed = rt
-        .list_pod_sandbox(api::ListPodSandboxRequest { filter: None })
+    assert!(d
+        .list_ids()
         .await
-        .unwrap()
-        .into_inner()
-        .items;
-    assert!(listed
-        .iter()
-        .any(|p| p.id == id && p.state == api::PodSandboxState::SandboxNotready as i32));
+        .contains(&(id.clone(), api::PodSandboxState::SandboxNotready as i32)));
 
     for _ in 0..2 {
         rt.remove_pod_sandbox(api::RemovePodSandboxRequest {
@@ -403,13 +414,7 @@ async fn stop_and_remove_are_idempotent_and_leave_nothing() {
     }
     let veths_after = sh("ip", &["-o", "link", "show", "master", &bridge]);
     assert_eq!(veths_after.lines().count(), 0, "veth left: {veths_after}");
-    let listed = rt
-        .list_pod_sandbox(api::ListPodSandboxRequest { filter: None })
-        .await
-        .unwrap()
-        .into_inner()
-        .items;
-    assert!(listed.is_empty());
+    assert!(d.list_ids().await.is_empty());
 
     // Remove of a pod that was never stopped does everything at once.
     let id = d.run_pod(d.pod_config("direct")).await;
@@ -636,12 +641,7 @@ async fn bad_input_names_the_field_and_leaves_nothing() {
     let e = run(Some(c), "").await;
     assert_ne!(e.code(), Code::Ok);
     assert!(e.message().contains("no_such_sysctl"), "{}", e.message());
-    let list = rt
-        .list_pod_sandbox(api::ListPodSandboxRequest { filter: None })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(list.items.is_empty());
+    assert!(d.list_ids().await.is_empty());
     d.assert_nothing_left(&parent);
 }
 
@@ -696,15 +696,7 @@ async fn a_failed_cni_add_is_rolled_back() {
         "{}",
         e.message()
     );
-    let listed = d
-        .runtime()
-        .await
-        .list_pod_sandbox(api::ListPodSandboxRequest { filter: None })
-        .await
-        .unwrap()
-        .into_inner()
-        .items;
-    assert!(listed.is_empty());
+    assert!(d.list_ids().await.is_empty());
     let bridge = &d.network.as_ref().unwrap().bridge;
     // The bridge itself may stay (the plugin created it); no veth remains.
     let veths = std::process::Command::new("ip")

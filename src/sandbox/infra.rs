@@ -18,6 +18,10 @@ pub enum InfraError {
     },
     #[error("infra process setup failed: {0}")]
     Setup(String),
+    /// The kernel refused a sysctl (unknown, or a value out of range): the
+    /// request's fault, not ours.
+    #[error("{0}")]
+    Sysctl(String),
     #[error("peapod-monitor did not answer within {0:?}")]
     Timeout(Duration),
 }
@@ -100,6 +104,10 @@ pub async fn start(
             .ok_or_else(|| InfraError::Setup(format!("infra process {pid} exited at once")));
     }
     let msg = line.strip_prefix("error ").unwrap_or(line);
+    // The monitor names the failed step first: `sysctl KEY: ...`.
+    if msg.starts_with("sysctl ") {
+        return Err(InfraError::Sysctl(msg.to_string()));
+    }
     let stderr = String::from_utf8_lossy(&out.stderr);
     let detail = if msg.is_empty() { stderr.trim() } else { msg };
     Err(InfraError::Setup(format!(
@@ -121,15 +129,7 @@ fn kill_children_of(parent: i32) {
         else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // Field 4 (ppid) is the second after the command name's last ')'.
-        let ppid = stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().nth(1))
-            .and_then(|p| p.parse::<i32>().ok());
-        if ppid == Some(parent) {
+        if crate::process::parent_pid(pid) == Some(parent) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,

@@ -472,9 +472,7 @@ impl Sandboxes {
         )
         .await
         .map_err(|e| match e {
-            infra::InfraError::Setup(m) if m.contains("sysctl") => {
-                SandboxError::invalid("config.linux.sysctls", m)
-            }
+            infra::InfraError::Sysctl(m) => SandboxError::invalid("config.linux.sysctls", m),
             e => SandboxError::Internal(e.to_string()),
         })?;
         rec.infra = Some(infra);
@@ -661,8 +659,11 @@ impl Sandboxes {
             {
                 return Ok(());
             }
-            let result = this.stop_processes_and_network(&mut rec).await;
+            // NOTREADY before the kill, so the infra watcher finds nothing
+            // to change and only this task commits the new state.
             rec.state = SandboxState::NotReady;
+            entry.update(|r| r.state = SandboxState::NotReady);
+            let result = this.stop_processes_and_network(&mut rec).await;
             entry.update(|r| *r = rec.clone());
             this.persist(&rec).await?;
             result

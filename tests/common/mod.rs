@@ -353,18 +353,25 @@ impl TestDaemon {
             .unwrap()
     }
 
-    pub async fn remove_all(&self) {
-        let mut rt = self.runtime().await;
-        let list = rt
+    /// Every sandbox the daemon lists, as (id, state).
+    pub async fn list_ids(&self) -> Vec<(String, i32)> {
+        self.runtime()
+            .await
             .list_pod_sandbox(api::ListPodSandboxRequest { filter: None })
             .await
             .unwrap()
-            .into_inner();
-        for p in list.items {
+            .into_inner()
+            .items
+            .into_iter()
+            .map(|p| (p.id, p.state))
+            .collect()
+    }
+
+    pub async fn remove_all(&self) {
+        let mut rt = self.runtime().await;
+        for (id, _) in self.list_ids().await {
             let _ = rt
-                .remove_pod_sandbox(api::RemovePodSandboxRequest {
-                    pod_sandbox_id: p.id,
-                })
+                .remove_pod_sandbox(api::RemovePodSandboxRequest { pod_sandbox_id: id })
                 .await;
         }
     }
