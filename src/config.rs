@@ -50,6 +50,34 @@ pub struct Config {
     pub default_runtime: String,
     /// OCI runtime handlers by name (`RuntimeClass` handlers).
     pub runtimes: BTreeMap<String, RuntimeHandler>,
+    pub images: ImagesConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImagesConfig {
+    /// Registries (`host` or `host:port`) reached over plain HTTP. localhost,
+    /// 127.0.0.0/8 and ::1 always are.
+    pub insecure_registries: Vec<String>,
+    /// Registry (as in image names, e.g. `docker.io`) → mirror endpoints
+    /// (`host[:port]` or `http(s)://host[:port][/prefix]`), tried in order
+    /// before the registry itself.
+    pub mirrors: BTreeMap<String, Vec<String>>,
+    /// Layers one pull downloads at once.
+    pub max_concurrent_downloads: usize,
+    /// Seconds to wait for a registry connection.
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for ImagesConfig {
+    fn default() -> Self {
+        ImagesConfig {
+            insecure_registries: Vec::new(),
+            mirrors: BTreeMap::new(),
+            max_concurrent_downloads: 3,
+            connect_timeout_secs: 30,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -96,6 +124,7 @@ impl Default for Config {
             cni: CniConfig::default(),
             default_runtime: "runc".to_string(),
             runtimes,
+            images: ImagesConfig::default(),
         }
     }
 }
@@ -164,6 +193,23 @@ impl Config {
             "--monitor-path" => self.monitor_path = PathBuf::from(value),
             "--cni-conf-dir" => self.cni.conf_dir = PathBuf::from(value),
             "--cni-bin-dir" => self.cni.bin_dirs = value.split(':').map(PathBuf::from).collect(),
+            // Repeatable: each adds one.
+            "--insecure-registry" => self.images.insecure_registries.push(value.to_string()),
+            "--registry-mirror" => {
+                let Some((registry, endpoint)) = value.split_once('=') else {
+                    return Err(ConfigError::Invalid {
+                        key: "images.mirrors".into(),
+                        message: format!(
+                            "--registry-mirror wants REGISTRY=ENDPOINT, got {value:?}"
+                        ),
+                    });
+                };
+                self.images
+                    .mirrors
+                    .entry(registry.to_string())
+                    .or_default()
+                    .push(endpoint.to_string());
+            }
             _ => return Ok(false),
         }
         self.validate()?;
@@ -211,6 +257,23 @@ impl Config {
                 "log_level",
                 &format!("{:?} is not a valid filter", self.log_level),
             ));
+        }
+        if self.images.max_concurrent_downloads == 0 {
+            return Err(invalid(
+                "images.max_concurrent_downloads",
+                "must be at least 1",
+            ));
+        }
+        if self.images.connect_timeout_secs == 0 {
+            return Err(invalid("images.connect_timeout_secs", "must be at least 1"));
+        }
+        for (registry, endpoints) in &self.images.mirrors {
+            if registry.is_empty() || endpoints.iter().any(|e| e.trim().is_empty()) {
+                return Err(invalid(
+                    &format!("images.mirrors.{registry}"),
+                    "registry names and endpoints must not be empty",
+                ));
+            }
         }
         if !self.runtimes.contains_key(&self.default_runtime) {
             return Err(invalid(

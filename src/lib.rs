@@ -2,7 +2,7 @@
 //!
 //! The daemon (`peapod serve`) answers the CRI v1 `RuntimeService` and
 //! `ImageService` on a unix socket. Layers depend downward:
-//! `server` (gRPC adapters) → `sandbox` (domain) → `store`, `cgroups`,
+//! `server` (gRPC adapters) → `sandbox`, `image` (domain) → `store`, `cgroups`,
 //! `process` (mechanisms).
 
 /// Types and client/server code generated from `proto/api.proto`
@@ -16,6 +16,7 @@ pub mod cgroups;
 pub mod client;
 pub mod config;
 pub mod ids;
+pub mod image;
 pub mod process;
 pub mod sandbox;
 pub mod server;

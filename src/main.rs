@@ -13,6 +13,8 @@ use peapod::api::image_service_server::ImageServiceServer;
 use peapod::api::runtime_service_server::RuntimeServiceServer;
 use peapod::cgroups::CgroupLayout;
 use peapod::config::Config;
+use peapod::image::registry::RegistrySettings;
+use peapod::image::{ImageSettings, Images};
 use peapod::sandbox::Sandboxes;
 use peapod::server::{Daemon, ImageApi, RuntimeApi};
 use peapod::store::Store;
@@ -36,7 +38,9 @@ options (serve, config):
   --cgroup-driver NAME   cgroupfs or systemd
   --monitor-path PATH    the peapod-monitor binary
   --cni-conf-dir PATH    CNI network configs (default /etc/cni/net.d)
-  --cni-bin-dir PATHS    CNI plugin dirs, ':'-separated";
+  --cni-bin-dir PATHS    CNI plugin dirs, ':'-separated
+  --insecure-registry HOST         plain-HTTP registry (repeatable)
+  --registry-mirror REGISTRY=URL   mirror tried before REGISTRY (repeatable)";
 
 fn parse_config(args: &[String]) -> anyhow::Result<Config> {
     let mut config_path: Option<PathBuf> = None;
@@ -148,6 +152,22 @@ async fn shutdown_signal() {
     }
 }
 
+fn image_settings(config: &Config) -> ImageSettings {
+    ImageSettings {
+        registry: RegistrySettings {
+            insecure: config.images.insecure_registries.clone(),
+            mirrors: config
+                .images
+                .mirrors
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            connect_timeout: std::time::Duration::from_secs(config.images.connect_timeout_secs),
+        },
+        max_concurrent_downloads: config.images.max_concurrent_downloads,
+    }
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
     init_logging(&config);
     let config = Arc::new(config);
@@ -163,12 +183,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             format!("open metadata store {}", config.database_path().display())
         })?);
     let cgroups = Arc::new(CgroupLayout::detect().context("detect cgroup hierarchies")?);
+    let images = {
+        let (dir, store, settings) = (config.images_dir(), store.clone(), image_settings(&config));
+        tokio::task::spawn_blocking(move || Images::open(dir, store, settings))
+            .await
+            .context("open image store")?
+            .context("open image store")?
+    };
     let sandboxes = Sandboxes::recover(config.clone(), store, cgroups)
         .await
         .context("recover sandboxes")?;
     let daemon = Arc::new(Daemon {
         config: config.clone(),
         sandboxes,
+        images: Arc::new(images),
     });
 
     let listener = tokio::net::UnixListener::bind(&config.socket)

@@ -1,17 +1,20 @@
-//! The CRI `ImageService`. Pulling is not implemented yet, so the image
-//! store is empty: listing and status answer truthfully from it, and
-//! ImageFsInfo measures the image directory for kubelet's image GC.
+//! The CRI `ImageService`: requests are checked and converted here, the
+//! image store (`crate::image`) does the work.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::{rpc, unimplemented, Daemon};
+use super::{rpc, Daemon};
 use crate::api;
 use crate::api::image_service_server::ImageService;
+use crate::image::manifest::image_user;
+use crate::image::registry::RegistryError;
+use crate::image::{Credentials, ImageError, ImageRecord};
 
-const IMAGES: &str = "image pulls (the image store)";
+/// Images per message of StreamImages.
+const STREAM_CHUNK: usize = 100;
 
 pub struct ImageApi {
     daemon: Arc<Daemon>,
@@ -20,6 +23,94 @@ pub struct ImageApi {
 impl ImageApi {
     pub fn new(daemon: Arc<Daemon>) -> Self {
         ImageApi { daemon }
+    }
+}
+
+/// An image store error as a gRPC status.
+fn image_status_of(e: ImageError) -> Status {
+    let msg = e.to_string();
+    match &e {
+        ImageError::Reference(_) | ImageError::InvalidArgument(_) => Status::invalid_argument(msg),
+        ImageError::Manifest { .. } => Status::failed_precondition(msg),
+        ImageError::Registry(r) => match r {
+            RegistryError::NotFound { .. } => Status::not_found(msg),
+            RegistryError::Unauthorized { .. } => Status::unauthenticated(msg),
+            RegistryError::InvalidCredentials { .. } | RegistryError::InvalidReference { .. } => {
+                Status::invalid_argument(msg)
+            }
+            RegistryError::Unsupported { .. } => Status::failed_precondition(msg),
+            RegistryError::Connect { .. } => Status::unavailable(msg),
+            _ => Status::unknown(msg),
+        },
+        ImageError::Unpack { .. } | ImageError::DiffId { .. } => Status::unknown(msg),
+        ImageError::Io { .. } | ImageError::Store(_) | ImageError::Internal(_) => {
+            Status::internal(msg)
+        }
+    }
+}
+
+fn to_api(rec: &ImageRecord) -> api::Image {
+    let (uid, username) = image_user(&rec.run.user);
+    api::Image {
+        id: rec.id.clone(),
+        repo_tags: rec.repo_tags.clone(),
+        repo_digests: rec.repo_digests.clone(),
+        size: rec.size,
+        uid: uid.map(|value| api::Int64Value { value }),
+        username,
+        spec: Some(api::ImageSpec {
+            image: rec.id.clone(),
+            ..Default::default()
+        }),
+        pinned: false,
+    }
+}
+
+/// The image a request names: `image.image` must be set.
+fn image_name(spec: Option<api::ImageSpec>, field: &str) -> Result<String, Status> {
+    let name = spec.map(|s| s.image).unwrap_or_default();
+    if name.is_empty() {
+        return Err(Status::invalid_argument(format!(
+            "{field}: must not be empty"
+        )));
+    }
+    Ok(name)
+}
+
+fn credentials(auth: Option<api::AuthConfig>) -> Result<Credentials, Status> {
+    match auth {
+        None => Ok(Credentials::Anonymous),
+        Some(a) => Credentials::from_auth_config(
+            &a.username,
+            &a.password,
+            &a.auth,
+            &a.identity_token,
+            &a.registry_token,
+        )
+        .map_err(|e| Status::invalid_argument(format!("auth: {e}"))),
+    }
+}
+
+impl ImageApi {
+    fn list(&self, filter: Option<api::ImageFilter>) -> Result<Vec<api::Image>, Status> {
+        let wanted = filter
+            .and_then(|f| f.image)
+            .map(|s| s.image)
+            .unwrap_or_default();
+        if wanted.is_empty() {
+            return Ok(self
+                .daemon
+                .images
+                .list()
+                .iter()
+                .map(|r| to_api(r))
+                .collect());
+        }
+        // A filter that is not a valid name matches nothing.
+        Ok(match self.daemon.images.get(&wanted) {
+            Ok(Some(r)) => vec![to_api(&r)],
+            _ => vec![],
+        })
     }
 }
 
@@ -70,27 +161,58 @@ fn mount_point(path: &Path) -> PathBuf {
 impl ImageService for ImageApi {
     async fn list_images(
         &self,
-        _req: Request<api::ListImagesRequest>,
+        req: Request<api::ListImagesRequest>,
     ) -> Result<Response<api::ListImagesResponse>, Status> {
+        let filter = req.into_inner().filter;
         rpc("ListImages", "", async {
-            Ok(api::ListImagesResponse { images: vec![] })
+            Ok(api::ListImagesResponse {
+                images: self.list(filter)?,
+            })
         })
         .await
+    }
+
+    async fn stream_images(
+        &self,
+        req: Request<api::StreamImagesRequest>,
+    ) -> Result<Response<tonic::codegen::BoxStream<api::StreamImagesResponse>>, Status> {
+        let images = self.list(req.into_inner().filter)?;
+        let mut chunks: Vec<Result<api::StreamImagesResponse, Status>> = images
+            .chunks(STREAM_CHUNK)
+            .map(|c| Ok(api::StreamImagesResponse { images: c.to_vec() }))
+            .collect();
+        if chunks.is_empty() {
+            chunks.push(Ok(api::StreamImagesResponse { images: vec![] }));
+        }
+        let stream: tonic::codegen::BoxStream<api::StreamImagesResponse> =
+            Box::pin(tokio_stream::iter(chunks));
+        Ok(Response::new(stream))
     }
 
     async fn image_status(
         &self,
         req: Request<api::ImageStatusRequest>,
     ) -> Result<Response<api::ImageStatusResponse>, Status> {
-        let image = req.into_inner().image.map(|i| i.image).unwrap_or_default();
-        rpc("ImageStatus", &image, async {
-            if image.is_empty() {
-                return Err(Status::invalid_argument("image.image: must not be empty"));
-            }
+        let req = req.into_inner();
+        let verbose = req.verbose;
+        let name = req
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .unwrap_or_default();
+        rpc("ImageStatus", &name, async {
+            let name = image_name(req.image, "image.image")?;
             // An unknown image is a null image, not an error.
+            let Some(rec) = self.daemon.images.get(&name).map_err(image_status_of)? else {
+                return Ok(api::ImageStatusResponse::default());
+            };
+            let mut info = std::collections::HashMap::new();
+            if verbose {
+                info.insert("info".to_string(), self.verbose_info(&rec));
+            }
             Ok(api::ImageStatusResponse {
-                image: None,
-                info: Default::default(),
+                image: Some(to_api(&rec)),
+                info,
             })
         })
         .await
@@ -98,26 +220,60 @@ impl ImageService for ImageApi {
 
     async fn pull_image(
         &self,
-        _req: Request<api::PullImageRequest>,
+        req: Request<api::PullImageRequest>,
     ) -> Result<Response<api::PullImageResponse>, Status> {
-        Err(unimplemented("PullImage", IMAGES))
+        let req = req.into_inner();
+        let name = req
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .unwrap_or_default();
+        rpc("PullImage", &name, async {
+            let name = image_name(req.image, "image.image")?;
+            let creds = credentials(req.auth)?;
+            // The pull runs in a task of its own: a client that gives up
+            // does not leave a half-unpacked layer behind.
+            let images = self.daemon.images.clone();
+            let rec = tokio::spawn(images.pull(name, creds))
+                .await
+                .map_err(|e| Status::internal(format!("pull task: {e}")))?
+                .map_err(image_status_of)?;
+            Ok(api::PullImageResponse {
+                image_ref: rec.id.clone(),
+            })
+        })
+        .await
     }
 
     async fn remove_image(
         &self,
-        _req: Request<api::RemoveImageRequest>,
+        req: Request<api::RemoveImageRequest>,
     ) -> Result<Response<api::RemoveImageResponse>, Status> {
-        Err(unimplemented("RemoveImage", IMAGES))
+        let req = req.into_inner();
+        let name = req
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .unwrap_or_default();
+        rpc("RemoveImage", &name, async {
+            let name = image_name(req.image, "image.image")?;
+            self.daemon
+                .images
+                .remove(&name)
+                .await
+                .map_err(image_status_of)?;
+            Ok(api::RemoveImageResponse {})
+        })
+        .await
     }
 
     async fn image_fs_info(
         &self,
         _req: Request<api::ImageFsInfoRequest>,
     ) -> Result<Response<api::ImageFsInfoResponse>, Status> {
-        let dir = self.daemon.config.images_dir();
+        let dir = self.daemon.images.dir().to_path_buf();
         rpc("ImageFsInfo", "", async move {
             let measured = tokio::task::spawn_blocking(move || {
-                std::fs::create_dir_all(&dir)?;
                 let (bytes, inodes) = usage(&dir)?;
                 Ok::<_, std::io::Error>((bytes, inodes, mount_point(&dir)))
             })
@@ -139,6 +295,40 @@ impl ImageService for ImageApi {
             })
         })
         .await
+    }
+}
+
+impl ImageApi {
+    /// `ImageStatus` verbose info: the record, where its layers are
+    /// unpacked, and the image config as pulled.
+    fn verbose_info(&self, rec: &ImageRecord) -> String {
+        let images = &self.daemon.images;
+        let config = images
+            .config_json(&rec.id)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .unwrap_or(serde_json::Value::Null);
+        let layers: Vec<_> = rec
+            .layers
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "digest": l.digest,
+                    "diffID": l.diff_id,
+                    "chainID": l.chain_id,
+                    "size": l.size,
+                    "dir": images.layer_dir(&l.chain_id),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "id": rec.id,
+            "manifestDigest": rec.manifest_digest,
+            "chainID": rec.layers.last().map(|l| l.chain_id.clone()),
+            "layers": layers,
+            "imageSpec": config,
+        })
+        .to_string()
     }
 }
 

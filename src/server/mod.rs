@@ -14,6 +14,7 @@ use tonic::{Response, Status};
 use tracing::{debug, error, warn};
 
 use crate::config::Config;
+use crate::image::Images;
 use crate::sandbox::{SandboxError, Sandboxes};
 
 pub use image::ImageApi;
@@ -23,6 +24,7 @@ pub use runtime::{RuntimeApi, CRI_VERSION};
 pub struct Daemon {
     pub config: Arc<Config>,
     pub sandboxes: Arc<Sandboxes>,
+    pub images: Arc<Images>,
 }
 
 /// An error of any layer, as one gRPC status.

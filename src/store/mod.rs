@@ -32,6 +32,7 @@ pub enum Table {
     Sandboxes,
     /// Small daemon-wide values (e.g. the pod CIDR from UpdateRuntimeConfig).
     Meta,
+    Images,
 }
 
 impl Table {
@@ -39,12 +40,13 @@ impl Table {
         match self {
             Table::Sandboxes => "sandboxes",
             Table::Meta => "meta",
+            Table::Images => "images",
         }
     }
     fn def(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
         TableDefinition::new(self.name())
     }
-    const ALL: [Table; 2] = [Table::Sandboxes, Table::Meta];
+    const ALL: [Table; 3] = [Table::Sandboxes, Table::Meta, Table::Images];
 }
 
 pub struct Store {

@@ -1,0 +1,548 @@
+//! The image store: image records in the metadata store, image configs as
+//! files by digest, and every layer unpacked once per chain id into a
+//! directory that overlayfs takes as a lower layer.
+//!
+//! On disk, under `<root>/images`:
+//! - `layers/<chain id hex>/`  a layer's files, whiteouts in overlayfs form
+//! - `blobs/sha256/<hex>`     image configs, verified
+//! - `tmp/`                   downloads and unpacks in progress; emptied at
+//!   start, so a pull killed half-way leaves nothing behind
+//!
+//! A layer directory is only ever renamed into `layers/` complete and
+//! verified, and an image record is only written once all its layers are
+//! there, so whatever is in the store after a crash is whole.
+
+pub mod manifest;
+mod pull;
+pub mod reference;
+pub mod registry;
+pub mod unpack;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::store::{Store, StoreError, Table};
+use manifest::{ManifestError, RunConfig};
+use reference::{Reference, ReferenceError};
+use registry::{RegistryClient, RegistryError, RegistrySettings};
+use unpack::UnpackError;
+
+pub use registry::Credentials;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("{reference}: {source}")]
+    Manifest {
+        reference: String,
+        source: ManifestError,
+    },
+    #[error("layer {digest}: {source}")]
+    Unpack { digest: String, source: UnpackError },
+    #[error(
+        "layer {digest}: its content has diff id {actual}, but the image config says {expected}"
+    )]
+    DiffId {
+        digest: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("image store {op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ImageError {
+    fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ImageError + 'a {
+        move |source| ImageError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// One layer of an image, bottom first.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LayerRecord {
+    /// Digest of the blob as the registry serves it.
+    pub digest: String,
+    /// Digest of the uncompressed tar.
+    pub diff_id: String,
+    /// Names the unpacked directory: this layer on top of the ones below.
+    pub chain_id: String,
+    /// Compressed size, from the manifest.
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ImageRecord {
+    /// `sha256:<config digest>`.
+    pub id: String,
+    pub repo_tags: Vec<String>,
+    pub repo_digests: Vec<String>,
+    /// Config plus compressed layers, in bytes.
+    pub size: u64,
+    /// The platform manifest pulled (not the index).
+    pub manifest_digest: String,
+    pub layers: Vec<LayerRecord>,
+    pub run: RunConfig,
+    /// When it was last pulled; the newer image wins a tag both claim.
+    pub pulled_at: i64,
+}
+
+#[derive(Default)]
+struct Index {
+    images: HashMap<String, Arc<ImageRecord>>,
+    /// `repo:tag` → image id.
+    tags: HashMap<String, String>,
+    /// `repo@digest` → image id.
+    digests: HashMap<String, String>,
+}
+
+impl Index {
+    fn insert(&mut self, rec: Arc<ImageRecord>) {
+        if let Some(old) = self.images.remove(&rec.id) {
+            self.unlink(&old);
+        }
+        for t in &rec.repo_tags {
+            self.tags.insert(t.clone(), rec.id.clone());
+        }
+        for d in &rec.repo_digests {
+            self.digests.insert(d.clone(), rec.id.clone());
+        }
+        self.images.insert(rec.id.clone(), rec);
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Arc<ImageRecord>> {
+        let rec = self.images.remove(id)?;
+        self.unlink(&rec);
+        Some(rec)
+    }
+
+    fn unlink(&mut self, rec: &ImageRecord) {
+        for t in &rec.repo_tags {
+            if self.tags.get(t) == Some(&rec.id) {
+                self.tags.remove(t);
+            }
+        }
+        for d in &rec.repo_digests {
+            if self.digests.get(d) == Some(&rec.id) {
+                self.digests.remove(d);
+            }
+        }
+    }
+
+    /// An image by id (`sha256:<hex>`, the bare hex, or a unique prefix of
+    /// it), by `repo:tag` or by `repo@digest`, with the reference normalised.
+    /// Also says whether it was found by tag, and which.
+    fn resolve(&self, name: &str) -> Result<Option<(String, Option<String>)>, ReferenceError> {
+        let hex = name.strip_prefix("sha256:").unwrap_or(name);
+        if !hex.is_empty()
+            && hex.len() <= 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            let full = format!("sha256:{hex}");
+            if self.images.contains_key(&full) {
+                return Ok(Some((full, None)));
+            }
+            let mut matches = self.images.keys().filter(|id| id[7..].starts_with(hex));
+            if let (Some(id), None) = (matches.next(), matches.next()) {
+                return Ok(Some((id.clone(), None)));
+            }
+            if name.starts_with("sha256:") || hex.len() == 64 {
+                return Ok(None);
+            }
+        }
+        let r = Reference::parse(name)?;
+        Ok(match (&r.digest, r.repo_tag()) {
+            (Some(d), _) => self
+                .digests
+                .get(&r.with_digest(d))
+                .map(|id| (id.clone(), None)),
+            (None, Some(tag)) => self.tags.get(&tag).map(|id| (id.clone(), Some(tag))),
+            (None, None) => None,
+        })
+    }
+
+    fn resolve_id(&self, name: &str) -> Result<Option<String>, ReferenceError> {
+        Ok(self.resolve(name)?.map(|(id, _)| id))
+    }
+}
+
+/// What a pull in progress holds so removal leaves its layers alone.
+struct Pins {
+    counts: Mutex<HashMap<String, usize>>,
+}
+
+pub struct PinGuard<'a> {
+    pins: &'a Pins,
+    keys: Vec<String>,
+}
+
+impl Drop for PinGuard<'_> {
+    fn drop(&mut self) {
+        let mut counts = self.pins.counts.lock().unwrap_or_else(|e| e.into_inner());
+        for k in &self.keys {
+            if let Some(n) = counts.get_mut(k) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(k);
+                }
+            }
+        }
+    }
+}
+
+pub struct ImageSettings {
+    pub registry: RegistrySettings,
+    /// Layers one pull downloads at once.
+    pub max_concurrent_downloads: usize,
+}
+
+pub struct Images {
+    dir: PathBuf,
+    store: Arc<Store>,
+    registry: RegistryClient,
+    index: RwLock<Index>,
+    /// Serialises changes to records (pull commits, removals).
+    writer: tokio::sync::Mutex<()>,
+    /// One lock per chain id or blob digest being fetched, so concurrent
+    /// pulls download and unpack each once.
+    fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    pins: Pins,
+    max_concurrent_downloads: usize,
+    platform: manifest::Platform,
+}
+
+impl Images {
+    /// Opens the store at `dir`: empties `tmp/`, loads the records, and
+    /// deletes layers and configs no image refers to (left by a pull that
+    /// was killed before it recorded its image).
+    pub fn open(
+        dir: PathBuf,
+        store: Arc<Store>,
+        settings: ImageSettings,
+    ) -> Result<Images, ImageError> {
+        for sub in ["layers", "tmp", "blobs/sha256"] {
+            let p = dir.join(sub);
+            std::fs::create_dir_all(&p).map_err(ImageError::io("create", &p))?;
+        }
+        let tmp = dir.join("tmp");
+        for entry in std::fs::read_dir(&tmp).map_err(ImageError::io("read", &tmp))? {
+            let p = entry.map_err(ImageError::io("read", &tmp))?.path();
+            remove_any(&p).map_err(ImageError::io("remove", &p))?;
+        }
+        let registry = RegistryClient::new(settings.registry)?;
+        let mut records: Vec<(String, ImageRecord)> = store.load_all(Table::Images)?;
+        // Newest first, so a tag claimed twice (a crash between the two
+        // writes of a tag move) goes to the newer image.
+        records.sort_by_key(|r| std::cmp::Reverse(r.1.pulled_at));
+        let mut index = Index::default();
+        for (id, mut rec) in records {
+            let missing: Vec<&LayerRecord> = rec
+                .layers
+                .iter()
+                .filter(|l| !layer_path(&dir, &l.chain_id).is_dir())
+                .collect();
+            if !missing.is_empty() {
+                warn!(
+                    image = %id,
+                    layer = %missing[0].chain_id,
+                    "image has lost unpacked layers; forgetting it so that it is pulled again"
+                );
+                store.delete(Table::Images, &id)?;
+                continue;
+            }
+            let before = rec.repo_tags.len();
+            rec.repo_tags.retain(|t| !index.tags.contains_key(t));
+            if rec.repo_tags.len() != before {
+                store.put(Table::Images, &id, &rec)?;
+            }
+            index.insert(Arc::new(rec));
+        }
+        let images = Images {
+            dir,
+            store,
+            registry,
+            index: RwLock::new(index),
+            writer: tokio::sync::Mutex::new(()),
+            fetching: Mutex::new(HashMap::new()),
+            pins: Pins {
+                counts: Mutex::new(HashMap::new()),
+            },
+            max_concurrent_downloads: settings.max_concurrent_downloads.max(1),
+            platform: manifest::Platform::host(),
+        };
+        images.collect_garbage()?;
+        info!(
+            images = images.read().images.len(),
+            dir = %images.dir.display(),
+            "image store open"
+        );
+        Ok(images)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The unpacked directory of a layer, for overlayfs.
+    pub fn layer_dir(&self, chain_id: &str) -> PathBuf {
+        layer_path(&self.dir, chain_id)
+    }
+
+    fn blob_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+        self.dir.join("blobs/sha256").join(hex)
+    }
+
+    /// The raw image config of an image.
+    pub fn config_json(&self, id: &str) -> std::io::Result<Vec<u8>> {
+        std::fs::read(self.blob_path(id))
+    }
+
+    /// An image by id, short id, tag or digest reference. `Ok(None)` when
+    /// there is none; an error only when `name` is not a valid reference.
+    pub fn get(&self, name: &str) -> Result<Option<Arc<ImageRecord>>, ImageError> {
+        let index = self.read();
+        Ok(index
+            .resolve_id(name)?
+            .and_then(|id| index.images.get(&id).cloned()))
+    }
+
+    /// Every image, oldest pull first.
+    pub fn list(&self) -> Vec<Arc<ImageRecord>> {
+        let mut all: Vec<_> = self.read().images.values().cloned().collect();
+        all.sort_by(|a, b| a.pulled_at.cmp(&b.pulled_at).then(a.id.cmp(&b.id)));
+        all
+    }
+
+    /// Removes an image, or one tag of it. By id or digest the whole image
+    /// goes; by tag only that tag when the image has others. Unknown images
+    /// are not an error. Layers no other image uses are deleted.
+    pub async fn remove(&self, name: &str) -> Result<(), ImageError> {
+        let _w = self.writer.lock().await;
+        let (rec, by_tag) = {
+            let index = self.read();
+            let Some((id, tag)) = index.resolve(name)? else {
+                return Ok(());
+            };
+            let Some(rec) = index.images.get(&id).cloned() else {
+                return Ok(());
+            };
+            (rec, tag)
+        };
+        if let Some(tag) = by_tag {
+            if rec.repo_tags.len() > 1 {
+                let mut updated = (*rec).clone();
+                updated.repo_tags.retain(|t| *t != tag);
+                self.persist(&updated).await?;
+                self.write().insert(Arc::new(updated));
+                info!(image = %rec.id, %tag, "untagged image");
+                return Ok(());
+            }
+        }
+        let store = self.store.clone();
+        let id = rec.id.clone();
+        tokio::task::spawn_blocking(move || store.delete(Table::Images, &id))
+            .await
+            .map_err(|e| ImageError::Internal(format!("store task: {e}")))??;
+        self.write().remove(&rec.id);
+        info!(image = %rec.id, tags = ?rec.repo_tags, "removed image");
+        drop(_w);
+        self.collect_garbage()
+    }
+
+    /// Deletes layer directories and configs that no image refers to and no
+    /// pull in progress holds.
+    fn collect_garbage(&self) -> Result<(), ImageError> {
+        let (layers, blobs): (HashSet<String>, HashSet<String>) = {
+            let index = self.read();
+            (
+                index
+                    .images
+                    .values()
+                    .flat_map(|r| r.layers.iter().map(|l| hex_of(&l.chain_id).to_string()))
+                    .collect(),
+                index
+                    .images
+                    .keys()
+                    .map(|id| hex_of(id).to_string())
+                    .collect(),
+            )
+        };
+        // The pins lock is held while directories are moved away, so a pull
+        // either pins a layer first (and it stays) or finds it gone.
+        let counts = self.pins.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let pinned: HashSet<&str> = counts.keys().map(|k| hex_of(k)).collect();
+        let mut doomed = Vec::new();
+        for (sub, keep) in [("layers", &layers), ("blobs/sha256", &blobs)] {
+            let d = self.dir.join(sub);
+            for entry in std::fs::read_dir(&d).map_err(ImageError::io("read", &d))? {
+                let entry = entry.map_err(ImageError::io("read", &d))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if keep.contains(&name) || pinned.contains(name.as_str()) {
+                    continue;
+                }
+                let to = self
+                    .dir
+                    .join("tmp")
+                    .join(format!("gc-{name}-{}", crate::ids::new_id()));
+                std::fs::rename(entry.path(), &to).map_err(ImageError::io("move", &to))?;
+                doomed.push(to);
+            }
+        }
+        drop(counts);
+        if !doomed.is_empty() {
+            info!(count = doomed.len(), "deleting unused layers and configs");
+            // Deleting a big layer takes a while; nobody needs to wait.
+            std::thread::spawn(move || {
+                for p in doomed {
+                    if let Err(e) = remove_any(&p) {
+                        warn!(path = %p.display(), "cannot delete unused layer: {e}");
+                    }
+                }
+            });
+        }
+        Ok(())
+    }
+
+    fn pin(&self, keys: &[String]) -> PinGuard<'_> {
+        let mut counts = self.pins.counts.lock().unwrap_or_else(|e| e.into_inner());
+        for k in keys {
+            *counts.entry(k.clone()).or_default() += 1;
+        }
+        PinGuard {
+            pins: &self.pins,
+            keys: keys.to_vec(),
+        }
+    }
+
+    async fn persist(&self, rec: &ImageRecord) -> Result<(), ImageError> {
+        let store = self.store.clone();
+        let rec = rec.clone();
+        tokio::task::spawn_blocking(move || store.put(Table::Images, &rec.id, &rec))
+            .await
+            .map_err(|e| ImageError::Internal(format!("store task: {e}")))??;
+        Ok(())
+    }
+
+    /// A lock for fetching `key` (a chain id or blob digest).
+    fn fetch_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.fetching.lock().unwrap_or_else(|e| e.into_inner());
+        // Drop locks nobody holds or waits for, so the map stays small.
+        map.retain(|_, l| Arc::strong_count(l) > 1);
+        map.entry(key.to_string()).or_default().clone()
+    }
+}
+
+fn hex_of(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").unwrap_or(digest)
+}
+
+fn layer_path(dir: &Path, chain_id: &str) -> PathBuf {
+    dir.join("layers").join(hex_of(chain_id))
+}
+
+/// Removes a file or a whole tree. Layer trees can hold directories without
+/// write permission for anyone; root does not care.
+fn remove_any(p: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
+        Ok(_) => std::fs::remove_file(p),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: &str, tags: &[&str], digests: &[&str]) -> Arc<ImageRecord> {
+        Arc::new(ImageRecord {
+            id: id.to_string(),
+            repo_tags: tags.iter().map(|s| s.to_string()).collect(),
+            repo_digests: digests.iter().map(|s| s.to_string()).collect(),
+            size: 1,
+            manifest_digest: String::new(),
+            layers: vec![],
+            run: RunConfig::default(),
+            pulled_at: 0,
+        })
+    }
+
+    #[test]
+    fn resolve_by_id_prefix_tag_and_digest() {
+        let a = format!("sha256:{}", "a1".repeat(32));
+        let b = format!("sha256:{}", "a2".repeat(32));
+        let d = format!("sha256:{}", "dd".repeat(32));
+        let mut ix = Index::default();
+        ix.insert(rec(&a, &["docker.io/library/busybox:latest"], &[]));
+        ix.insert(rec(
+            &b,
+            &["127.0.0.1:5000/app:v1"],
+            &[&format!("127.0.0.1:5000/app@{d}")],
+        ));
+        assert_eq!(ix.resolve_id(&a).unwrap(), Some(a.clone()));
+        assert_eq!(ix.resolve_id(&a[7..]).unwrap(), Some(a.clone()));
+        assert_eq!(ix.resolve_id("a1a1").unwrap(), Some(a.clone()));
+        // Ambiguous prefix: not an id, and as a name it is unknown.
+        assert_eq!(ix.resolve_id("a").unwrap(), None);
+        assert_eq!(ix.resolve_id("busybox").unwrap(), Some(a.clone()));
+        assert_eq!(
+            ix.resolve_id("docker.io/library/busybox:latest").unwrap(),
+            Some(a.clone())
+        );
+        assert_eq!(ix.resolve_id("busybox:1.0").unwrap(), None);
+        assert_eq!(
+            ix.resolve_id("127.0.0.1:5000/app:v1").unwrap(),
+            Some(b.clone())
+        );
+        assert_eq!(
+            ix.resolve_id(&format!("127.0.0.1:5000/app@{d}")).unwrap(),
+            Some(b.clone())
+        );
+        assert_eq!(
+            ix.resolve_id(&format!("127.0.0.1:5000/app:v9@{d}"))
+                .unwrap(),
+            Some(b.clone())
+        );
+        assert_eq!(
+            ix.resolve_id(&format!("sha256:{}", "ff".repeat(32)))
+                .unwrap(),
+            None
+        );
+        assert!(ix.resolve_id("Bad Name").is_err());
+        ix.remove(&b);
+        assert_eq!(ix.resolve_id("127.0.0.1:5000/app:v1").unwrap(), None);
+        assert!(ix.digests.is_empty());
+    }
+}

@@ -1,0 +1,430 @@
+//! PullImage: resolve the reference to one platform's manifest, fetch the
+//! config, then fetch and unpack the layers concurrently, each straight from
+//! the network into its staging directory (no compressed copy is kept), and
+//! record the image once every layer is in place.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, Semaphore};
+use tracing::{debug, info};
+
+use super::manifest::{self, Descriptor, Document};
+use super::reference::Reference;
+use super::registry::{Credentials, Repository};
+use super::unpack;
+use super::{layer_path, ImageError, ImageRecord, Images, LayerRecord};
+
+/// Image configs are small; anything bigger is not one.
+const MAX_CONFIG_BYTES: u64 = 16 << 20;
+/// Chunks buffered between the download and the unpacker.
+const PIPE_DEPTH: usize = 64;
+
+impl Images {
+    /// Pulls `reference` and records it; returns the image. Runs to the end
+    /// even if the caller goes away, so its work is not wasted and nothing is
+    /// left half-done; callers spawn it.
+    pub async fn pull(
+        self: Arc<Self>,
+        reference: String,
+        credentials: Credentials,
+    ) -> Result<Arc<ImageRecord>, ImageError> {
+        let result = self.clone().pull_pinned(reference, credentials).await;
+        if result.is_err() {
+            // What the failed pull did complete (its config, some layers)
+            // is no image's: drop it, unless another pull holds it.
+            if let Err(e) = self.collect_garbage() {
+                tracing::warn!("cleaning up after a failed pull: {e}");
+            }
+        }
+        result
+    }
+
+    async fn pull_pinned(
+        self: Arc<Self>,
+        reference: String,
+        credentials: Credentials,
+    ) -> Result<Arc<ImageRecord>, ImageError> {
+        let started = std::time::Instant::now();
+        let r = Reference::parse(&reference)?;
+        let repo = self.registry.repository(&r.domain, &r.path, credentials);
+        let wrap = |source| ImageError::Manifest {
+            reference: r.to_string(),
+            source,
+        };
+
+        let top = repo.manifest(r.manifest_reference()).await?;
+        let (manifest_digest, config, layers) =
+            match manifest::parse(&top.bytes, &top.media_type, &top.digest).map_err(wrap)? {
+                Document::Image { config, layers } => (top.digest.clone(), config, layers),
+                Document::Index { manifests } => {
+                    let chosen = manifest::select_platform(&manifests, &self.platform, &top.digest)
+                        .map_err(wrap)?;
+                    let m = repo.manifest(&chosen.digest).await?;
+                    match manifest::parse(&m.bytes, &m.media_type, &m.digest).map_err(wrap)? {
+                        Document::Image { config, layers } => (m.digest.clone(), config, layers),
+                        Document::Index { .. } => {
+                            return Err(ImageError::InvalidArgument(format!(
+                        "{r}: index {} points to another index {}; nested indexes are not pulled",
+                        top.digest, m.digest
+                    )))
+                        }
+                    }
+                }
+            };
+
+        let config_bytes = self.fetch_config(&repo, &config).await?;
+        let cfg = manifest::parse_config(&config_bytes, &config.digest).map_err(wrap)?;
+        if cfg.diff_ids.len() != layers.len() {
+            return Err(wrap(manifest::ManifestError::Config {
+                digest: config.digest.clone(),
+                message: format!(
+                    "it lists {} diff ids but manifest {manifest_digest} has {} layers",
+                    cfg.diff_ids.len(),
+                    layers.len()
+                ),
+            }));
+        }
+        let chain = manifest::chain_ids(&cfg.diff_ids);
+        let mut pinned = chain.clone();
+        pinned.push(config.digest.clone());
+        let _pins = self.pin(&pinned);
+
+        // Config fetched again after the pin: a removal between the two may
+        // have deleted it.
+        if !self.blob_path(&config.digest).is_file() {
+            self.fetch_config(&repo, &config).await?;
+        }
+
+        let cancel = Arc::new(AtomicBool::new(false));
+        let limit = Arc::new(Semaphore::new(self.max_concurrent_downloads));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, layer) in layers.iter().enumerate() {
+            let this = self.clone();
+            let repo = repo.clone();
+            let layer = layer.clone();
+            let diff_id = cfg.diff_ids[i].clone();
+            let chain_id = chain[i].clone();
+            let cancel = cancel.clone();
+            let limit = limit.clone();
+            tasks.spawn(async move {
+                let _permit = limit
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| ImageError::Internal(format!("download limit: {e}")))?;
+                this.ensure_layer(&repo, &layer, &diff_id, &chain_id, &cancel)
+                    .await
+            });
+        }
+        let mut first_error = None;
+        while let Some(done) = tasks.join_next().await {
+            let result =
+                done.unwrap_or_else(|e| Err(ImageError::Internal(format!("layer task: {e}"))));
+            if let Err(e) = result {
+                cancel.store(true, Ordering::Relaxed);
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+
+        // Layers are files written through the page cache; make them
+        // durable before a record says the image is whole.
+        sync_filesystem(&self.dir).await?;
+
+        let record = ImageRecord {
+            id: config.digest.clone(),
+            repo_tags: r.repo_tag().into_iter().collect(),
+            repo_digests: vec![r.with_digest(&top.digest)],
+            size: config.size + layers.iter().map(|l| l.size).sum::<u64>(),
+            manifest_digest,
+            layers: layers
+                .iter()
+                .zip(cfg.diff_ids.iter().zip(chain.iter()))
+                .map(|(l, (diff_id, chain_id))| LayerRecord {
+                    digest: l.digest.clone(),
+                    diff_id: diff_id.clone(),
+                    chain_id: chain_id.clone(),
+                    size: l.size,
+                })
+                .collect(),
+            run: cfg.run,
+            pulled_at: crate::ids::now_nanos(),
+        };
+        let rec = self.commit(record).await?;
+        info!(
+            image = %rec.id,
+            reference = %r,
+            elapsed = ?started.elapsed(),
+            "pulled image"
+        );
+        Ok(rec)
+    }
+
+    /// Adds a pulled image to the store: merged with the record of the same
+    /// id, and taking its tag from any other image that had it.
+    async fn commit(&self, pulled: ImageRecord) -> Result<Arc<ImageRecord>, ImageError> {
+        let _w = self.writer.lock().await;
+        let (mut rec, losers) = {
+            let index = self.read();
+            let mut rec = match index.images.get(&pulled.id) {
+                Some(old) => {
+                    let mut r = (**old).clone();
+                    r.pulled_at = pulled.pulled_at;
+                    r.layers = pulled.layers.clone();
+                    r.size = pulled.size;
+                    r.manifest_digest = pulled.manifest_digest.clone();
+                    r.run = pulled.run.clone();
+                    r
+                }
+                None => pulled.clone(),
+            };
+            for t in &pulled.repo_tags {
+                if !rec.repo_tags.contains(t) {
+                    rec.repo_tags.push(t.clone());
+                }
+            }
+            for d in &pulled.repo_digests {
+                if !rec.repo_digests.contains(d) {
+                    rec.repo_digests.push(d.clone());
+                }
+            }
+            let mut losers = Vec::new();
+            for t in &pulled.repo_tags {
+                if let Some(other) = index.tags.get(t).filter(|id| **id != pulled.id) {
+                    if let Some(o) = index.images.get(other) {
+                        let mut o = (**o).clone();
+                        o.repo_tags.retain(|x| x != t);
+                        losers.push(o);
+                    }
+                }
+            }
+            (rec, losers)
+        };
+        rec.repo_tags.sort();
+        rec.repo_digests.sort();
+        self.persist(&rec).await?;
+        for o in &losers {
+            // The old image keeps its digests and stays until it is removed
+            // (kubelet's image GC does that by id).
+            self.persist(o).await?;
+            info!(image = %o.id, tags = ?o.repo_tags, "tag moved to {}", rec.id);
+        }
+        let rec = Arc::new(rec);
+        let mut index = self.write();
+        for o in losers {
+            index.insert(Arc::new(o));
+        }
+        index.insert(rec.clone());
+        Ok(rec)
+    }
+
+    /// The image config, from `blobs/` or downloaded and verified into it.
+    async fn fetch_config(
+        &self,
+        repo: &Repository,
+        desc: &Descriptor,
+    ) -> Result<Vec<u8>, ImageError> {
+        super::reference::validate_digest(&desc.digest).map_err(ImageError::InvalidArgument)?;
+        if desc.size > MAX_CONFIG_BYTES {
+            return Err(ImageError::InvalidArgument(format!(
+                "image config {} is {} bytes; peapod takes configs up to {MAX_CONFIG_BYTES}",
+                desc.digest, desc.size
+            )));
+        }
+        let path = self.blob_path(&desc.digest);
+        let lock = self.fetch_lock(&desc.digest);
+        let _held = lock.lock().await;
+        match tokio::fs::read(&path).await {
+            Ok(b) => return Ok(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ImageError::io("read", &path)(e)),
+        }
+        let mut stream = repo.blob(&desc.digest, Some(desc.size)).await?;
+        let mut body = Vec::with_capacity(desc.size as usize);
+        while let Some(chunk) = stream.chunk().await? {
+            if body.len() as u64 + chunk.len() as u64 > MAX_CONFIG_BYTES {
+                return Err(ImageError::InvalidArgument(format!(
+                    "image config {} is larger than {MAX_CONFIG_BYTES} bytes",
+                    desc.digest
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let tmp = self
+            .dir
+            .join("tmp")
+            .join(format!("config-{}", crate::ids::new_id()));
+        tokio::fs::write(&tmp, &body)
+            .await
+            .map_err(ImageError::io("write", &tmp))?;
+        if let Err(e) = tokio::fs::rename(&tmp, &path).await {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(ImageError::io("rename", &path)(e));
+        }
+        Ok(body)
+    }
+
+    /// Makes sure the layer `chain_id` is unpacked: downloads `layer` and
+    /// unpacks it as it arrives, unless it is there already or another pull
+    /// is doing it (then this one waits and finds it there).
+    async fn ensure_layer(
+        &self,
+        repo: &Repository,
+        layer: &Descriptor,
+        diff_id: &str,
+        chain_id: &str,
+        cancel: &AtomicBool,
+    ) -> Result<(), ImageError> {
+        super::reference::validate_digest(&layer.digest).map_err(ImageError::InvalidArgument)?;
+        let target = layer_path(&self.dir, chain_id);
+        let lock = self.fetch_lock(chain_id);
+        let _held = lock.lock().await;
+        if tokio::fs::symlink_metadata(&target).await.is_ok() {
+            debug!(layer = %layer.digest, "layer already unpacked");
+            return Ok(());
+        }
+        if cancel.load(Ordering::Relaxed) {
+            return Err(ImageError::Internal("pull cancelled".into()));
+        }
+        let staging = Staging::create(self.dir.join("tmp").join(format!(
+            "layer-{}-{}",
+            super::hex_of(chain_id),
+            crate::ids::new_id()
+        )))?;
+
+        let mut stream = repo.blob(&layer.digest, Some(layer.size)).await?;
+        let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(PIPE_DEPTH);
+        let dest = staging.path.clone();
+        let unpacker = tokio::task::spawn_blocking(move || {
+            let reader = ChannelReader {
+                rx,
+                current: Bytes::new(),
+            };
+            unpack::unpack_layer(reader, &dest)
+        });
+
+        let mut download_error = None;
+        loop {
+            if cancel.load(Ordering::Relaxed) {
+                let _ = tx.send(Err(std::io::Error::other("pull cancelled"))).await;
+                download_error = Some(ImageError::Internal("pull cancelled".into()));
+                break;
+            }
+            match stream.chunk().await {
+                Ok(Some(chunk)) => {
+                    if tx.send(Ok(chunk)).await.is_err() {
+                        // The unpacker stopped; its error says why.
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                    download_error = Some(ImageError::Registry(e));
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let unpacked = unpacker
+            .await
+            .map_err(|e| ImageError::Internal(format!("unpack task: {e}")))?;
+        if let Some(e) = download_error {
+            return Err(e);
+        }
+        let unpacked = unpacked.map_err(|source| ImageError::Unpack {
+            digest: layer.digest.clone(),
+            source,
+        })?;
+        if unpacked.diff_id != diff_id {
+            return Err(ImageError::DiffId {
+                digest: layer.digest.clone(),
+                expected: diff_id.to_string(),
+                actual: unpacked.diff_id,
+            });
+        }
+        staging.commit(&target)?;
+        debug!(
+            layer = %layer.digest,
+            bytes = unpacked.uncompressed_size,
+            entries = unpacked.entries,
+            "layer unpacked"
+        );
+        Ok(())
+    }
+}
+
+/// A directory under `tmp/` that is deleted unless it is committed.
+struct Staging {
+    path: PathBuf,
+    committed: bool,
+}
+
+impl Staging {
+    fn create(path: PathBuf) -> Result<Staging, ImageError> {
+        std::fs::create_dir(&path).map_err(ImageError::io("create", &path))?;
+        Ok(Staging {
+            path,
+            committed: false,
+        })
+    }
+
+    fn commit(mut self, target: &std::path::Path) -> Result<(), ImageError> {
+        std::fs::rename(&self.path, target).map_err(ImageError::io("rename", target))?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            if let Err(e) = super::remove_any(&self.path) {
+                tracing::warn!(path = %self.path.display(), "cannot remove a failed unpack: {e}");
+            }
+        }
+    }
+}
+
+/// The blocking unpacker's view of the download: chunks from a channel. A
+/// download error arrives as an io error, which fails the unpack.
+struct ChannelReader {
+    rx: mpsc::Receiver<std::io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(b)) => self.current = b,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+/// Flushes the filesystem holding `dir` (one syncfs, not an fsync per file).
+async fn sync_filesystem(dir: &std::path::Path) -> Result<(), ImageError> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let f = std::fs::File::open(&dir).map_err(ImageError::io("open", &dir))?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: syncfs only reads the descriptor, which `f` keeps open.
+        if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
+            return Err(ImageError::io("sync", &dir)(std::io::Error::last_os_error()));
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| ImageError::Internal(format!("sync task: {e}")))?
+}
