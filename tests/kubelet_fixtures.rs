@@ -289,3 +289,100 @@ async fn kubelet_run_pod_sandbox_requests() {
         .into_inner();
     assert!(all.items.is_empty());
 }
+
+/// kubelet's image calls for a static pod of `docker.io/library/busybox:1.36`,
+/// with docker.io mirrored to the test registry: ImageStatus (absent), the
+/// PullImage request as kubelet sent it, ImageStatus again, ListImages and
+/// ImageFsInfo, compared field by field with what kubelet got from
+/// containerd.
+#[tokio::test(flavor = "multi_thread")]
+async fn kubelet_image_requests() {
+    let f = fixtures();
+    let reg = common::registry::Registry::start(None, &["busybox"]);
+    reg.copy("busybox:latest", "library/busybox:1.36");
+    let d = TestDaemon::start_with(Options {
+        cni: false,
+        extra_args: vec![
+            "--registry-mirror".into(),
+            format!("docker.io={}", reg.addr),
+        ],
+        ..Default::default()
+    });
+    let mut images = d.images().await;
+    let image_spec = |v: &Value| api::ImageSpec {
+        image: s(&v["image"]),
+        annotations: map(&v["annotations"]),
+        ..Default::default()
+    };
+
+    let st = &f["ImageStatus"]["req"];
+    let name = s(&st["image"]["image"]);
+    assert_eq!(name, "docker.io/library/busybox:1.36");
+    let absent = images
+        .image_status(api::ImageStatusRequest {
+            image: Some(image_spec(&st["image"])),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(absent.image.is_none(), "absent before the pull");
+
+    let pr = &f["PullImage"]["req"];
+    let image_ref = images
+        .pull_image(api::PullImageRequest {
+            image: Some(image_spec(&pr["image"])),
+            auth: None,
+            sandbox_config: Some(pod_config(&pr["sandbox_config"])),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .image_ref;
+    // kubelet's reply had the shape sha256:<config digest>.
+    let want = s(&f["PullImage"]["resp"]["image_ref"]);
+    assert_eq!(image_ref.len(), want.len());
+    assert!(image_ref.starts_with("sha256:"));
+
+    let got = images
+        .image_status(api::ImageStatusRequest {
+            image: Some(image_spec(&st["image"])),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .image
+        .expect("pulled");
+    let theirs = &f["ImageStatus"]["resp"]["image"];
+    assert_eq!(got.id, image_ref);
+    assert_eq!(got.repo_tags, strings(&theirs["repo_tags"]));
+    assert_eq!(got.repo_digests.len(), 1);
+    let their_digest = s(&theirs["repo_digests"][0]);
+    let (their_repo, _) = their_digest.split_once('@').unwrap();
+    assert_eq!(
+        got.repo_digests[0],
+        format!("{their_repo}@{}", reg.digest("busybox:latest"))
+    );
+    assert!(got.size > 0);
+
+    let list = images
+        .list_images(api::ListImagesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .images;
+    assert_eq!(list, vec![got]);
+
+    let fs = images
+        .image_fs_info(api::ImageFsInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(fs.image_filesystems.len(), 1);
+    let u = &fs.image_filesystems[0];
+    assert!(u.used_bytes.as_ref().unwrap().value > 1_000_000);
+    assert!(u.inodes_used.as_ref().unwrap().value > 2);
+    assert!(u.timestamp > 0);
+    assert!(!u.fs_id.as_ref().unwrap().mountpoint.is_empty());
+}

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod gate;
+pub mod proxy;
+pub mod registry;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
