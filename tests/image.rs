@@ -241,6 +241,18 @@ async fn pull_then_status_list_by_every_name() {
     let all = list(&d).await;
     assert_eq!(all.len(), 1);
     assert_eq!(all[0], img);
+    let mut stream = d
+        .images()
+        .await
+        .stream_images(api::StreamImagesRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut streamed = Vec::new();
+    while let Some(msg) = stream.message().await.unwrap() {
+        streamed.extend(msg.images);
+    }
+    assert_eq!(streamed, all, "StreamImages agrees with ListImages");
     let filtered = d
         .images()
         .await

@@ -19,6 +19,7 @@ pub mod registry;
 pub mod unpack;
 
 use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -229,6 +230,9 @@ pub struct Images {
     /// pulls download and unpack each once.
     fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pins: Pins,
+    /// Bytes and inodes of each unpacked layer: layers never change, so
+    /// ImageFsInfo (every 10 s from kubelet) walks each one once.
+    layer_usage: Mutex<HashMap<String, (u64, u64)>>,
     max_concurrent_downloads: usize,
     platform: manifest::Platform,
 }
@@ -289,6 +293,7 @@ impl Images {
             pins: Pins {
                 counts: Mutex::new(HashMap::new()),
             },
+            layer_usage: Mutex::new(HashMap::new()),
             max_concurrent_downloads: settings.max_concurrent_downloads.max(1),
             platform: manifest::Platform::host(),
         };
@@ -454,6 +459,55 @@ impl Images {
         Ok(())
     }
 
+    /// Bytes (allocated blocks, as `du`) and inodes the store uses on disk.
+    pub fn disk_usage(&self) -> std::io::Result<(u64, u64)> {
+        let layers = self.dir.join("layers");
+        let (mut bytes, mut inodes) = (0, 0);
+        for entry in std::fs::read_dir(&self.dir)? {
+            let p = entry?.path();
+            if p != layers {
+                let (b, i) = usage(&p)?;
+                bytes += b;
+                inodes += i;
+            }
+        }
+        // The store's own directory and layers/.
+        for p in [&self.dir, &layers] {
+            bytes += std::fs::symlink_metadata(p)?.blocks() * 512;
+            inodes += 1;
+        }
+        let mut present = HashSet::new();
+        for entry in std::fs::read_dir(&layers)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let cached = self
+                .layer_usage
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&name)
+                .copied();
+            let (b, i) = match cached {
+                Some(u) => u,
+                None => {
+                    let u = usage(&entry.path())?;
+                    self.layer_usage
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(name.clone(), u);
+                    u
+                }
+            };
+            bytes += b;
+            inodes += i;
+            present.insert(name);
+        }
+        self.layer_usage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| present.contains(k));
+        Ok((bytes, inodes))
+    }
+
     /// A lock for fetching `key` (a chain id or blob digest).
     fn fetch_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut map = self.fetching.lock().unwrap_or_else(|e| e.into_inner());
@@ -461,6 +515,32 @@ impl Images {
         map.retain(|_, l| Arc::strong_count(l) > 1);
         map.entry(key.to_string()).or_default().clone()
     }
+}
+
+/// Bytes and inodes used below `dir` (not following symlinks or mounts).
+fn usage(dir: &Path) -> std::io::Result<(u64, u64)> {
+    let root_dev = std::fs::symlink_metadata(dir)?.dev();
+    let (mut bytes, mut inodes) = (0u64, 0u64);
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = match std::fs::symlink_metadata(&p) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if m.dev() != root_dev || !seen.insert(m.ino()) {
+            continue;
+        }
+        inodes += 1;
+        bytes += m.blocks() * 512;
+        if m.is_dir() {
+            for e in std::fs::read_dir(&p)? {
+                stack.push(e?.path());
+            }
+        }
+    }
+    Ok((bytes, inodes))
 }
 
 fn hex_of(digest: &str) -> &str {
@@ -497,6 +577,17 @@ mod tests {
             run: RunConfig::default(),
             pulled_at: 0,
         })
+    }
+
+    #[test]
+    fn usage_counts_files_and_dirs_once() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a"), vec![1u8; 10000]).unwrap();
+        std::fs::hard_link(d.path().join("a"), d.path().join("b")).unwrap();
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        let (bytes, inodes) = usage(d.path()).unwrap();
+        assert_eq!(inodes, 3);
+        assert!(bytes >= 10000, "{bytes}");
     }
 
     #[test]
