@@ -297,7 +297,9 @@ impl Images {
             max_concurrent_downloads: settings.max_concurrent_downloads.max(1),
             platform: manifest::Platform::host(),
         };
-        images.collect_garbage()?;
+        // Not waited for: the daemon need not start late for it.
+        let doomed = images.collect_garbage()?;
+        std::thread::spawn(move || delete_all(doomed));
         info!(
             images = images.read().images.len(),
             dir = %images.dir.display(),
@@ -382,12 +384,24 @@ impl Images {
         self.write().remove(&rec.id);
         info!(image = %rec.id, tags = ?rec.repo_tags, "removed image");
         drop(_w);
-        self.collect_garbage()
+        // Deleted before the reply, so the space is free when kubelet's
+        // image GC next measures ImageFsInfo.
+        self.delete_garbage().await
     }
 
-    /// Deletes layer directories and configs that no image refers to and no
-    /// pull in progress holds.
-    fn collect_garbage(&self) -> Result<(), ImageError> {
+    /// Collects garbage and waits until it is deleted.
+    async fn delete_garbage(&self) -> Result<(), ImageError> {
+        let doomed = self.collect_garbage()?;
+        tokio::task::spawn_blocking(move || delete_all(doomed))
+            .await
+            .map_err(|e| ImageError::Internal(format!("delete task: {e}")))
+    }
+
+    /// Moves layer directories and configs that no image refers to and no
+    /// pull in progress holds out of the store, into `tmp/` (which a start
+    /// empties, should the deletion be cut short); returns them for
+    /// deletion.
+    fn collect_garbage(&self) -> Result<Vec<PathBuf>, ImageError> {
         let (layers, blobs): (HashSet<String>, HashSet<String>) = {
             let index = self.read();
             (
@@ -427,16 +441,8 @@ impl Images {
         drop(counts);
         if !doomed.is_empty() {
             info!(count = doomed.len(), "deleting unused layers and configs");
-            // Deleting a big layer takes a while; nobody needs to wait.
-            std::thread::spawn(move || {
-                for p in doomed {
-                    if let Err(e) = remove_any(&p) {
-                        warn!(path = %p.display(), "cannot delete unused layer: {e}");
-                    }
-                }
-            });
         }
-        Ok(())
+        Ok(doomed)
     }
 
     fn pin(&self, keys: &[String]) -> PinGuard<'_> {
@@ -541,6 +547,14 @@ fn usage(dir: &Path) -> std::io::Result<(u64, u64)> {
         }
     }
     Ok((bytes, inodes))
+}
+
+fn delete_all(paths: Vec<PathBuf>) {
+    for p in paths {
+        if let Err(e) = remove_any(&p) {
+            warn!(path = %p.display(), "cannot delete an unused layer: {e}");
+        }
+    }
 }
 
 fn hex_of(digest: &str) -> &str {

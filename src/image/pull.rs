@@ -36,7 +36,7 @@ impl Images {
         if result.is_err() {
             // What the failed pull did complete (its config, some layers)
             // is no image's: drop it, unless another pull holds it.
-            if let Err(e) = self.collect_garbage() {
+            if let Err(e) = self.delete_garbage().await {
                 tracing::warn!("cleaning up after a failed pull: {e}");
             }
         }
