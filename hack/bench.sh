@@ -2,7 +2,9 @@
 # Side-by-side benchmark of peapod and Debian's containerd (CRI plugin), from
 # a fresh machine (after hack/install-deps.sh), as root:
 #
-#   hack/bench.sh [peapod-bench options]        e.g. hack/bench.sh --runs 20
+#   hack/bench.sh                        every workload (below)
+#   hack/bench.sh --pull-only [OPTIONS]  only the image pull workload
+#   hack/bench.sh [peapod-bench OPTIONS] e.g. hack/bench.sh --runs 20 --cni
 #
 # Builds release binaries, starts a private registry with the test images, a
 # private containerd and a peapod daemon, each with its own CNI bridge, runs
@@ -10,8 +12,15 @@
 # stopped by pid on exit, also on error or Ctrl-C.
 #
 # BENCH_TARGETS="peapod containerd" (default) picks the runtimes to measure.
-# Without arguments the bench runs both the host-network (--no-cni) and the
-# pod-network (--cni) workloads.
+# Without arguments the bench runs the host-network (--no-cni) and the
+# pod-network (--cni) workloads and the pull workload: 5 cold pulls
+# (RemoveImage before each) of the ~100 MB, 6-layer test image `big` by each
+# runtime's CRI PullImage (containerd's unpacks into its snapshotter too) and
+# by `skopeo copy` + `umoci unpack`, as MB/s and ratios. --pull-only runs just
+# that; options after it go to peapod-bench (e.g. --pull-runs 10).
+# In OPTIONS, @REGISTRY@ stands for the registry's address, e.g.
+#   hack/bench.sh --pull @REGISTRY@/busybox:latest --pull-runs 3
+# (`big` is built only when the options name @REGISTRY@/big).
 set -euo pipefail
 
 prog=hack/bench.sh
@@ -91,9 +100,25 @@ write_conflist() {
   bridges+=("$bridge")
 }
 
+pull_workload=(--pull "@REGISTRY@/big:latest" --pull-peer skopeo+umoci)
+if [ $# -eq 0 ]; then
+  set -- --no-cni --cni "${pull_workload[@]}"
+elif [ "$1" = --pull-only ]; then
+  shift
+  set -- "${pull_workload[@]}" "$@"
+fi
+
 echo "== registry and test images" >&2
 registry=$(hack/registry.sh start "$work/registry")
 hack/build-test-images.sh "$registry" >&2
+if [[ " $* " == *" @REGISTRY@/big:"* ]]; then
+  # ~30 s: not one of the default test images.
+  hack/build-test-images.sh "$registry" big >&2
+fi
+args=()
+for a in "$@"; do
+  args+=("${a//@REGISTRY@/$registry}")
+done
 
 bench_args=()
 for t in $targets; do
@@ -102,7 +127,8 @@ for t in $targets; do
       echo "== containerd" >&2
       write_conflist "$work/containerd/net.d" peapod-bench-containerd pbench-ctrd0 198.18.1.0/24
       endpoint=$(hack/containerd.sh start "$work/containerd" "$registry")
-      bench_args+=(--target "containerd=$endpoint" --pid-of "containerd=$(cat "$work/containerd/containerd.pid")")
+      bench_args+=(--target "containerd=$endpoint" --pid-of "containerd=$(cat "$work/containerd/containerd.pid")"
+        --store-of "containerd=$work/containerd/root")
       ;;
     peapod)
       echo "== peapod" >&2
@@ -123,14 +149,12 @@ for t in $targets; do
         tail -n 20 "$work/peapod/peapod.log" >&2 || true
         die "peapod did not create $work/peapod/peapod.sock (log above); BENCH_TARGETS=containerd measures containerd alone"
       fi
-      bench_args+=(--target "peapod=unix://$work/peapod/peapod.sock" --pid-of "peapod=$peapod_pid")
+      bench_args+=(--target "peapod=unix://$work/peapod/peapod.sock" --pid-of "peapod=$peapod_pid"
+        --store-of "peapod=$work/peapod/root")
       ;;
     *) die "unknown target '$t' in BENCH_TARGETS (known: peapod containerd)" ;;
   esac
 done
 
-if [ $# -eq 0 ]; then
-  set -- --no-cni --cni
-fi
 echo "== peapod-bench" >&2
-"$repo/target/release/peapod-bench" --cgroup-parent "$cgparent" --log-root "$work" "${bench_args[@]}" "$@"
+"$repo/target/release/peapod-bench" --cgroup-parent "$cgparent" --log-root "$work" "${bench_args[@]}" "${args[@]}"

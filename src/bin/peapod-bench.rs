@@ -5,6 +5,9 @@
 //! disturb each other). Every sandbox the bench creates carries a label with
 //! this run's id; on exit, error or SIGINT/SIGTERM the bench stops and removes
 //! all of them, then removes the cgroup parent tree it created.
+//!
+//! The pull workload times cold CRI PullImage calls (RemoveImage before
+//! each) and, optionally, the same pull by `skopeo copy` + `umoci unpack`.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -15,13 +18,15 @@ use std::process::ExitCode;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use peapod::api::image_service_client::ImageServiceClient;
 use peapod::api::runtime_service_client::RuntimeServiceClient;
 use peapod::api::security_profile::ProfileType;
 use peapod::api::{
-    DnsConfig, LinuxContainerResources, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
-    ListPodSandboxRequest, NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxFilter,
-    PodSandboxMetadata, PodSandboxState, PodSandboxStateValue, PodSandboxStatusRequest,
-    PodSandboxStatusResponse, RemovePodSandboxRequest, RunPodSandboxRequest, SecurityProfile,
+    DnsConfig, Image, ImageSpec, ImageStatusRequest, LinuxContainerResources,
+    LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListPodSandboxRequest, NamespaceMode,
+    NamespaceOption, PodSandboxConfig, PodSandboxFilter, PodSandboxMetadata, PodSandboxState,
+    PodSandboxStateValue, PodSandboxStatusRequest, PodSandboxStatusResponse, PullImageRequest,
+    RemoveImageRequest, RemovePodSandboxRequest, RunPodSandboxRequest, SecurityProfile,
     StopPodSandboxRequest, VersionRequest,
 };
 use tonic::transport::Channel;
@@ -29,6 +34,10 @@ use tonic::transport::Channel;
 /// Kubelet's deadline for RunPodSandbox; every other call gets 2 minutes.
 const RUN_LIMIT: Duration = Duration::from_secs(240);
 const CALL_LIMIT: Duration = Duration::from_secs(120);
+/// Kubelet puts no deadline on PullImage; this only ends a stuck run.
+const PULL_LIMIT: Duration = Duration::from_secs(600);
+/// The pull peer that is not a CRI endpoint.
+const SKOPEO_UMOCI: &str = "skopeo+umoci";
 /// Label on every sandbox this bench creates; its value is the run id.
 const RUN_LABEL: &str = "peapod-bench/run";
 
@@ -42,7 +51,17 @@ Targets (at least one; each is measured in turn):
 Workloads:
   --no-cni            host-network pods (namespace_options.network = NODE)
   --cni               pod-network pods (needs a CNI config in the runtime's conf dir)
-                      Both may be given; with neither, only --no-cni runs.
+  --pull IMAGE        cold image pulls (repeatable): per target and run, RemoveImage,
+                      then a timed PullImage, then ImageStatus. IMAGE is removed from
+                      every target before and after. Throughput is the compressed
+                      size (the sum of the manifest's layer sizes, read with
+                      `skopeo inspect --raw`, plain HTTP allowed) over the pull time.
+                      Of --no-cni, --cni and --pull any may be given; with none,
+                      only --no-cni runs.
+  --pull-runs N       timed pulls per image and target (default 5)
+  --pull-peer skopeo+umoci
+                      also time `skopeo copy docker://IMAGE oci:DIR` + `umoci unpack`
+                      into a fresh directory per run, as a target of that name
   --runs N            lifecycle runs per workload (default 50)
   --list-pods N       READY pods present while timing ListPodSandbox (default 100)
   --list-calls N      ListPodSandbox calls per variant (default max(50, runs))
@@ -52,7 +71,16 @@ Environment:
                         created in every cgroup hierarchy and removed afterwards
   --pid-of NAME=PID     the daemon pid of target NAME, for RSS/PSS (default: the
                         process listening on the target's socket)
-  --log-root DIR        where pod log directories go (default: the temp dir)
+  --log-root DIR        where pod log directories and the skopeo+umoci copies go
+                        (default: the temp dir)
+  --store-of NAME=DIR   the image store of target NAME: its disk use is read around
+                        every pull, and a pull that adds less than half the image's
+                        compressed size is reported as a likely cache hit
+
+The p90 column is the slow end: the 90th percentile of ms and KiB, the 10th of
+MB/s. Ratios are the target named peapod (else the first target) over containerd
+(else the last target) and over skopeo+umoci: below 1 is better for ms and KiB,
+above 1 for MB/s.
 ";
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +119,22 @@ enum BenchError {
         #[source]
         source: std::io::Error,
     },
+    #[error("running {cmd}: {source}")]
+    Spawn {
+        cmd: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{cmd} failed ({status}): {stderr}")]
+    Command {
+        cmd: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    #[error("{cmd} did not finish within {} s", limit.as_secs())]
+    CommandTimeout { cmd: String, limit: Duration },
+    #[error("manifest of {image}: {what}")]
+    Manifest { image: String, what: String },
     #[error("reading random bytes: {0}")]
     Random(getrandom::Error),
     #[error("interrupted by a signal")]
@@ -137,8 +181,13 @@ struct Options {
     modes: Vec<NetMode>,
     list_pods: usize,
     list_calls: usize,
+    pulls: Vec<String>,
+    pull_runs: usize,
+    /// Non-CRI pull targets (only skopeo+umoci exists).
+    pull_peers: Vec<String>,
     cgroup_parent: String,
     pids: HashMap<String, i32>,
+    stores: HashMap<String, PathBuf>,
     log_root: PathBuf,
 }
 
@@ -173,8 +222,12 @@ fn parse_args(args: Vec<String>) -> Result<Options, BenchError> {
     let mut pod = false;
     let mut list_pods = 100;
     let mut list_calls = None;
+    let mut pulls = Vec::new();
+    let mut pull_runs = 5;
+    let mut pull_peers: Vec<String> = Vec::new();
     let mut cgroup_parent = "/peapod-bench".to_string();
     let mut pids = HashMap::new();
+    let mut stores = HashMap::new();
     let mut log_root = std::env::temp_dir();
 
     let mut it = args.into_iter();
@@ -207,6 +260,39 @@ fn parse_args(args: Vec<String>) -> Result<Options, BenchError> {
             "--no-cni" => host = true,
             "--list-pods" => list_pods = parse_number(&flag, &value(&flag)?)?,
             "--list-calls" => list_calls = Some(parse_number(&flag, &value(&flag)?)?),
+            "--pull" => {
+                let v = value(&flag)?;
+                if v.is_empty() || v.contains(char::is_whitespace) {
+                    return Err(BenchError::Usage(format!(
+                        "--pull wants an image reference, got '{v}'"
+                    )));
+                }
+                pulls.push(v);
+            }
+            "--pull-runs" => pull_runs = parse_number(&flag, &value(&flag)?)?,
+            "--pull-peer" => {
+                let v = value(&flag)?;
+                if v != SKOPEO_UMOCI {
+                    return Err(BenchError::Usage(format!(
+                        "--pull-peer knows only {SKOPEO_UMOCI}, got '{v}'"
+                    )));
+                }
+                if !pull_peers.contains(&v) {
+                    pull_peers.push(v);
+                }
+            }
+            "--store-of" => {
+                let v = value(&flag)?;
+                let Some((name, dir)) = v
+                    .split_once('=')
+                    .filter(|(n, d)| !n.is_empty() && d.starts_with('/'))
+                else {
+                    return Err(BenchError::Usage(format!(
+                        "--store-of wants NAME=/absolute/dir, got '{v}'"
+                    )));
+                };
+                stores.insert(name.to_string(), PathBuf::from(dir));
+            }
             "--cgroup-parent" => cgroup_parent = value(&flag)?,
             "--log-root" => log_root = PathBuf::from(value(&flag)?),
             "--pid-of" => {
@@ -224,10 +310,13 @@ fn parse_args(args: Vec<String>) -> Result<Options, BenchError> {
             other => return Err(BenchError::Usage(format!("unknown option '{other}'"))),
         }
     }
-    if targets.is_empty() {
+    if targets.is_empty() && pull_peers.is_empty() {
         return Err(BenchError::Usage(
             "give at least one --endpoint or --target".into(),
         ));
+    }
+    if !pull_peers.is_empty() && pulls.is_empty() {
+        return Err(BenchError::Usage("--pull-peer needs --pull IMAGE".into()));
     }
     // Socket stems can repeat (two "containerd.sock"): keep names unique.
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -238,12 +327,23 @@ fn parse_args(args: Vec<String>) -> Result<Options, BenchError> {
             t.name = format!("{}-{}", t.name, n);
         }
     }
-    for name in pids.keys() {
-        if !targets.iter().any(|t| &t.name == name) {
-            return Err(BenchError::Usage(format!(
-                "--pid-of names '{name}', which is no target"
-            )));
+    for (flag, names) in [
+        ("--pid-of", pids.keys().collect::<Vec<_>>()),
+        ("--store-of", stores.keys().collect()),
+    ] {
+        for name in names {
+            if !targets.iter().any(|t| &t.name == name) {
+                return Err(BenchError::Usage(format!(
+                    "{flag} names '{name}', which is no target"
+                )));
+            }
         }
+    }
+    if let Some(t) = targets.iter().find(|t| t.name == SKOPEO_UMOCI) {
+        return Err(BenchError::Usage(format!(
+            "target name '{}' is taken by --pull-peer",
+            t.name
+        )));
     }
     let cgroup_parent = format!("/{}", cgroup_parent.trim_matches('/'));
     if cgroup_parent == "/" || cgroup_parent.split('/').any(|c| c == "..") {
@@ -254,8 +354,11 @@ fn parse_args(args: Vec<String>) -> Result<Options, BenchError> {
     if runs == 0 {
         return Err(BenchError::Usage("--runs must be at least 1".into()));
     }
+    if pull_runs == 0 {
+        return Err(BenchError::Usage("--pull-runs must be at least 1".into()));
+    }
     let mut modes = Vec::new();
-    if host || !pod {
+    if host || (!pod && pulls.is_empty()) {
         modes.push(NetMode::Host);
     }
     if pod {
@@ -267,8 +370,12 @@ fn parse_args(args: Vec<String>) -> Result<Options, BenchError> {
         modes,
         list_pods,
         list_calls: list_calls.unwrap_or(runs.max(50)),
+        pulls,
+        pull_runs,
+        pull_peers,
         cgroup_parent,
         pids,
+        stores,
         log_root,
     })
 }
@@ -546,6 +653,8 @@ struct Metric {
 #[derive(Debug, Default)]
 struct Report {
     metrics: Vec<Metric>,
+    /// Printed under the table (pull sizes, cache-hit warnings).
+    notes: Vec<String>,
 }
 
 impl Report {
@@ -587,15 +696,28 @@ fn stats(samples: &[f64]) -> Option<(f64, f64)> {
     Some((median, s[rank.clamp(1, n) - 1]))
 }
 
-fn fmt_value(v: f64, unit: &str) -> String {
-    if unit == "ms" {
-        format!("{v:.3}")
+/// (median, tail): the tail is the p90 for costs (ms, KiB) and the p10 for
+/// rates (MB/s), so that column is always the slow or expensive end.
+fn summary(samples: &[f64], unit: &str) -> Option<(f64, f64)> {
+    if unit == "MB/s" {
+        let neg: Vec<f64> = samples.iter().map(|v| -v).collect();
+        stats(&neg).map(|(m, t)| (-m, -t))
     } else {
-        format!("{v:.0}")
+        stats(samples)
     }
 }
 
-fn render(report: &Report, targets: &[Target]) -> String {
+fn fmt_value(v: f64, unit: &str) -> String {
+    match unit {
+        "ms" => format!("{v:.3}"),
+        "MB/s" => format!("{v:.1}"),
+        _ => format!("{v:.0}"),
+    }
+}
+
+/// The table: one row per metric and CRI target (also when it has no
+/// samples), a row per pull peer that has samples, and the ratio rows.
+fn render(report: &Report, targets: &[Target], peers: &[String]) -> String {
     let subject = targets
         .iter()
         .find(|t| t.name == "peapod")
@@ -606,10 +728,6 @@ fn render(report: &Report, targets: &[Target]) -> String {
         .find(|t| t.name == "containerd")
         .or(targets.last())
         .map(|t| t.name.clone());
-    let ratio = match (subject, baseline) {
-        (Some(s), Some(b)) if s != b => Some((s, b)),
-        _ => None,
-    };
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -618,46 +736,59 @@ fn render(report: &Report, targets: &[Target]) -> String {
     );
     for m in &report.metrics {
         let label = format!("{} ({})", m.name, m.unit);
-        for t in targets {
-            let samples = m
-                .values
+        let samples_of = |name: &str| {
+            m.values
                 .iter()
-                .find(|(n, _)| n == &t.name)
+                .find(|(n, _)| n == name)
                 .map(|(_, s)| s.as_slice())
-                .unwrap_or(&[]);
-            match stats(samples) {
-                Some((med, p90)) => {
-                    let _ = writeln!(
-                        out,
-                        "{:<48} {:<20} {:>12} {:>12} {:>6}",
-                        label,
-                        t.name,
-                        fmt_value(med, m.unit),
-                        fmt_value(p90, m.unit),
-                        samples.len()
-                    );
-                }
-                None => {
-                    let _ = writeln!(
-                        out,
-                        "{:<48} {:<20} {:>12} {:>12} {:>6}",
-                        label, t.name, "-", "-", 0
-                    );
-                }
-            }
-        }
-        if let Some((s, b)) = &ratio {
-            let get = |name: &str| {
-                m.values
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .and_then(|(_, v)| stats(v))
+                .unwrap_or(&[])
+        };
+        let rows = targets.iter().map(|t| t.name.as_str()).chain(
+            peers
+                .iter()
+                .map(String::as_str)
+                .filter(|p| !samples_of(p).is_empty()),
+        );
+        for name in rows {
+            let samples = samples_of(name);
+            let (med, p90) = match summary(samples, m.unit) {
+                Some((med, p90)) => (fmt_value(med, m.unit), fmt_value(p90, m.unit)),
+                None => ("-".to_string(), "-".to_string()),
             };
+            let _ = writeln!(
+                out,
+                "{:<48} {:<20} {:>12} {:>12} {:>6}",
+                label,
+                name,
+                med,
+                p90,
+                samples.len()
+            );
+        }
+        let Some(s) = subject.as_deref() else {
+            continue;
+        };
+        // The main baseline always gets a row (as "-" when it has no
+        // samples); a peer only where it measured this metric.
+        let baselines = baseline
+            .iter()
+            .map(String::as_str)
+            .chain(
+                peers
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|p| !samples_of(p).is_empty()),
+            )
+            .filter(|b| *b != s);
+        for b in baselines {
             let cell = |a: Option<f64>, b: Option<f64>| match (a, b) {
                 (Some(a), Some(b)) if b > 0.0 => format!("{:.3}", a / b),
                 _ => "-".to_string(),
             };
-            let (sv, bv) = (get(s), get(b));
+            let (sv, bv) = (
+                summary(samples_of(s), m.unit),
+                summary(samples_of(b), m.unit),
+            );
             let _ = writeln!(
                 out,
                 "{:<48} {:<20} {:>12} {:>12}",
@@ -667,6 +798,9 @@ fn render(report: &Report, targets: &[Target]) -> String {
                 cell(sv.map(|x| x.1), bv.map(|x| x.1)),
             );
         }
+    }
+    for note in &report.notes {
+        let _ = writeln!(out, "note: {note}");
     }
     out
 }
@@ -679,6 +813,8 @@ fn render(report: &Report, targets: &[Target]) -> String {
 struct Shared {
     run_id: String,
     pods_dir: PathBuf,
+    /// The skopeo+umoci peer's OCI layout and bundle.
+    pull_dir: PathBuf,
     cgroups: CgroupTree,
     clients: Mutex<Vec<(String, RuntimeServiceClient<Channel>)>>,
     /// Sandbox ids per target that are not removed yet.
@@ -1055,6 +1191,7 @@ async fn bench_target(
     shared: &Shared,
     opts: &Options,
     target: &Target,
+    pulls: &[PullJob],
     report: &mut Report,
 ) -> Result<(), BenchError> {
     let channel = peapod::client::connect(&target.socket)
@@ -1064,6 +1201,7 @@ async fn bench_target(
             endpoint: target.endpoint.clone(),
             source,
         })?;
+    let images = ImageServiceClient::new(channel.clone());
     let mut rt = RuntimeServiceClient::new(channel);
     shared
         .clients
@@ -1101,7 +1239,29 @@ async fn bench_target(
         seq: 0,
         pod_net_without_ip: 0,
     };
+    if !opts.modes.is_empty() {
+        bench_pods(&mut b, opts, report, daemon).await?;
+    }
 
+    let mut ib = ImageBench {
+        name: target.name.clone(),
+        client: images,
+        store: opts.stores.get(&target.name).cloned(),
+    };
+    for p in pulls {
+        ib.bench_pull(p, opts.pull_runs, report).await?;
+    }
+    Ok(())
+}
+
+/// The pod sandbox workloads: lifecycle cycles per network mode, then
+/// ListPodSandbox and per-pod memory with `--list-pods` pods running.
+async fn bench_pods(
+    b: &mut TargetBench<'_>,
+    opts: &Options,
+    report: &mut Report,
+    daemon: Option<i32>,
+) -> Result<(), BenchError> {
     for &mode in &opts.modes {
         eprintln!(
             "[{}] {}: warm-up, then {} Run/Status/Stop/Remove cycles",
@@ -1135,7 +1295,9 @@ async fn bench_target(
     record_daemon_memory(report, &b.name, 0, daemon);
 
     // The list and per-pod memory workloads run on the cheapest pod kind.
-    let mode = opts.modes[0];
+    let Some(&mode) = opts.modes.first() else {
+        return Ok(());
+    };
     eprintln!(
         "[{}] starting {} {} pods",
         b.name,
@@ -1152,7 +1314,7 @@ async fn bench_target(
     }
     .await;
     let measured = match filled {
-        Ok(()) => measure_full(&mut b, opts, report, daemon, mode, &pods).await,
+        Ok(()) => measure_full(b, opts, report, daemon, mode, &pods).await,
         Err(e) => Err(e),
     };
     eprintln!("[{}] removing {} pods", b.name, pods.len());
@@ -1265,6 +1427,423 @@ async fn measure_full(
     Ok(())
 }
 
+// ---------------------------------------------------------------------------
+// Image pulls
+// ---------------------------------------------------------------------------
+
+/// One `--pull` image and what its manifest says it weighs.
+#[derive(Debug)]
+struct PullJob {
+    image: String,
+    /// Short name for metric labels: the reference without its registry.
+    label: String,
+    layers: usize,
+    /// Sum of the manifest's layer sizes (compressed bytes on the wire).
+    layer_bytes: u64,
+}
+
+impl PullJob {
+    fn metric(&self, what: &str) -> String {
+        format!("pull {} {what}", self.label)
+    }
+
+    fn mb_per_s(&self, d: Duration) -> f64 {
+        self.layer_bytes as f64 / 1e6 / d.as_secs_f64().max(1e-9)
+    }
+}
+
+/// The reference without a leading registry host (`127.0.0.1:5000/big:latest`
+/// -> `big:latest`); a first component is a host when it has a dot or a
+/// port, or is localhost, as in Docker's reference grammar.
+fn image_label(image: &str) -> &str {
+    match image.split_once('/') {
+        Some((host, rest)) if host.contains(['.', ':']) || host == "localhost" => rest,
+        _ => image,
+    }
+}
+
+/// The repository part of a reference (no tag, no digest).
+fn image_repo(image: &str) -> &str {
+    if let Some((repo, _)) = image.split_once('@') {
+        return repo;
+    }
+    let name_start = image.rfind('/').map_or(0, |i| i + 1);
+    match image[name_start..].rfind(':') {
+        Some(i) => &image[..name_start + i],
+        None => image,
+    }
+}
+
+/// The architecture name OCI uses for this build's target.
+fn oci_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+/// Runs a command to completion within `limit`, returning its stdout.
+async fn run_command(program: &str, args: &[&str], limit: Duration) -> Result<Vec<u8>, BenchError> {
+    let cmd = format!("{program} {}", args.join(" "));
+    let child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = match tokio::time::timeout(limit, child).await {
+        Err(_) => return Err(BenchError::CommandTimeout { cmd, limit }),
+        Ok(Err(source)) => {
+            let source = if source.kind() == std::io::ErrorKind::NotFound {
+                std::io::Error::new(
+                    source.kind(),
+                    format!("'{program}' not found: install the Debian package {program}"),
+                )
+            } else {
+                source
+            };
+            return Err(BenchError::Spawn { cmd, source });
+        }
+        Ok(Ok(out)) => out,
+    };
+    if !out.status.success() {
+        return Err(BenchError::Command {
+            cmd,
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(out.stdout)
+}
+
+/// `skopeo inspect --raw` of a reference, as JSON.
+async fn raw_manifest(image: &str, reference: &str) -> Result<serde_json::Value, BenchError> {
+    let url = format!("docker://{reference}");
+    let out = run_command(
+        "skopeo",
+        &["inspect", "--raw", "--tls-verify=false", &url],
+        CALL_LIMIT,
+    )
+    .await?;
+    serde_json::from_slice(&out).map_err(|e| BenchError::Manifest {
+        image: image.to_string(),
+        what: format!("{reference}: not JSON: {e}"),
+    })
+}
+
+/// The layers of this platform's manifest of `image`, from the registry.
+async fn pull_job(image: &str) -> Result<PullJob, BenchError> {
+    let manifest_err = |what: String| BenchError::Manifest {
+        image: image.to_string(),
+        what,
+    };
+    let mut manifest = raw_manifest(image, image).await?;
+    // An index (or Docker manifest list): take this platform's entry.
+    if let Some(entries) = manifest.get("manifests").and_then(|m| m.as_array()) {
+        let digest = entries
+            .iter()
+            .find(|e| {
+                let platform = e.get("platform");
+                let field = |k: &str| platform.and_then(|p| p.get(k)).and_then(|v| v.as_str());
+                field("os") == Some("linux") && field("architecture") == Some(oci_arch())
+            })
+            .and_then(|e| e.get("digest"))
+            .and_then(|d| d.as_str())
+            .ok_or_else(|| manifest_err(format!("the index has no linux/{} entry", oci_arch())))?
+            .to_string();
+        let by_digest = format!("{}@{digest}", image_repo(image));
+        manifest = raw_manifest(image, &by_digest).await?;
+    }
+    let layers = manifest
+        .get("layers")
+        .and_then(|l| l.as_array())
+        .ok_or_else(|| manifest_err("no layers array".into()))?;
+    let mut layer_bytes = 0u64;
+    for (i, l) in layers.iter().enumerate() {
+        let size = l
+            .get("size")
+            .and_then(|s| s.as_u64())
+            .ok_or_else(|| manifest_err(format!("layers[{i}] has no size")))?;
+        layer_bytes += size;
+    }
+    Ok(PullJob {
+        image: image.to_string(),
+        label: image_label(image).to_string(),
+        layers: layers.len(),
+        layer_bytes,
+    })
+}
+
+/// Bytes allocated under `root` (each inode once, not crossing mounts), like
+/// `du -s`.
+fn tree_bytes(root: &Path) -> Result<u64, BenchError> {
+    let top = std::fs::symlink_metadata(root).map_err(io_err(root))?;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0u64;
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            // A runtime may delete while we walk.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err(&dir)(e)),
+        };
+        for entry in entries.flatten() {
+            let Ok(md) = entry.metadata() else {
+                continue;
+            };
+            if md.dev() != top.dev() {
+                continue;
+            }
+            if md.nlink() > 1 && !md.is_dir() && !seen.insert(md.ino()) {
+                continue;
+            }
+            total += md.blocks() * 512;
+            if md.is_dir() {
+                dirs.push(entry.path());
+            }
+        }
+    }
+    Ok(total)
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
+}
+
+/// The image workload's view of one CRI target.
+struct ImageBench {
+    name: String,
+    client: ImageServiceClient<Channel>,
+    /// `--store-of`: the target's on-disk image store.
+    store: Option<PathBuf>,
+}
+
+impl ImageBench {
+    fn spec(image: &str) -> Option<ImageSpec> {
+        Some(ImageSpec {
+            image: image.to_string(),
+            ..Default::default()
+        })
+    }
+
+    async fn remove(&mut self, image: &str) -> Result<(), BenchError> {
+        let req = RemoveImageRequest {
+            image: Self::spec(image),
+        };
+        call(
+            &self.name,
+            "RemoveImage",
+            CALL_LIMIT,
+            self.client.remove_image(req),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn status(&mut self, image: &str) -> Result<Option<Image>, BenchError> {
+        let req = ImageStatusRequest {
+            image: Self::spec(image),
+            verbose: false,
+        };
+        let (resp, _) = call(
+            &self.name,
+            "ImageStatus",
+            CALL_LIMIT,
+            self.client.image_status(req),
+        )
+        .await?;
+        Ok(resp.image)
+    }
+
+    fn store_bytes(&self) -> Result<Option<u64>, BenchError> {
+        self.store.as_deref().map(tree_bytes).transpose()
+    }
+
+    /// RemoveImage, and check that the image is gone.
+    async fn ensure_absent(&mut self, image: &str) -> Result<(), BenchError> {
+        self.remove(image).await?;
+        match self.status(image).await? {
+            None => Ok(()),
+            Some(img) => Err(BenchError::Unexpected {
+                target: self.name.clone(),
+                call: "ImageStatus",
+                what: format!("{image} (id {}) is still listed after RemoveImage", img.id),
+            }),
+        }
+    }
+
+    /// One timed PullImage.
+    async fn pull(&mut self, job: &PullJob) -> Result<Duration, BenchError> {
+        let req = PullImageRequest {
+            image: Self::spec(&job.image),
+            auth: None,
+            sandbox_config: None,
+        };
+        let (resp, took) = call(
+            &self.name,
+            "PullImage",
+            PULL_LIMIT,
+            self.client.pull_image(req),
+        )
+        .await?;
+        if resp.image_ref.is_empty() {
+            return Err(BenchError::Unexpected {
+                target: self.name.clone(),
+                call: "PullImage",
+                what: format!("empty image_ref for {}", job.image),
+            });
+        }
+        Ok(took)
+    }
+
+    async fn bench_pull(
+        &mut self,
+        job: &PullJob,
+        runs: usize,
+        report: &mut Report,
+    ) -> Result<(), BenchError> {
+        eprintln!(
+            "[{}] pull {}: {runs} cold PullImage calls ({} layers, {:.1} MB compressed)",
+            self.name,
+            job.image,
+            job.layers,
+            mb(job.layer_bytes)
+        );
+        // A RemoveImage of a missing image succeeds.
+        self.ensure_absent(&job.image).await?;
+        let start_bytes = self.store_bytes()?;
+        let (mut durations, mut rates) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+        let mut status_size = 0;
+        for run in 1..=runs {
+            self.ensure_absent(&job.image).await?;
+            let before = self.store_bytes()?;
+            let took = self.pull(job).await?;
+            let after = self.store_bytes()?;
+            let Some(img) = self.status(&job.image).await? else {
+                return Err(BenchError::Unexpected {
+                    target: self.name.clone(),
+                    call: "ImageStatus",
+                    what: format!("{} not found after PullImage", job.image),
+                });
+            };
+            status_size = img.size;
+            let mut line = format!(
+                "[{}] pull {run}/{runs}: {:.3} s, {:.1} MB/s",
+                self.name,
+                took.as_secs_f64(),
+                job.mb_per_s(took)
+            );
+            if let (Some(b), Some(a)) = (before, after) {
+                let grown = a.saturating_sub(b);
+                let _ = write!(
+                    line,
+                    ", store {:.1} MB before, +{:.1} MB by the pull",
+                    mb(b),
+                    mb(grown)
+                );
+                if grown < job.layer_bytes / 2 {
+                    report.notes.push(format!(
+                        "{}: pull {run} of {} added only {:.1} MB to the store: a cache hit?",
+                        self.name,
+                        job.image,
+                        mb(grown)
+                    ));
+                }
+            }
+            eprintln!("{line}");
+            durations.push(took);
+            rates.push(job.mb_per_s(took));
+        }
+        self.remove(&job.image).await?;
+        let mut note = format!(
+            "{}: {} is {} layers, {} bytes compressed (manifest layer sizes, used for MB/s); ImageStatus size {status_size}",
+            self.name, job.image, job.layers, job.layer_bytes
+        );
+        if let (Some(s), Some(e)) = (start_bytes, self.store_bytes()?) {
+            let _ = write!(
+                note,
+                "; store {:.1} MB before the first pull, {:.1} MB after the last RemoveImage",
+                mb(s),
+                mb(e)
+            );
+        }
+        report.notes.push(note);
+        report.add_durations(&self.name, &job.metric("PullImage"), &durations);
+        report.add(&self.name, &job.metric("throughput"), "MB/s", rates);
+        Ok(())
+    }
+}
+
+/// The skopeo+umoci peer: `skopeo copy` from the registry into a new OCI
+/// layout, then `umoci unpack` into a new bundle, timed together; both
+/// directories are removed before every run, so nothing is cached.
+async fn bench_pull_peer(
+    dir: &Path,
+    job: &PullJob,
+    runs: usize,
+    report: &mut Report,
+) -> Result<(), BenchError> {
+    let name = SKOPEO_UMOCI;
+    eprintln!(
+        "[{name}] pull {}: {runs} runs of skopeo copy + umoci unpack",
+        job.image
+    );
+    let layout = dir.join("oci");
+    let bundle = dir.join("bundle");
+    let src = format!("docker://{}", job.image);
+    let dst = format!("oci:{}:pull", layout.display());
+    let image_arg = format!("{}:pull", layout.display());
+    let bundle_arg = bundle.to_string_lossy().into_owned();
+    let (mut durations, mut rates) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+    for run in 1..=runs {
+        for d in [&layout, &bundle] {
+            match std::fs::remove_dir_all(d) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(d)(e)),
+            }
+        }
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let start = Instant::now();
+        run_command(
+            "skopeo",
+            &[
+                "--insecure-policy",
+                "copy",
+                "--quiet",
+                "--src-tls-verify=false",
+                &src,
+                &dst,
+            ],
+            PULL_LIMIT,
+        )
+        .await?;
+        let copied = start.elapsed();
+        run_command(
+            "umoci",
+            &["unpack", "--image", &image_arg, &bundle_arg],
+            PULL_LIMIT,
+        )
+        .await?;
+        let took = start.elapsed();
+        eprintln!(
+            "[{name}] pull {run}/{runs}: {:.3} s (copy {:.3} s, unpack {:.3} s), {:.1} MB/s",
+            took.as_secs_f64(),
+            copied.as_secs_f64(),
+            (took - copied).as_secs_f64(),
+            job.mb_per_s(took)
+        );
+        durations.push(took);
+        rates.push(job.mb_per_s(took));
+    }
+    std::fs::remove_dir_all(dir).map_err(io_err(dir))?;
+    report.add_durations(name, &job.metric("PullImage"), &durations);
+    report.add(name, &job.metric("throughput"), "MB/s", rates);
+    Ok(())
+}
+
 /// Stops and removes every sandbox of this run on every target (the tracked
 /// ids plus any listed with this run's label), then the cgroup tree.
 async fn cleanup(shared: &Shared) -> bool {
@@ -1349,9 +1928,11 @@ async fn cleanup(shared: &Shared) -> bool {
         eprintln!("cleanup: cgroup not removed: {l}");
     }
     clean &= left.is_empty();
-    if let Err(e) = std::fs::remove_dir_all(&shared.pods_dir) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            eprintln!("cleanup: {}: {e}", shared.pods_dir.display());
+    for dir in [&shared.pods_dir, &shared.pull_dir] {
+        if let Err(e) = std::fs::remove_dir_all(dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                eprintln!("cleanup: {}: {e}", dir.display());
+            }
         }
     }
     clean
@@ -1377,10 +1958,29 @@ async fn signalled() -> BenchError {
 
 async fn run_all(shared: &Shared, opts: &Options, report: &mut Report) -> Vec<BenchError> {
     let mut errors = Vec::new();
+    let mut pulls = Vec::with_capacity(opts.pulls.len());
+    for image in &opts.pulls {
+        match pull_job(image).await {
+            Ok(job) => pulls.push(job),
+            Err(e) => {
+                eprintln!("pull {image}: {e}");
+                errors.push(e);
+            }
+        }
+    }
     for t in &opts.targets {
-        if let Err(e) = bench_target(shared, opts, t, report).await {
+        if let Err(e) = bench_target(shared, opts, t, &pulls, report).await {
             eprintln!("[{}] failed: {e}", t.name);
             errors.push(e);
+        }
+    }
+    // Only skopeo+umoci exists (parse_args checks).
+    if !opts.pull_peers.is_empty() {
+        for job in &pulls {
+            if let Err(e) = bench_pull_peer(&shared.pull_dir, job, opts.pull_runs, report).await {
+                eprintln!("[{SKOPEO_UMOCI}] failed: {e}");
+                errors.push(e);
+            }
         }
     }
     errors
@@ -1414,9 +2014,11 @@ async fn bench(opts: Options) -> Result<bool, BenchError> {
     let cgroups = CgroupTree::discover(&opts.cgroup_parent)?;
     cgroups.create(&opts.cgroup_parent)?;
     let pods_dir = opts.log_root.join(format!("peapod-bench-pods-{run_id}"));
+    let pull_dir = opts.log_root.join(format!("peapod-bench-pull-{run_id}"));
     let shared = Shared {
         run_id,
         pods_dir,
+        pull_dir,
         cgroups,
         clients: Mutex::new(Vec::new()),
         live: Mutex::new(Vec::new()),
@@ -1432,11 +2034,24 @@ async fn bench(opts: Options) -> Result<bool, BenchError> {
         opts.modes
             .iter()
             .map(|m| m.label())
+            .map(str::to_string)
+            .chain(opts.pulls.iter().map(|i| format!("pull {i}")))
             .collect::<Vec<_>>()
             .join(" "),
         opts.list_pods,
         opts.cgroup_parent
     );
+    if !opts.pulls.is_empty() {
+        println!(
+            "pulls: {} cold pulls per image and target{}",
+            opts.pull_runs,
+            if opts.pull_peers.is_empty() {
+                String::new()
+            } else {
+                format!(", peers {}", opts.pull_peers.join(" "))
+            }
+        );
+    }
 
     let mut report = Report::default();
     let errors = tokio::select! {
@@ -1445,7 +2060,7 @@ async fn bench(opts: Options) -> Result<bool, BenchError> {
     };
     let clean = cleanup(&shared).await;
     println!();
-    print!("{}", render(&report, &opts.targets));
+    print!("{}", render(&report, &opts.targets, &opts.pull_peers));
     for e in &errors {
         println!("error: {e}");
     }
@@ -1514,6 +2129,109 @@ mod tests {
         ] {
             assert!(matches!(parse_args(args(bad)), Err(BenchError::Usage(_))));
         }
+    }
+
+    #[test]
+    fn pull_options() {
+        let o = parse_args(args(&[
+            "--target",
+            "containerd=unix:///c.sock",
+            "--pull",
+            "127.0.0.1:5000/big:latest",
+            "--pull-peer",
+            "skopeo+umoci",
+            "--store-of",
+            "containerd=/var/lib/c",
+        ]))
+        .unwrap();
+        // --pull alone runs no pod workload.
+        assert!(o.modes.is_empty());
+        assert_eq!(o.pulls, ["127.0.0.1:5000/big:latest"]);
+        assert_eq!(o.pull_runs, 5);
+        assert_eq!(o.pull_peers, [SKOPEO_UMOCI]);
+        assert_eq!(
+            o.stores.get("containerd"),
+            Some(&PathBuf::from("/var/lib/c"))
+        );
+        let o = parse_args(args(&[
+            "--endpoint",
+            "unix:///x.sock",
+            "--pull",
+            "a",
+            "--no-cni",
+        ]))
+        .unwrap();
+        assert_eq!(o.modes, [NetMode::Host]);
+        for bad in [
+            &[
+                "--endpoint",
+                "unix:///x.sock",
+                "--pull-peer",
+                "skopeo+umoci",
+            ][..],
+            &[
+                "--endpoint",
+                "unix:///x.sock",
+                "--pull",
+                "a",
+                "--pull-peer",
+                "ctr",
+            ],
+            &[
+                "--endpoint",
+                "unix:///x.sock",
+                "--pull",
+                "a",
+                "--pull-runs",
+                "0",
+            ],
+            &["--endpoint", "unix:///x.sock", "--store-of", "y=/d"],
+            &["--endpoint", "unix:///x.sock", "--store-of", "x=rel"],
+            &["--target", "skopeo+umoci=unix:///x.sock"],
+        ] {
+            assert!(
+                matches!(parse_args(args(bad)), Err(BenchError::Usage(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn image_reference_parts() {
+        assert_eq!(image_label("127.0.0.1:5000/big:latest"), "big:latest");
+        assert_eq!(image_label("registry.k8s.io/pause:3.9"), "pause:3.9");
+        assert_eq!(image_label("library/busybox"), "library/busybox");
+        assert_eq!(
+            image_repo("127.0.0.1:5000/big:latest"),
+            "127.0.0.1:5000/big"
+        );
+        assert_eq!(image_repo("127.0.0.1:5000/big"), "127.0.0.1:5000/big");
+        assert_eq!(image_repo("h/big@sha256:ab"), "h/big");
+    }
+
+    #[test]
+    fn rates_report_their_slow_end_and_peers_get_ratios() {
+        let mut r = Report::default();
+        let rates: Vec<f64> = (1..=10).map(f64::from).collect();
+        // The rate of the p90 run by duration: the second slowest of ten.
+        assert_eq!(summary(&rates, "MB/s"), Some((5.5, 2.0)));
+        r.add("containerd", "pull x throughput", "MB/s", vec![10.0]);
+        r.add(SKOPEO_UMOCI, "pull x throughput", "MB/s", vec![5.0]);
+        r.add("containerd", "host-net RunPodSandbox", "ms", vec![1.0]);
+        let targets = [parse_endpoint("containerd".into(), "unix:///c.sock").unwrap()];
+        let out = render(&r, &targets, &[SKOPEO_UMOCI.to_string()]);
+        let ratio = out
+            .lines()
+            .find(|l| l.contains("containerd/skopeo+umoci"))
+            .unwrap();
+        assert!(ratio.starts_with("pull x throughput"), "{out}");
+        assert!(ratio.ends_with("2.000        2.000"), "{out}");
+        // No peer row where the peer measured nothing.
+        assert_eq!(
+            out.lines().filter(|l| l.contains("skopeo+umoci")).count(),
+            2,
+            "{out}"
+        );
     }
 
     #[test]
