@@ -402,6 +402,12 @@ impl Images {
     /// empties, should the deletion be cut short); returns them for
     /// deletion.
     fn collect_garbage(&self) -> Result<Vec<PathBuf>, ImageError> {
+        // The pins lock is taken first and held while directories are moved
+        // away: a pull pins its layers before it looks for them and commits
+        // its record before it unpins, so each layer either is pinned, or
+        // belongs to a record this index read sees, or is gone before the
+        // pull looks.
+        let counts = self.pins.counts.lock().unwrap_or_else(|e| e.into_inner());
         let (layers, blobs): (HashSet<String>, HashSet<String>) = {
             let index = self.read();
             (
@@ -417,9 +423,6 @@ impl Images {
                     .collect(),
             )
         };
-        // The pins lock is held while directories are moved away, so a pull
-        // either pins a layer first (and it stays) or finds it gone.
-        let counts = self.pins.counts.lock().unwrap_or_else(|e| e.into_inner());
         let pinned: HashSet<&str> = counts.keys().map(|k| hex_of(k)).collect();
         let mut doomed = Vec::new();
         for (sub, keep) in [("layers", &layers), ("blobs/sha256", &blobs)] {
