@@ -376,11 +376,9 @@ impl Images {
                 return Ok(());
             }
         }
-        let store = self.store.clone();
-        let id = rec.id.clone();
-        tokio::task::spawn_blocking(move || store.delete(Table::Images, &id))
-            .await
-            .map_err(|e| ImageError::Internal(format!("store task: {e}")))??;
+        self.store
+            .delete_async(Table::Images, rec.id.clone())
+            .await?;
         self.write().remove(&rec.id);
         info!(image = %rec.id, tags = ?rec.repo_tags, "removed image");
         drop(_w);
@@ -460,12 +458,10 @@ impl Images {
     }
 
     async fn persist(&self, rec: &ImageRecord) -> Result<(), ImageError> {
-        let store = self.store.clone();
-        let rec = rec.clone();
-        tokio::task::spawn_blocking(move || store.put(Table::Images, &rec.id, &rec))
-            .await
-            .map_err(|e| ImageError::Internal(format!("store task: {e}")))??;
-        Ok(())
+        Ok(self
+            .store
+            .put_async(Table::Images, rec.id.clone(), rec.clone())
+            .await?)
     }
 
     /// Bytes (allocated blocks, as `du`) and inodes the store uses on disk.

@@ -259,9 +259,10 @@ impl Images {
             .dir
             .join("tmp")
             .join(format!("config-{}", crate::ids::new_id()));
-        tokio::fs::write(&tmp, &body)
-            .await
-            .map_err(ImageError::io("write", &tmp))?;
+        if let Err(e) = tokio::fs::write(&tmp, &body).await {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(ImageError::io("write", &tmp)(e));
+        }
         if let Err(e) = tokio::fs::rename(&tmp, &path).await {
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(ImageError::io("rename", &path)(e));

@@ -1104,6 +1104,24 @@ impl Repository {
         })
     }
 
+    /// The hex of a `sha256:` digest; other algorithms and malformed
+    /// digests are errors about `what`.
+    fn sha256_hex(&self, digest: &str, what: &str) -> Result<String, RegistryError> {
+        match check_digest(digest) {
+            DigestCheck::Sha256(hex) => Ok(hex),
+            DigestCheck::Unsupported(reason) => Err(RegistryError::Unsupported {
+                what: what.to_string(),
+                from: self.upstream_from(),
+                reason,
+            }),
+            DigestCheck::Invalid(reason) => Err(RegistryError::InvalidReference {
+                what: what.to_string(),
+                from: self.upstream_from(),
+                reason,
+            }),
+        }
+    }
+
     /// GET /v2/<repo>/manifests/<reference>: a tag or a sha256 digest. The
     /// returned digest is computed from the body; for a digest reference
     /// a body that does not match is an error.
@@ -1111,23 +1129,7 @@ impl Repository {
         let what = format!("manifest {reference}");
         self.check_valid(&what)?;
         let expected = if reference.contains(':') {
-            match check_digest(reference) {
-                DigestCheck::Sha256(hex) => Some(hex),
-                DigestCheck::Unsupported(reason) => {
-                    return Err(RegistryError::Unsupported {
-                        what,
-                        from: self.upstream_from(),
-                        reason,
-                    })
-                }
-                DigestCheck::Invalid(reason) => {
-                    return Err(RegistryError::InvalidReference {
-                        what,
-                        from: self.upstream_from(),
-                        reason,
-                    })
-                }
-            }
+            Some(self.sha256_hex(reference, &what)?)
         } else if is_valid_tag(reference) {
             None
         } else {
@@ -1225,23 +1227,7 @@ impl Repository {
     ) -> Result<BlobStream, RegistryError> {
         let what = format!("blob {digest}");
         self.check_valid(&what)?;
-        let expected_hex = match check_digest(digest) {
-            DigestCheck::Sha256(hex) => hex,
-            DigestCheck::Unsupported(reason) => {
-                return Err(RegistryError::Unsupported {
-                    what,
-                    from: self.upstream_from(),
-                    reason,
-                })
-            }
-            DigestCheck::Invalid(reason) => {
-                return Err(RegistryError::InvalidReference {
-                    what,
-                    from: self.upstream_from(),
-                    reason,
-                })
-            }
-        };
+        let expected_hex = self.sha256_hex(digest, &what)?;
         self.with_endpoints(&what, |i| {
             self.blob_from(i, &what, digest, &expected_hex, expected_size)
         })

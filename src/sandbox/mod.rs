@@ -211,21 +211,17 @@ impl Sandboxes {
     }
 
     async fn persist(&self, rec: &SandboxRecord) -> Result<(), SandboxError> {
-        let store = self.store.clone();
-        let rec = rec.clone();
-        tokio::task::spawn_blocking(move || store.put(Table::Sandboxes, &rec.id, &rec))
-            .await
-            .map_err(|e| SandboxError::Internal(format!("store task: {e}")))??;
-        Ok(())
+        Ok(self
+            .store
+            .put_async(Table::Sandboxes, rec.id.clone(), rec.clone())
+            .await?)
     }
 
     async fn persist_delete(&self, id: &str) -> Result<(), SandboxError> {
-        let store = self.store.clone();
-        let id = id.to_string();
-        tokio::task::spawn_blocking(move || store.delete(Table::Sandboxes, &id))
-            .await
-            .map_err(|e| SandboxError::Internal(format!("store task: {e}")))??;
-        Ok(())
+        Ok(self
+            .store
+            .delete_async(Table::Sandboxes, id.to_string())
+            .await?)
     }
 
     /// Looks a sandbox up by id or unique id prefix.
@@ -258,11 +254,9 @@ impl Sandboxes {
 
     /// Records the pod CIDR kubelet assigns to the node (passed to CNI).
     pub async fn set_pod_cidr(&self, cidr: String) -> Result<(), SandboxError> {
-        let store = self.store.clone();
-        let value = cidr.clone();
-        tokio::task::spawn_blocking(move || store.put(Table::Meta, POD_CIDR_KEY, &value))
-            .await
-            .map_err(|e| SandboxError::Internal(format!("store task: {e}")))??;
+        self.store
+            .put_async(Table::Meta, POD_CIDR_KEY.to_string(), cidr.clone())
+            .await?;
         *self.pod_cidr.write().unwrap_or_else(|e| e.into_inner()) = Some(cidr);
         Ok(())
     }

@@ -66,15 +66,17 @@ fn to_api(rec: &ImageRecord) -> api::Image {
     }
 }
 
+/// `image.image` as sent (maybe empty), to name the request in logs.
+fn spec_name(spec: &Option<api::ImageSpec>) -> String {
+    spec.as_ref().map(|s| s.image.clone()).unwrap_or_default()
+}
+
 /// The image a request names: `image.image` must be set.
-fn image_name(spec: Option<api::ImageSpec>, field: &str) -> Result<String, Status> {
-    let name = spec.map(|s| s.image).unwrap_or_default();
+fn require_name(name: &str) -> Result<(), Status> {
     if name.is_empty() {
-        return Err(Status::invalid_argument(format!(
-            "{field}: must not be empty"
-        )));
+        return Err(Status::invalid_argument("image.image: must not be empty"));
     }
-    Ok(name)
+    Ok(())
 }
 
 fn credentials(auth: Option<api::AuthConfig>) -> Result<Credentials, Status> {
@@ -168,13 +170,9 @@ impl ImageService for ImageApi {
     ) -> Result<Response<api::ImageStatusResponse>, Status> {
         let req = req.into_inner();
         let verbose = req.verbose;
-        let name = req
-            .image
-            .as_ref()
-            .map(|i| i.image.clone())
-            .unwrap_or_default();
+        let name = spec_name(&req.image);
         rpc("ImageStatus", &name, async {
-            let name = image_name(req.image, "image.image")?;
+            require_name(&name)?;
             // An unknown image is a null image, not an error.
             let Some(rec) = self.daemon.images.get(&name).map_err(image_status_of)? else {
                 return Ok(api::ImageStatusResponse::default());
@@ -196,18 +194,14 @@ impl ImageService for ImageApi {
         req: Request<api::PullImageRequest>,
     ) -> Result<Response<api::PullImageResponse>, Status> {
         let req = req.into_inner();
-        let name = req
-            .image
-            .as_ref()
-            .map(|i| i.image.clone())
-            .unwrap_or_default();
+        let name = spec_name(&req.image);
         rpc("PullImage", &name, async {
-            let name = image_name(req.image, "image.image")?;
+            require_name(&name)?;
             let creds = credentials(req.auth)?;
             // The pull runs in a task of its own: a client that gives up
             // does not leave a half-unpacked layer behind.
             let images = self.daemon.images.clone();
-            let rec = tokio::spawn(images.pull(name, creds))
+            let rec = tokio::spawn(images.pull(name.clone(), creds))
                 .await
                 .map_err(|e| Status::internal(format!("pull task: {e}")))?
                 .map_err(image_status_of)?;
@@ -223,13 +217,9 @@ impl ImageService for ImageApi {
         req: Request<api::RemoveImageRequest>,
     ) -> Result<Response<api::RemoveImageResponse>, Status> {
         let req = req.into_inner();
-        let name = req
-            .image
-            .as_ref()
-            .map(|i| i.image.clone())
-            .unwrap_or_default();
+        let name = spec_name(&req.image);
         rpc("RemoveImage", &name, async {
-            let name = image_name(req.image, "image.image")?;
+            require_name(&name)?;
             self.daemon
                 .images
                 .remove(&name)

@@ -3,6 +3,7 @@
 //! is committed (fsync'd) before the RPC that made it returns.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Serialize};
@@ -77,6 +78,32 @@ impl Store {
             t.insert(key, bytes.as_slice()).map_err(db_err("insert"))?;
         }
         txn.commit().map_err(db_err("commit"))
+    }
+
+    /// [`Store::put`] on a blocking thread: a commit waits for fsync, which
+    /// must not stall the async workers.
+    pub async fn put_async<T: Serialize + Send + 'static>(
+        self: &Arc<Self>,
+        table: Table,
+        key: String,
+        value: T,
+    ) -> Result<(), StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.put(table, &key, &value))
+            .await
+            .map_err(db_err("task"))?
+    }
+
+    /// [`Store::delete`] on a blocking thread.
+    pub async fn delete_async(
+        self: &Arc<Self>,
+        table: Table,
+        key: String,
+    ) -> Result<(), StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.delete(table, &key))
+            .await
+            .map_err(db_err("task"))?
     }
 
     pub fn delete(&self, table: Table, key: &str) -> Result<(), StoreError> {

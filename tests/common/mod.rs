@@ -38,7 +38,7 @@ pub fn require_host() {
     }
 }
 
-fn which(tool: &str) -> bool {
+pub fn which(tool: &str) -> bool {
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).exists()))
         .unwrap_or(false)

@@ -29,11 +29,8 @@ fn require_tools() {
         ("zstd", "zstd"),
         ("python3", "python3"),
     ] {
-        let found = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).exists()))
-            .unwrap_or(false);
         assert!(
-            found,
+            super::which(tool),
             "{tool} not found: install the Debian package {package} (hack/install-deps.sh)"
         );
     }
