@@ -15,8 +15,11 @@ pub mod api {
 pub mod cgroups;
 pub mod client;
 pub mod config;
+pub mod container;
 pub mod ids;
 pub mod image;
+pub mod monitor;
+pub mod oci;
 pub mod process;
 pub mod sandbox;
 pub mod server;

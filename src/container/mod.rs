@@ -1,0 +1,5 @@
+//! Containers: lifecycle, the CRI → OCI spec conversion, security context,
+//! mounts and the root filesystem.
+
+pub mod security;
+pub mod user;

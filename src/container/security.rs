@@ -1,0 +1,1 @@
+//! Capabilities, seccomp, AppArmor and masked paths of a container.

@@ -1,0 +1,1 @@
+//! OCI runtime backends behind one trait.
