@@ -3,6 +3,9 @@
 //!
 //! - `pause`: set up a pod's namespaces and leave behind the pod's infra
 //!   process that holds them (see [`pause`]).
+//! - `container`: run an OCI runtime's `create` and stay the container's
+//!   parent: its stdio, CRI log, control socket and exit status (see
+//!   [`container`]).
 //!
 //! Anything else is a usage error (exit 2).
 
@@ -19,11 +22,19 @@ fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     match args.split_first() {
         Some((mode, rest)) if mode == "pause" => pause::main(rest),
+        Some((mode, rest)) if mode == "container" => container::main(rest),
         _ => {
-            eprintln!("{USAGE}");
+            eprintln!(
+                "{USAGE}\n       {}",
+                container::USAGE.trim_start_matches("usage: ")
+            );
             ExitCode::from(EXIT_USAGE)
         }
     }
 }
 
+mod container;
+mod crilog;
 mod pause;
+mod runtime_log;
+mod sys;

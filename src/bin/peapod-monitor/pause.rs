@@ -498,7 +498,7 @@ fn child_fail(status: RawFd, step: &str, errno: Errno) -> ! {
 
 /// Puts every signal back to its default action; ignored dispositions
 /// (std ignores SIGPIPE) would otherwise survive exec.
-fn reset_signal_dispositions() {
+pub(crate) fn reset_signal_dispositions() {
     for sig in 1..=libc::SIGRTMAX() {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
@@ -514,7 +514,7 @@ fn reset_signal_dispositions() {
 }
 
 /// Closes every fd from `from` to `to` inclusive.
-fn close_fds(from: RawFd, to: u32) {
+pub(crate) fn close_fds(from: RawFd, to: u32) {
     let Ok(from) = u32::try_from(from) else {
         return;
     };
