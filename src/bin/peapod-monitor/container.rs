@@ -53,6 +53,8 @@ const STDERR_TAIL: usize = 4096;
 const RUNTIME_LOG_TAIL: u64 = 64 * 1024;
 /// Exits remembered before the init's pid is known.
 const EARLY_EXITS: usize = 32;
+/// Reads per output after the drain, at most (2 MiB with the buffer).
+const FINAL_READS: usize = 64;
 /// Exit code of the forked runtime child when exec fails (as a shell's).
 const EXIT_EXEC_FAILED: i32 = 127;
 
@@ -772,7 +774,9 @@ impl Monitor {
             }
             match slot {
                 Slot::Signals => self.reap(creating.as_deref_mut()),
-                Slot::Output(i) => self.read_output(i, creating.as_deref_mut()),
+                Slot::Output(i) => {
+                    self.read_output(i, creating.as_deref_mut());
+                }
                 Slot::Control => self.accept_clients(),
                 Slot::Client(i) => closed_clients |= !self.serve_client(i),
                 Slot::ConsoleListener | Slot::ConsoleConn => {
@@ -837,13 +841,14 @@ impl Monitor {
         }
     }
 
-    /// Reads once from an output and logs its complete lines.
-    fn read_output(&mut self, i: usize, creating: Option<&mut Creating>) {
+    /// Reads once from an output and logs its complete lines. Returns
+    /// whether it read data (false: nothing there, or EOF).
+    fn read_output(&mut self, i: usize, creating: Option<&mut Creating>) -> bool {
         let out = &mut self.outputs[i];
-        let Some(fd) = &out.fd else { return };
+        let Some(fd) = &out.fd else { return false };
         let n = match sys::read(fd.as_raw_fd(), &mut self.read_buf) {
             Ok(n) => n,
-            Err(Errno::EAGAIN) => return,
+            Err(Errno::EAGAIN) => return false,
             // EIO: a terminal whose slave side is closed everywhere.
             Err(_) => 0,
         };
@@ -854,7 +859,7 @@ impl Monitor {
                 out.splitter
                     .finish(&mut |c, tag| log.write(&ts, out.stream, tag, c));
             }
-            return;
+            return false;
         }
         let data = &self.read_buf[..n];
         if let Some(c) = creating {
@@ -866,6 +871,7 @@ impl Monitor {
             out.splitter
                 .feed(data, &mut |c, tag| log.write(&ts, out.stream, tag, c));
         }
+        true
     }
 
     fn accept_clients(&mut self) {
@@ -960,6 +966,16 @@ impl Monitor {
     /// After the main loop: logs what is left, writes the exit file,
     /// removes the socket. Returns the exit code of the monitor.
     fn finish(mut self) -> i32 {
+        // The drain time is up (or output is closed): what is already in
+        // the pipes is still taken, without waiting for more. Bounded, in
+        // case a process left behind keeps writing.
+        for i in 0..self.outputs.len() {
+            for _ in 0..FINAL_READS {
+                if self.outputs[i].fd.is_none() || !self.read_output(i, None) {
+                    break;
+                }
+            }
+        }
         let ts = timestamp_now();
         if let Some(log) = &mut self.log {
             for out in &mut self.outputs {
