@@ -168,6 +168,7 @@ struct Spec {
     log_max_line: usize,
     drain_timeout: Duration,
     readonly_root: bool,
+    stdin: bool,
 }
 
 impl Spec {
@@ -181,6 +182,7 @@ impl Spec {
             log_max_line: monitor::DEFAULT_LOG_MAX_LINE,
             drain_timeout: monitor::DEFAULT_DRAIN_TIMEOUT,
             readonly_root: true,
+            stdin: false,
         }
     }
 
@@ -251,8 +253,8 @@ impl Container {
             log_max_line: spec.log_max_line,
             tty: spec.tty,
             console_socket,
-            stdin: false,
-            stdin_once: false,
+            stdin: spec.stdin,
+            stdin_once: spec.stdin,
             oom_file,
             runtime_log: Some(runtime_log),
             drain_timeout: spec.drain_timeout,
@@ -702,10 +704,24 @@ async fn runc_kill_term_gives_143() {
         &cg,
         Spec {
             pid_ns: false,
+            stdin: true,
             ..Spec::new(&["sleep", "1000"])
         },
     );
-    c.launch_ok().await;
+    let l = c.launch_ok().await;
+    // --stdin: the container reads a pipe whose write end the monitor
+    // holds open (for attach).
+    let stdin = fd_target(l.init.pid, 0);
+    assert!(stdin.starts_with("pipe:"), "container stdin {stdin}");
+    let monitor_fds: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", l.monitor.pid))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_link(e.path()).unwrap().display().to_string())
+        .collect();
+    assert!(
+        monitor_fds.contains(&stdin),
+        "monitor does not hold {stdin}: {monitor_fds:?}"
+    );
     c.start();
     assert_eq!(c.state()["status"], "running");
     c.kill("TERM");
@@ -900,6 +916,51 @@ async fn failing_create_reports_runc_message_and_leaves_nothing() {
 }
 
 #[tokio::test]
+async fn failing_create_message_from_stderr_and_in_tty_mode() {
+    require_host();
+    let _serial = SERIAL.read().await;
+    let cg = TestCgroup::new();
+    // Without --runtime-log the message is what runc wrote on stderr.
+    let mut plain = Container::new(&cg, Spec::new(&["/nonexistent-plain"]));
+    plain.args.runtime_log = None;
+    // In tty mode the runtime's own output has a pipe of its own.
+    let mut tty = Container::new(
+        &cg,
+        Spec {
+            tty: true,
+            ..Spec::new(&["/nonexistent-tty"])
+        },
+    );
+    let mut tty_no_log = Container::new(
+        &cg,
+        Spec {
+            tty: true,
+            ..Spec::new(&["/nonexistent-tty-stderr"])
+        },
+    );
+    tty_no_log.args.runtime_log = None;
+    for (c, name) in [
+        (&mut plain, "/nonexistent-plain"),
+        (&mut tty, "/nonexistent-tty"),
+        (&mut tty_no_log, "/nonexistent-tty-stderr"),
+    ] {
+        match c.launch().await {
+            Err(MonitorError::Runtime(msg)) => {
+                println!("{name}: {msg}");
+                assert!(msg.contains(name), "{msg}");
+                assert!(msg.contains("no such file or directory"), "{msg}");
+            }
+            other => panic!("{name}: expected MonitorError::Runtime, got {other:?}"),
+        }
+        assert!(processes_mentioning(&c.id).is_empty());
+        assert!(!c.args.socket.exists());
+        if let Some(cs) = &c.args.console_socket {
+            assert!(!cs.exists(), "console socket left behind");
+        }
+    }
+}
+
+#[tokio::test]
 async fn usage_error_is_a_protocol_error() {
     let dir = tempfile::tempdir().unwrap();
     let args = ContainerMonitorArgs {
@@ -984,6 +1045,54 @@ async fn drain_timeout_when_an_orphan_holds_the_output() {
         ('F', "bye"),
         "output before the drain"
     );
+    c.wait_monitor_gone().await;
+}
+
+#[tokio::test]
+async fn zero_drain_still_logs_what_is_buffered() {
+    require_host();
+    let _serial = SERIAL.read().await;
+    let cg = TestCgroup::new();
+    // The orphan keeps the pipes open, so no EOF comes. The monitor is
+    // stopped while the init writes ~48 kB (more than one read) and
+    // exits: when it resumes, the exit and the full pipe are there at
+    // once, and every line must still reach the log.
+    let mut c = Container::new(
+        &cg,
+        Spec {
+            pid_ns: false,
+            drain_timeout: Duration::ZERO,
+            readonly_root: false,
+            ..Spec::sh("sleep 1000 & while [ ! -e /go ]; do usleep 5000; done; seq 1 10000")
+        },
+    );
+    let l = c.launch_ok().await;
+    c.start();
+    let monitor_pid = Pid::from_raw(l.monitor.pid);
+    nix::sys::signal::kill(monitor_pid, Signal::SIGSTOP).unwrap();
+    std::fs::write(c.rootfs().join("go"), "").unwrap();
+    let init = l.init.pid;
+    let zombie = || {
+        std::fs::read_to_string(format!("/proc/{init}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    };
+    let waited = tokio::time::timeout(
+        Duration::from_secs(10),
+        eventually("init exits", Duration::from_secs(10), zombie),
+    )
+    .await;
+    nix::sys::signal::kill(monitor_pid, Signal::SIGCONT).unwrap();
+    waited.unwrap();
+    assert_eq!(c.wait_exit().await.exit_code, 0);
+    let lines: Vec<String> = c.log_entries().iter().map(|e| e.content.clone()).collect();
+    let want: Vec<String> = (1..=10000).map(|i| i.to_string()).collect();
+    assert_eq!(lines.len(), want.len(), "lines logged");
+    assert_eq!(lines, want);
     c.wait_monitor_gone().await;
 }
 
