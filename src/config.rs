@@ -51,6 +51,23 @@ pub struct Config {
     /// OCI runtime handlers by name (`RuntimeClass` handlers).
     pub runtimes: BTreeMap<String, RuntimeHandler>,
     pub images: ImagesConfig,
+    /// Whether a container's `oom_score_adj` is raised to at least the
+    /// daemon's own: the kernel refuses a lower value to a process without
+    /// CAP_SYS_RESOURCE, and the OCI runtime then fails to start it.
+    pub restrict_oom_score_adj: OomScoreAdjRestriction,
+    /// Longest line, in bytes, a container log holds in one record; longer
+    /// output is split into partial (`P`) records.
+    pub container_log_max_line: usize,
+}
+
+/// See [`Config::restrict_oom_score_adj`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OomScoreAdjRestriction {
+    /// Restrict when the daemon lacks CAP_SYS_RESOURCE.
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -125,6 +142,8 @@ impl Default for Config {
             default_runtime: "runc".to_string(),
             runtimes,
             images: ImagesConfig::default(),
+            restrict_oom_score_adj: OomScoreAdjRestriction::Auto,
+            container_log_max_line: 16 * 1024,
         }
     }
 }
@@ -275,6 +294,12 @@ impl Config {
                 ));
             }
         }
+        if self.container_log_max_line < 256 {
+            return Err(invalid(
+                "container_log_max_line",
+                "must be at least 256 bytes",
+            ));
+        }
         if !self.runtimes.contains_key(&self.default_runtime) {
             return Err(invalid(
                 "default_runtime",
@@ -324,6 +349,22 @@ impl Config {
     }
     pub fn images_dir(&self) -> PathBuf {
         self.root_dir.join("images")
+    }
+    /// Volatile per-container state: OCI bundle, rootfs mount point, exit
+    /// file, monitor socket.
+    pub fn containers_dir(&self) -> PathBuf {
+        self.state_dir.join("containers")
+    }
+    /// Persistent per-container data: the writable layer.
+    pub fn container_layers_dir(&self) -> PathBuf {
+        self.root_dir.join("containers")
+    }
+    /// The `--root` state directory of a runtime handler.
+    pub fn runtime_root(&self, handler: &str) -> PathBuf {
+        match self.runtimes.get(handler) {
+            Some(h) if !h.root.as_os_str().is_empty() => h.root.clone(),
+            _ => self.state_dir.join("runtimes").join(handler),
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use peapod::api::image_service_server::ImageServiceServer;
 use peapod::api::runtime_service_server::RuntimeServiceServer;
 use peapod::cgroups::CgroupLayout;
 use peapod::config::Config;
+use peapod::container::Containers;
 use peapod::image::registry::RegistrySettings;
 use peapod::image::{ImageSettings, Images};
 use peapod::sandbox::Sandboxes;
@@ -183,20 +184,32 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             format!("open metadata store {}", config.database_path().display())
         })?);
     let cgroups = Arc::new(CgroupLayout::detect().context("detect cgroup hierarchies")?);
+    let held = peapod::container::held_layers(&store).context("read container records")?;
     let images = {
         let (dir, store, settings) = (config.images_dir(), store.clone(), image_settings(&config));
-        tokio::task::spawn_blocking(move || Images::open(dir, store, settings))
+        tokio::task::spawn_blocking(move || Images::open(dir, store, settings, &held))
             .await
             .context("open image store")?
             .context("open image store")?
     };
-    let sandboxes = Sandboxes::recover(config.clone(), store, cgroups)
+    let images = Arc::new(images);
+    let sandboxes = Sandboxes::recover(config.clone(), store.clone(), cgroups.clone())
         .await
         .context("recover sandboxes")?;
+    let containers = Containers::recover(
+        config.clone(),
+        store,
+        cgroups,
+        sandboxes.clone(),
+        images.clone(),
+    )
+    .await
+    .context("recover containers")?;
     let daemon = Arc::new(Daemon {
         config: config.clone(),
         sandboxes,
-        images: Arc::new(images),
+        images,
+        containers,
     });
 
     let listener = tokio::net::UnixListener::bind(&config.socket)

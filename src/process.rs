@@ -92,12 +92,18 @@ impl PidFd {
 
     /// Sends a signal through the pidfd (never to a recycled pid).
     pub fn signal(&self, sig: Signal) -> io::Result<()> {
+        self.signal_raw(sig as i32)
+    }
+
+    /// [`PidFd::signal`] by number, for signals without a name in nix
+    /// (real-time ones).
+    pub fn signal_raw(&self, sig: i32) -> io::Result<()> {
         // SAFETY: pidfd_send_signal with a valid fd, a signal number, no info.
         let r = unsafe {
             libc::syscall(
                 libc::SYS_pidfd_send_signal,
                 self.0.as_raw_fd(),
-                sig as i32,
+                sig,
                 std::ptr::null::<libc::siginfo_t>(),
                 0,
             )

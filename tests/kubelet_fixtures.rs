@@ -386,3 +386,574 @@ async fn kubelet_image_requests() {
     assert!(u.timestamp > 0);
     assert!(!u.fs_id.as_ref().unwrap().mountpoint.is_empty());
 }
+
+fn int64(v: &Value) -> Option<api::Int64Value> {
+    v.as_object().map(|o| api::Int64Value {
+        value: o.get("value").and_then(Value::as_i64).unwrap_or(0),
+    })
+}
+
+/// The fixture's container config as the generated message.
+fn container_config(c: &Value) -> api::ContainerConfig {
+    let r = &c["linux"]["resources"];
+    let sc = &c["linux"]["security_context"];
+    let ns = &sc["namespace_options"];
+    let caps = &sc["capabilities"];
+    api::ContainerConfig {
+        metadata: Some(api::ContainerMetadata {
+            name: s(&c["metadata"]["name"]),
+            attempt: c["metadata"]["attempt"].as_u64().unwrap_or(0) as u32,
+        }),
+        image: Some(api::ImageSpec {
+            image: s(&c["image"]["image"]),
+            user_specified_image: s(&c["image"]["user_specified_image"]),
+            ..Default::default()
+        }),
+        command: strings(&c["command"]),
+        args: strings(&c["args"]),
+        working_dir: s(&c["working_dir"]),
+        envs: c["envs"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|kv| api::KeyValue {
+                        key: s(&kv["key"]),
+                        value: s(&kv["value"]),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        mounts: c["mounts"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|m| api::Mount {
+                        container_path: s(&m["container_path"]),
+                        host_path: s(&m["host_path"]),
+                        readonly: m["readonly"].as_bool().unwrap_or(false),
+                        selinux_relabel: m["selinux_relabel"].as_bool().unwrap_or(false),
+                        propagation: i(&m["propagation"]),
+                        ..Default::default()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        labels: map(&c["labels"]),
+        annotations: map(&c["annotations"]),
+        log_path: s(&c["log_path"]),
+        stdin: c["stdin"].as_bool().unwrap_or(false),
+        tty: c["tty"].as_bool().unwrap_or(false),
+        linux: Some(api::LinuxContainerConfig {
+            resources: Some(api::LinuxContainerResources {
+                cpu_period: r["cpu_period"].as_i64().unwrap_or(0),
+                cpu_quota: r["cpu_quota"].as_i64().unwrap_or(0),
+                cpu_shares: r["cpu_shares"].as_i64().unwrap_or(0),
+                memory_limit_in_bytes: r["memory_limit_in_bytes"].as_i64().unwrap_or(0),
+                oom_score_adj: r["oom_score_adj"].as_i64().unwrap_or(0),
+                memory_swap_limit_in_bytes: r["memory_swap_limit_in_bytes"].as_i64().unwrap_or(0),
+                hugepage_limits: r["hugepage_limits"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|h| api::HugepageLimit {
+                                page_size: s(&h["page_size"]),
+                                limit: h["limit"].as_u64().unwrap_or(0),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                ..Default::default()
+            }),
+            security_context: Some(api::LinuxContainerSecurityContext {
+                capabilities: caps.as_object().map(|_| api::Capability {
+                    add_capabilities: strings(&caps["add_capabilities"]),
+                    drop_capabilities: strings(&caps["drop_capabilities"]),
+                    ..Default::default()
+                }),
+                privileged: sc["privileged"].as_bool().unwrap_or(false),
+                namespace_options: Some(api::NamespaceOption {
+                    network: i(&ns["network"]),
+                    pid: i(&ns["pid"]),
+                    ipc: i(&ns["ipc"]),
+                    target_id: s(&ns["target_id"]),
+                    userns_options: None,
+                }),
+                run_as_user: int64(&sc["run_as_user"]),
+                run_as_group: int64(&sc["run_as_group"]),
+                run_as_username: s(&sc["run_as_username"]),
+                readonly_rootfs: sc["readonly_rootfs"].as_bool().unwrap_or(false),
+                supplemental_groups: sc["supplemental_groups"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_i64).collect())
+                    .unwrap_or_default(),
+                no_new_privs: sc["no_new_privs"].as_bool().unwrap_or(false),
+                masked_paths: strings(&sc["masked_paths"]),
+                readonly_paths: strings(&sc["readonly_paths"]),
+                seccomp: sc.get("seccomp").map(|v| api::SecurityProfile {
+                    profile_type: i(&v["profile_type"]),
+                    localhost_ref: s(&v["localhost_ref"]),
+                }),
+                ..Default::default()
+            }),
+        }),
+        ..Default::default()
+    }
+}
+
+/// kubelet's host paths (`/var/lib/kubelet/pods/...`) made under the test
+/// dir: files for /etc/hosts and the termination log, directories
+/// (writable by anyone, as an emptyDir is for a non-root pod) otherwise.
+fn localise_mounts(d: &TestDaemon, c: &mut api::ContainerConfig) {
+    for m in &mut c.mounts {
+        let local = format!("{}{}", d.dir.path().display(), m.host_path);
+        let p = std::path::Path::new(&local);
+        if m.container_path == "/etc/hosts" || m.container_path == "/dev/termination-log" {
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            if m.container_path == "/etc/hosts" {
+                std::fs::write(p, "127.0.0.1\tlocalhost\n10.89.0.17\tkitchen-sink\n").unwrap();
+            } else {
+                std::fs::write(p, "").unwrap();
+            }
+        } else {
+            std::fs::create_dir_all(p).unwrap();
+            std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+                .unwrap();
+            if m.container_path == "/config" {
+                std::fs::write(p.join("greeting"), "hello-from-configmap").unwrap();
+            }
+        }
+        m.host_path = local;
+    }
+}
+
+type Sandboxes = HashMap<String, (String, api::PodSandboxConfig)>;
+
+/// The fixture's CreateContainer request, localised: its sandbox (run once
+/// per fixture pod), and its config with our image id and host paths.
+async fn fixture_container(
+    d: &TestDaemon,
+    f: &Value,
+    sandboxes: &mut Sandboxes,
+    name: &str,
+    image_id: &str,
+) -> (String, api::PodSandboxConfig, api::ContainerConfig) {
+    let req = &f[name]["req"];
+    let theirs = s(&req["pod_sandbox_id"]);
+    if !sandboxes.contains_key(&theirs) {
+        let pod = localise(d, pod_config(&req["sandbox_config"]));
+        let id = d.run_pod(pod.clone()).await;
+        sandboxes.insert(theirs.clone(), (id, pod));
+    }
+    let (sandbox, pod) = sandboxes[&theirs].clone();
+    let mut config = container_config(&req["config"]);
+    config.image.as_mut().unwrap().image = image_id.to_string();
+    localise_mounts(d, &mut config);
+    (sandbox, pod, config)
+}
+
+/// kubelet's container calls, replayed: CreateContainer for a static pod
+/// with hooks and probes, an API pod with a service-account token, an init
+/// container followed by a locked-down container, and an ephemeral debug
+/// container targeting another's PID namespace; then StartContainer,
+/// ExecSync as probes and hooks send it, ContainerStatus, ListContainers,
+/// ListContainerStats, StopContainer with the pre-stop grace and
+/// RemoveContainer, with the answers kubelet relies on.
+#[tokio::test(flavor = "multi_thread")]
+async fn kubelet_container_requests() {
+    let f = fixtures();
+    let reg = common::registry::Registry::start(None, &["busybox"]);
+    reg.copy("busybox:latest", "library/busybox:1.36");
+    let d = TestDaemon::start_with(Options {
+        extra_args: vec![
+            "--registry-mirror".into(),
+            format!("docker.io={}", reg.addr),
+        ],
+        ..Default::default()
+    });
+    let mut rt = d.runtime().await;
+    let image_id = d
+        .images()
+        .await
+        .pull_image(api::PullImageRequest {
+            image: Some(api::ImageSpec {
+                image: "docker.io/library/busybox:1.36".into(),
+                ..Default::default()
+            }),
+            auth: None,
+            sandbox_config: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .image_ref;
+
+    // One sandbox per fixture pod, as kubelet ran it.
+    let mut sandboxes = Sandboxes::new();
+    // The static pod: runs, hooks and probes by ExecSync.
+    let (sb, pod, config) = fixture_container(
+        &d,
+        &f,
+        &mut sandboxes,
+        "CreateContainer_static_hooks_probe",
+        &image_id,
+    )
+    .await;
+    let bb = rt
+        .create_container(api::CreateContainerRequest {
+            pod_sandbox_id: sb.clone(),
+            config: Some(config.clone()),
+            sandbox_config: Some(pod.clone()),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", d.log_text()))
+        .into_inner()
+        .container_id;
+    rt.start_container(api::StartContainerRequest {
+        container_id: bb.clone(),
+    })
+    .await
+    .unwrap();
+    let exec = |cmd: &Value, timeout: &Value| api::ExecSyncRequest {
+        container_id: bb.clone(),
+        cmd: strings(cmd),
+        timeout: timeout.as_i64().unwrap_or(0),
+    };
+    let hook = &f["ExecSync_poststart_hook"]["req"];
+    let r = rt
+        .exec_sync(exec(&hook["cmd"], &hook["timeout"]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.exit_code, 0);
+    let probe = &f["ExecSync_probe_ok"]["req"];
+    let mut ok = false;
+    for _ in 0..50 {
+        let r = rt
+            .exec_sync(exec(&probe["cmd"], &probe["timeout"]))
+            .await
+            .unwrap()
+            .into_inner();
+        if r.exit_code == 0 {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ok, "the liveness probe never passed");
+    // A failing probe is a successful reply with a non-zero exit code.
+    let failed = &f["ExecSync_probe_failed"]["req"];
+    let r = rt
+        .exec_sync(exec(&failed["cmd"], &failed["timeout"]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        r.exit_code,
+        i(&f["ExecSync_probe_failed"]["resp"]["exit_code"])
+    );
+
+    // ContainerStatus as kubelet read it from containerd.
+    let theirs = &f["ContainerStatus_running"]["resp"]["status"];
+    let st = rt
+        .container_status(api::ContainerStatusRequest {
+            container_id: bb.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    assert_eq!(st.state, i(&theirs["state"]));
+    assert_eq!(
+        st.metadata.as_ref().unwrap().name,
+        s(&theirs["metadata"]["name"])
+    );
+    assert_eq!(st.labels, map(&theirs["labels"]));
+    assert_eq!(st.annotations, map(&theirs["annotations"]));
+    assert_eq!(
+        st.image.as_ref().unwrap().image,
+        s(&theirs["image"]["image"])
+    );
+    assert_eq!(st.image_id, image_id);
+    assert!(
+        st.image_ref
+            .starts_with("docker.io/library/busybox@sha256:"),
+        "{}",
+        st.image_ref
+    );
+    assert_eq!(st.log_path, format!("{}/bb/0.log", pod.log_directory));
+    assert_eq!(st.mounts.len(), theirs["mounts"].as_array().unwrap().len());
+    let r = st.resources.unwrap().linux.unwrap();
+    let want = &theirs["resources"]["linux"];
+    assert_eq!(r.cpu_shares, want["cpu_shares"].as_i64().unwrap());
+    assert_eq!(r.cpu_quota, want["cpu_quota"].as_i64().unwrap());
+    assert_eq!(
+        r.memory_limit_in_bytes,
+        want["memory_limit_in_bytes"].as_i64().unwrap()
+    );
+    assert_eq!(r.oom_score_adj, want["oom_score_adj"].as_i64().unwrap());
+    // No hugetlb controller here: as containerd, no hugepage limits in force.
+    assert!(r.hugepage_limits.is_empty());
+
+    // An API pod (Guaranteed, oom_score_adj -997) with a token mount.
+    let (sb2, pod2, config) = fixture_container(
+        &d,
+        &f,
+        &mut sandboxes,
+        "CreateContainer_api_guaranteed_sa_token",
+        &image_id,
+    )
+    .await;
+    let httpd = rt
+        .create_container(api::CreateContainerRequest {
+            pod_sandbox_id: sb2.clone(),
+            config: Some(config),
+            sandbox_config: Some(pod2),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", d.log_text()))
+        .into_inner()
+        .container_id;
+    rt.start_container(api::StartContainerRequest {
+        container_id: httpd.clone(),
+    })
+    .await
+    .unwrap();
+
+    // The init container, then the locked-down main container that reads
+    // what it wrote (user 1000:3000, read-only rootfs, drop ALL).
+    let (sb3, pod3, init_cfg) =
+        fixture_container(&d, &f, &mut sandboxes, "CreateContainer_init", &image_id).await;
+    let init = rt
+        .create_container(api::CreateContainerRequest {
+            pod_sandbox_id: sb3.clone(),
+            config: Some(init_cfg),
+            sandbox_config: Some(pod3.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .container_id;
+    rt.start_container(api::StartContainerRequest {
+        container_id: init.clone(),
+    })
+    .await
+    .unwrap();
+    let st = d.wait_exit(&init, std::time::Duration::from_secs(20)).await;
+    assert_eq!((st.exit_code, st.reason.as_str()), (0, "Completed"));
+    let (_, _, main_cfg) = fixture_container(
+        &d,
+        &f,
+        &mut sandboxes,
+        "CreateContainer_securitycontext_volumes_env",
+        &image_id,
+    )
+    .await;
+    let main = rt
+        .create_container(api::CreateContainerRequest {
+            pod_sandbox_id: sb3.clone(),
+            config: Some(main_cfg),
+            sandbox_config: Some(pod3.clone()),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", d.log_text()))
+        .into_inner()
+        .container_id;
+    rt.start_container(api::StartContainerRequest {
+        container_id: main.clone(),
+    })
+    .await
+    .unwrap();
+    let log = std::path::PathBuf::from(&pod3.log_directory).join("main/0.log");
+    eventually("the main container's output", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("10.89.0.17 vm"))
+    })
+    .await;
+    let text =
+        common::containers::log_text(&common::containers::read_log(&log), "stdout").join("\n");
+    assert!(text.contains("uid=1000 gid=3000"), "{text}");
+    assert!(text.contains("init-ran"), "{text}");
+    assert!(text.contains("hello-from-configmap"), "{text}");
+    let pid = d.cpid(&main).await;
+    let status = common::containers::proc_status(pid);
+    assert_eq!(
+        status["CapEff"], "0000000000000000",
+        "a non-root user keeps no capabilities"
+    );
+    assert_eq!(status["CapBnd"], "0000000000000400");
+    assert_eq!(status["Seccomp"], "2");
+    assert_eq!(status["NoNewPrivs"], "1");
+
+    // The ephemeral debug container, targeting a running container of its pod.
+    let (sb4, pod4, mut dbg_cfg) = fixture_container(
+        &d,
+        &f,
+        &mut sandboxes,
+        "CreateContainer_ephemeral_target_pidns",
+        &image_id,
+    )
+    .await;
+    let mut target_cfg = dbg_cfg.clone();
+    target_cfg.metadata.as_mut().unwrap().name = "httpd".into();
+    target_cfg.command = vec!["sleep".into(), "3601".into()];
+    let tns = target_cfg
+        .linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap();
+    *tns.namespace_options.as_mut().unwrap() = api::NamespaceOption {
+        pid: api::NamespaceMode::Container as i32,
+        ..Default::default()
+    };
+    let target = rt
+        .create_container(api::CreateContainerRequest {
+            pod_sandbox_id: sb4.clone(),
+            config: Some(target_cfg),
+            sandbox_config: Some(pod4.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .container_id;
+    rt.start_container(api::StartContainerRequest {
+        container_id: target.clone(),
+    })
+    .await
+    .unwrap();
+    let sc = dbg_cfg
+        .linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap();
+    sc.namespace_options.as_mut().unwrap().target_id = target.clone();
+    let dbg = rt
+        .create_container(api::CreateContainerRequest {
+            pod_sandbox_id: sb4.clone(),
+            config: Some(dbg_cfg),
+            sandbox_config: Some(pod4),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", d.log_text()))
+        .into_inner()
+        .container_id;
+    rt.start_container(api::StartContainerRequest {
+        container_id: dbg.clone(),
+    })
+    .await
+    .unwrap();
+    let (pt, pd) = (d.cpid(&target).await, d.cpid(&dbg).await);
+    assert_eq!(
+        ns_link(&pt.to_string(), "pid"),
+        ns_link(&pd.to_string(), "pid")
+    );
+
+    // PLEG's relist of running containers and kubelet's stats call.
+    let lr = &f["ListContainers_running"]["req"];
+    let running = rt
+        .list_containers(api::ListContainersRequest {
+            filter: Some(api::ContainerFilter {
+                state: Some(api::ContainerStateValue {
+                    state: i(&lr["filter"]["state"]["state"]),
+                }),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    let mut ids: Vec<&str> = running.iter().map(|c| c.id.as_str()).collect();
+    ids.sort();
+    let mut want: Vec<&str> = [&bb, &httpd, &main, &target, &dbg]
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
+    want.sort();
+    // httpd may have exited already (its document root is not in busybox).
+    ids.retain(|i| *i != httpd.as_str());
+    want.retain(|i| *i != httpd.as_str());
+    assert_eq!(ids, want);
+    let stats = rt
+        .list_container_stats(api::ListContainerStatsRequest {
+            filter: Some(api::ContainerStatsFilter::default()),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats;
+    let theirs = &f["ListContainerStats"]["resp"]["stats"][0]["attributes"];
+    let ours = stats
+        .iter()
+        .find(|s| s.attributes.as_ref().unwrap().id == bb)
+        .expect("stats of the static pod's container");
+    assert_eq!(
+        ours.attributes.as_ref().unwrap().labels,
+        map(&theirs["labels"])
+    );
+    assert_eq!(
+        ours.attributes.as_ref().unwrap().annotations,
+        map(&theirs["annotations"])
+    );
+    assert!(ours.cpu.as_ref().unwrap().usage_core_nano_seconds.is_some());
+    assert!(
+        ours.memory
+            .as_ref()
+            .unwrap()
+            .working_set_bytes
+            .as_ref()
+            .unwrap()
+            .value
+            > 0
+    );
+
+    // Delete: the preStop hook (its output goes to the container's own
+    // stdout), StopContainer with the rest of the grace period, remove.
+    let pre = &f["ExecSync_prestop_hook"]["req"];
+    let r = rt
+        .exec_sync(exec(&pre["cmd"], &pre["timeout"]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.exit_code, 0);
+    let bb_log = std::path::PathBuf::from(&pod.log_directory).join("bb/0.log");
+    eventually("preStop output in the log", || {
+        std::fs::read_to_string(&bb_log).is_ok_and(|t| t.contains("stdout F prestop-ran"))
+    })
+    .await;
+    let stop = &f["StopContainer_prestop_grace"]["req"];
+    let t = std::time::Instant::now();
+    rt.stop_container(api::StopContainerRequest {
+        container_id: bb.clone(),
+        timeout: stop["timeout"].as_i64().unwrap(),
+    })
+    .await
+    .unwrap();
+    // The shell loop is PID 1 and ignores SIGTERM: killed after the grace.
+    assert!(t.elapsed() >= std::time::Duration::from_secs(9));
+    let st = d.cstatus(&bb).await;
+    let theirs = &f["ContainerStatus_exited"]["resp"]["status"];
+    assert_eq!(st.state, i(&theirs["state"]));
+    assert_eq!(st.exit_code, i(&theirs["exit_code"]));
+    assert_eq!(st.reason, s(&theirs["reason"]));
+    rt.remove_container(api::RemoveContainerRequest {
+        container_id: bb.clone(),
+    })
+    .await
+    .unwrap();
+    let e = rt
+        .container_status(api::ContainerStatusRequest {
+            container_id: bb.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().to_string(), Code::NotFound.to_string());
+    assert_eq!(s(&f["ContainerStatus_notfound"]["code"]), "NotFound");
+    d.remove_all().await;
+    d.assert_no_containers_left();
+}

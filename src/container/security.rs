@@ -177,7 +177,47 @@ pub fn capability_set(
     drop: &[String],
     privileged: bool,
 ) -> Result<Vec<String>, SecurityError> {
-    capability_set_within(add, drop, privileged, &known_capabilities())
+    let held = held_capabilities();
+    // One the kernel has but this process does not hold, asked for by
+    // name: the OCI runtime would fail to start the container with it.
+    if !privileged {
+        let kernel = known_capabilities();
+        for entry in parse_capability_list(add, "add_capabilities")? {
+            if let CapabilityEntry::Named(cap) = entry {
+                if kernel.contains(&cap) && !held.contains(&cap) {
+                    return Err(SecurityError::Unsupported(format!(
+                        "config.linux.security_context.capabilities.add_capabilities: {cap} cannot be granted: the runtime itself does not hold it on this host"
+                    )));
+                }
+            }
+        }
+    }
+    capability_set_within(add, drop, privileged, &held)
+}
+
+/// The capabilities this process can hand on: those the kernel knows that
+/// are in its own bounding set. "All capabilities" (privileged, or `ALL`
+/// added) means these, as in other runtimes: root may lack some (e.g.
+/// CAP_SYS_RESOURCE in a restricted VM), and the OCI runtime cannot grant
+/// what its caller does not hold.
+pub fn held_capabilities() -> Vec<&'static str> {
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        });
+    let known = known_capabilities();
+    match bounding {
+        Some(mask) => known
+            .into_iter()
+            .enumerate()
+            .filter(|(bit, _)| *bit < 64 && mask & (1u64 << bit) != 0)
+            .map(|(_, c)| c)
+            .collect(),
+        None => known,
+    }
 }
 
 fn capability_set_within(

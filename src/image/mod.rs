@@ -241,10 +241,14 @@ impl Images {
     /// Opens the store at `dir`: empties `tmp/`, loads the records, and
     /// deletes layers and configs no image refers to (left by a pull that
     /// was killed before it recorded its image).
+    /// `held` lists the layers (chain ids) containers stack in their root
+    /// filesystems, once per container: they are kept whatever happens to
+    /// the images that brought them, until [`Images::release_layers`].
     pub fn open(
         dir: PathBuf,
         store: Arc<Store>,
         settings: ImageSettings,
+        held: &[String],
     ) -> Result<Images, ImageError> {
         for sub in ["layers", "tmp", "blobs/sha256"] {
             let p = dir.join(sub);
@@ -297,6 +301,7 @@ impl Images {
             max_concurrent_downloads: settings.max_concurrent_downloads.max(1),
             platform: manifest::Platform::host(),
         };
+        images.hold_layers(held);
         // Not waited for: the daemon need not start late for it.
         let doomed = images.collect_garbage()?;
         std::thread::spawn(move || delete_all(doomed));
@@ -444,6 +449,32 @@ impl Images {
             info!(count = doomed.len(), "deleting unused layers and configs");
         }
         Ok(doomed)
+    }
+
+    /// Keeps layers from collection while a container's rootfs stacks them
+    /// (counted: each call needs its own release).
+    pub fn hold_layers(&self, chain_ids: &[String]) {
+        let mut counts = self.pins.counts.lock().unwrap_or_else(|e| e.into_inner());
+        for k in chain_ids {
+            *counts.entry(k.clone()).or_default() += 1;
+        }
+    }
+
+    /// Ends one [`Images::hold_layers`]; layers no image and no container
+    /// uses any more are deleted.
+    pub async fn release_layers(&self, chain_ids: &[String]) -> Result<(), ImageError> {
+        {
+            let mut counts = self.pins.counts.lock().unwrap_or_else(|e| e.into_inner());
+            for k in chain_ids {
+                if let Some(n) = counts.get_mut(k) {
+                    *n -= 1;
+                    if *n == 0 {
+                        counts.remove(k);
+                    }
+                }
+            }
+        }
+        self.delete_garbage().await
     }
 
     fn pin(&self, keys: &[String]) -> PinGuard<'_> {

@@ -9,7 +9,7 @@
 //! operation on another sandbox.
 
 pub mod cni;
-mod files;
+pub(crate) mod files;
 mod infra;
 mod spec;
 

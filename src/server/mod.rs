@@ -2,6 +2,7 @@
 //! Every RPC goes through [`rpc`], which logs it with its duration and maps
 //! domain errors to gRPC codes in one place.
 
+mod container;
 mod image;
 mod runtime;
 mod sandbox;
@@ -14,6 +15,7 @@ use tonic::{Response, Status};
 use tracing::{debug, error, warn};
 
 use crate::config::Config;
+use crate::container::{ContainerError, Containers};
 use crate::image::Images;
 use crate::sandbox::{SandboxError, Sandboxes};
 
@@ -25,6 +27,7 @@ pub struct Daemon {
     pub config: Arc<Config>,
     pub sandboxes: Arc<Sandboxes>,
     pub images: Arc<Images>,
+    pub containers: Arc<Containers>,
 }
 
 /// An error of any layer, as one gRPC status.
@@ -35,6 +38,18 @@ pub fn status_of(e: SandboxError) -> Status {
         SandboxError::AlreadyExists(m) => Status::already_exists(m),
         SandboxError::FailedPrecondition(m) => Status::failed_precondition(m),
         SandboxError::Internal(m) => Status::internal(m),
+    }
+}
+
+/// A container error as a gRPC status.
+pub fn container_status_of(e: ContainerError) -> Status {
+    match e {
+        ContainerError::NotFound(m) => Status::not_found(m),
+        e @ ContainerError::InvalidArgument { .. } => Status::invalid_argument(e.to_string()),
+        ContainerError::AlreadyExists(m) => Status::already_exists(m),
+        ContainerError::FailedPrecondition(m) => Status::failed_precondition(m),
+        ContainerError::DeadlineExceeded(m) => Status::deadline_exceeded(m),
+        ContainerError::Internal(m) => Status::internal(m),
     }
 }
 

@@ -1,11 +1,12 @@
 //! The CRI `RuntimeService`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
 use super::sandbox::{filter_from_request, spec_from_request, to_pod_sandbox, to_status};
-use super::{rpc, status_of, unimplemented, Daemon};
+use super::{container, container_status_of, rpc, status_of, unimplemented, Daemon};
 use crate::api;
 use crate::api::runtime_service_server::RuntimeService;
 use crate::cgroups::CgroupDriver;
@@ -24,9 +25,8 @@ impl RuntimeApi {
     }
 }
 
-const CONTAINERS: &str = "containers (create, start, stop, remove, status, logs, exec)";
 const STREAMING: &str = "the streaming server (exec, attach, port-forward)";
-const STATS: &str = "pod and container stats";
+const STATS: &str = "pod sandbox stats";
 
 #[tonic::async_trait]
 impl RuntimeService for RuntimeApi {
@@ -88,13 +88,16 @@ impl RuntimeService for RuntimeApi {
                     serde_json::to_string(cfg.as_ref()).unwrap_or_default(),
                 );
             }
-            let mut handlers: Vec<api::RuntimeHandler> = cfg
-                .runtimes
-                .keys()
-                .map(|name| api::RuntimeHandler {
-                    name: name.clone(),
+            let mut handlers: Vec<api::RuntimeHandler> = self
+                .daemon
+                .containers
+                .handler_features()
+                .await
+                .into_iter()
+                .map(|(name, f)| api::RuntimeHandler {
+                    name,
                     features: Some(api::RuntimeHandlerFeatures {
-                        recursive_read_only_mounts: false,
+                        recursive_read_only_mounts: f.recursive_read_only_mounts,
                         user_namespaces: false,
                     }),
                 })
@@ -200,7 +203,27 @@ impl RuntimeService for RuntimeApi {
     ) -> Result<Response<api::StopPodSandboxResponse>, Status> {
         let id = req.into_inner().pod_sandbox_id;
         rpc("StopPodSandbox", &id, async {
-            self.daemon.sandboxes.stop(&id).await.map_err(status_of)?;
+            // The pod's containers first, then the sandbox, in a task of
+            // its own: a client that gives up does not stop it half way.
+            let daemon = self.daemon.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                let full = daemon
+                    .sandboxes
+                    .status(&id)
+                    .map_err(status_of)?
+                    .record
+                    .id
+                    .clone();
+                daemon
+                    .containers
+                    .stop_sandbox(&full)
+                    .await
+                    .map_err(container_status_of)?;
+                daemon.sandboxes.stop(&full).await.map_err(status_of)
+            })
+            .await
+            .map_err(|e| Status::internal(format!("stop task: {e}")))??;
             Ok(api::StopPodSandboxResponse {})
         })
         .await
@@ -217,7 +240,24 @@ impl RuntimeService for RuntimeApi {
                     "pod_sandbox_id: must not be empty",
                 ));
             }
-            self.daemon.sandboxes.remove(&id).await.map_err(status_of)?;
+            let daemon = self.daemon.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                let full = match daemon.sandboxes.status(&id) {
+                    Ok(v) => v.record.id.clone(),
+                    // Already removed.
+                    Err(crate::sandbox::SandboxError::NotFound(_)) => return Ok(()),
+                    Err(e) => return Err(status_of(e)),
+                };
+                daemon
+                    .containers
+                    .remove_sandbox(&full)
+                    .await
+                    .map_err(container_status_of)?;
+                daemon.sandboxes.remove(&full).await.map_err(status_of)
+            })
+            .await
+            .map_err(|e| Status::internal(format!("remove task: {e}")))??;
             Ok(api::RemovePodSandboxResponse {})
         })
         .await
@@ -285,82 +325,230 @@ impl RuntimeService for RuntimeApi {
         .await
     }
 
-    // Containers do not exist yet in peapod: listing them truthfully returns
-    // none (kubelet lists every second and must get an answer).
     async fn list_containers(
         &self,
-        _req: Request<api::ListContainersRequest>,
+        req: Request<api::ListContainersRequest>,
     ) -> Result<Response<api::ListContainersResponse>, Status> {
+        let filter = container::filter_from_request(req.into_inner().filter);
         rpc("ListContainers", "", async {
-            Ok(api::ListContainersResponse { containers: vec![] })
+            let containers = self
+                .daemon
+                .containers
+                .list(&filter)
+                .iter()
+                .map(|r| container::to_container(r))
+                .collect();
+            Ok(api::ListContainersResponse { containers })
         })
         .await
     }
 
     async fn list_container_stats(
         &self,
-        _req: Request<api::ListContainerStatsRequest>,
+        req: Request<api::ListContainerStatsRequest>,
     ) -> Result<Response<api::ListContainerStatsResponse>, Status> {
+        let filter = container::stats_filter(req.into_inner().filter);
         rpc("ListContainerStats", "", async {
-            Ok(api::ListContainerStatsResponse { stats: vec![] })
+            let stats = self
+                .daemon
+                .containers
+                .list_stats(filter)
+                .await
+                .iter()
+                .map(container::to_stats)
+                .collect();
+            Ok(api::ListContainerStatsResponse { stats })
+        })
+        .await
+    }
+
+    async fn container_stats(
+        &self,
+        req: Request<api::ContainerStatsRequest>,
+    ) -> Result<Response<api::ContainerStatsResponse>, Status> {
+        let id = req.into_inner().container_id;
+        rpc("ContainerStats", &id, async {
+            let s = self
+                .daemon
+                .containers
+                .stats(&id)
+                .await
+                .map_err(container_status_of)?;
+            Ok(api::ContainerStatsResponse {
+                stats: Some(container::to_stats(&s)),
+            })
         })
         .await
     }
 
     async fn create_container(
         &self,
-        _req: Request<api::CreateContainerRequest>,
+        req: Request<api::CreateContainerRequest>,
     ) -> Result<Response<api::CreateContainerResponse>, Status> {
-        Err(unimplemented("CreateContainer", CONTAINERS))
+        let req = req.into_inner();
+        let name = req
+            .config
+            .as_ref()
+            .and_then(|c| c.metadata.as_ref())
+            .map(|m| format!("{}/{}", req.pod_sandbox_id, m.name))
+            .unwrap_or_default();
+        rpc("CreateContainer", &name, async {
+            let spec = container::spec_from_request(req).map_err(container_status_of)?;
+            let id = self
+                .daemon
+                .containers
+                .create(spec)
+                .await
+                .map_err(container_status_of)?;
+            Ok(api::CreateContainerResponse { container_id: id })
+        })
+        .await
     }
 
     async fn start_container(
         &self,
-        _req: Request<api::StartContainerRequest>,
+        req: Request<api::StartContainerRequest>,
     ) -> Result<Response<api::StartContainerResponse>, Status> {
-        Err(unimplemented("StartContainer", CONTAINERS))
+        let id = req.into_inner().container_id;
+        rpc("StartContainer", &id, async {
+            self.daemon
+                .containers
+                .start(&id)
+                .await
+                .map_err(container_status_of)?;
+            Ok(api::StartContainerResponse {})
+        })
+        .await
     }
 
     async fn stop_container(
         &self,
-        _req: Request<api::StopContainerRequest>,
+        req: Request<api::StopContainerRequest>,
     ) -> Result<Response<api::StopContainerResponse>, Status> {
-        Err(unimplemented("StopContainer", CONTAINERS))
+        let req = req.into_inner();
+        rpc("StopContainer", &req.container_id, async {
+            let timeout = Duration::from_secs(req.timeout.max(0) as u64);
+            self.daemon
+                .containers
+                .stop(&req.container_id, timeout)
+                .await
+                .map_err(container_status_of)?;
+            Ok(api::StopContainerResponse {})
+        })
+        .await
     }
 
     async fn remove_container(
         &self,
-        _req: Request<api::RemoveContainerRequest>,
+        req: Request<api::RemoveContainerRequest>,
     ) -> Result<Response<api::RemoveContainerResponse>, Status> {
-        Err(unimplemented("RemoveContainer", CONTAINERS))
+        let id = req.into_inner().container_id;
+        rpc("RemoveContainer", &id, async {
+            if id.is_empty() {
+                return Err(Status::invalid_argument("container_id: must not be empty"));
+            }
+            self.daemon
+                .containers
+                .remove(&id)
+                .await
+                .map_err(container_status_of)?;
+            Ok(api::RemoveContainerResponse {})
+        })
+        .await
     }
 
     async fn container_status(
         &self,
-        _req: Request<api::ContainerStatusRequest>,
+        req: Request<api::ContainerStatusRequest>,
     ) -> Result<Response<api::ContainerStatusResponse>, Status> {
-        Err(unimplemented("ContainerStatus", CONTAINERS))
+        let req = req.into_inner();
+        rpc("ContainerStatus", &req.container_id, async {
+            let rec = self
+                .daemon
+                .containers
+                .status(&req.container_id)
+                .map_err(container_status_of)?;
+            let mut info = std::collections::HashMap::new();
+            if req.verbose {
+                let detail = serde_json::json!({
+                    "sandboxID": rec.spec.sandbox_id,
+                    "pid": rec.init.map(|p| p.pid),
+                    "monitorPid": rec.monitor.map(|p| p.pid),
+                    "runtimeHandler": rec.runtime_handler,
+                    "cgroup": rec.cgroup,
+                    "rootfs": rec.rootfs(),
+                    "upperDir": rec.upper_dir(),
+                    "bundle": rec.bundle(),
+                    "stopSignal": rec.stop_signal,
+                    "runtimeSpec": self.daemon.containers.runtime_spec(&rec),
+                });
+                info.insert("info".to_string(), detail.to_string());
+            }
+            Ok(api::ContainerStatusResponse {
+                status: Some(container::to_status(&rec)),
+                info,
+            })
+        })
+        .await
     }
 
     async fn update_container_resources(
         &self,
-        _req: Request<api::UpdateContainerResourcesRequest>,
+        req: Request<api::UpdateContainerResourcesRequest>,
     ) -> Result<Response<api::UpdateContainerResourcesResponse>, Status> {
-        Err(unimplemented("UpdateContainerResources", CONTAINERS))
+        let req = req.into_inner();
+        rpc("UpdateContainerResources", &req.container_id, async {
+            let update =
+                container::resources_from(req.linux, "linux").map_err(container_status_of)?;
+            self.daemon
+                .containers
+                .update_resources(&req.container_id, update)
+                .await
+                .map_err(container_status_of)?;
+            Ok(api::UpdateContainerResourcesResponse {})
+        })
+        .await
     }
 
     async fn reopen_container_log(
         &self,
-        _req: Request<api::ReopenContainerLogRequest>,
+        req: Request<api::ReopenContainerLogRequest>,
     ) -> Result<Response<api::ReopenContainerLogResponse>, Status> {
-        Err(unimplemented("ReopenContainerLog", CONTAINERS))
+        let id = req.into_inner().container_id;
+        rpc("ReopenContainerLog", &id, async {
+            self.daemon
+                .containers
+                .reopen_log(&id)
+                .await
+                .map_err(container_status_of)?;
+            Ok(api::ReopenContainerLogResponse {})
+        })
+        .await
     }
 
     async fn exec_sync(
         &self,
-        _req: Request<api::ExecSyncRequest>,
+        req: Request<api::ExecSyncRequest>,
     ) -> Result<Response<api::ExecSyncResponse>, Status> {
-        Err(unimplemented("ExecSync", CONTAINERS))
+        let req = req.into_inner();
+        rpc("ExecSync", &req.container_id, async {
+            if req.cmd.is_empty() {
+                return Err(Status::invalid_argument("cmd: must not be empty"));
+            }
+            let timeout = (req.timeout > 0).then(|| Duration::from_secs(req.timeout as u64));
+            let out = self
+                .daemon
+                .containers
+                .exec_sync(&req.container_id, req.cmd, timeout)
+                .await
+                .map_err(container_status_of)?;
+            Ok(api::ExecSyncResponse {
+                stdout: out.stdout,
+                stderr: out.stderr,
+                exit_code: out.exit_code,
+            })
+        })
+        .await
     }
 
     async fn exec(
@@ -382,13 +570,6 @@ impl RuntimeService for RuntimeApi {
         _req: Request<api::PortForwardRequest>,
     ) -> Result<Response<api::PortForwardResponse>, Status> {
         Err(unimplemented("PortForward", STREAMING))
-    }
-
-    async fn container_stats(
-        &self,
-        _req: Request<api::ContainerStatsRequest>,
-    ) -> Result<Response<api::ContainerStatsResponse>, Status> {
-        Err(unimplemented("ContainerStats", STATS))
     }
 
     async fn pod_sandbox_stats(

@@ -34,6 +34,7 @@ pub enum Table {
     /// Small daemon-wide values (e.g. the pod CIDR from UpdateRuntimeConfig).
     Meta,
     Images,
+    Containers,
 }
 
 impl Table {
@@ -42,12 +43,18 @@ impl Table {
             Table::Sandboxes => "sandboxes",
             Table::Meta => "meta",
             Table::Images => "images",
+            Table::Containers => "containers",
         }
     }
     fn def(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
         TableDefinition::new(self.name())
     }
-    const ALL: [Table; 3] = [Table::Sandboxes, Table::Meta, Table::Images];
+    const ALL: [Table; 4] = [
+        Table::Sandboxes,
+        Table::Meta,
+        Table::Images,
+        Table::Containers,
+    ];
 }
 
 pub struct Store {

@@ -2,6 +2,7 @@
 //! dir, driven only through the generated CRI client.
 #![allow(dead_code)]
 
+pub mod containers;
 pub mod gate;
 pub mod proxy;
 pub mod registry;

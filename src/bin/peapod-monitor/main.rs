@@ -6,6 +6,8 @@
 //! - `container`: run an OCI runtime's `create` and stay the container's
 //!   parent: its stdio, CRI log, control socket and exit status (see
 //!   [`container`]).
+//! - `exec`: run an OCI runtime's detached `exec` as the subreaper of the
+//!   process it starts, and exit with that process (see [`exec`]).
 //!
 //! Anything else is a usage error (exit 2).
 
@@ -23,6 +25,7 @@ fn main() -> ExitCode {
     match args.split_first() {
         Some((mode, rest)) if mode == "pause" => pause::main(rest),
         Some((mode, rest)) if mode == "container" => container::main(rest),
+        Some((mode, rest)) if mode == "exec" => exec::main(rest),
         _ => {
             eprintln!(
                 "{USAGE}\n       {}",
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
 
 mod container;
 mod crilog;
+mod exec;
 mod pause;
 mod runtime_log;
 mod sys;

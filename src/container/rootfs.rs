@@ -1,0 +1,201 @@
+//! A container's root filesystem: the image's unpacked layers stacked by
+//! overlayfs under a writable layer of its own, the image's volumes, and
+//! the generated /etc/hosts.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, MsFlags};
+
+use super::user::secure_join;
+
+/// The kernel takes mount options in one page.
+const MAX_MOUNT_DATA: usize = 4000;
+
+/// The overlayfs options for `lower` (bottom first) under `upper`.
+pub fn overlay_options(lower: &[PathBuf], upper: &Path, work: &Path) -> io::Result<String> {
+    // overlayfs lists the top layer first.
+    let lowerdir = lower
+        .iter()
+        .rev()
+        .map(|p| escape(&p.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(":");
+    let data = format!(
+        "lowerdir={lowerdir},upperdir={},workdir={}",
+        escape(&upper.to_string_lossy()),
+        escape(&work.to_string_lossy())
+    );
+    if data.len() > MAX_MOUNT_DATA {
+        return Err(io::Error::other(format!(
+            "the image has too many layers ({}) for one overlay mount ({} bytes of options, the kernel takes {})",
+            lower.len(),
+            data.len(),
+            MAX_MOUNT_DATA
+        )));
+    }
+    Ok(data)
+}
+
+/// overlayfs splits its options at `,` and layers at `:`.
+fn escape(p: &str) -> String {
+    p.replace('\\', "\\\\")
+        .replace(':', "\\:")
+        .replace(',', "\\,")
+}
+
+/// Mounts the container's rootfs at `target`: `lower` (bottom first) under
+/// `upper`. An image without layers gets an empty lower directory.
+pub fn mount_overlay(
+    lower: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> io::Result<()> {
+    std::fs::create_dir_all(upper)?;
+    std::fs::create_dir_all(work)?;
+    std::fs::create_dir_all(target)?;
+    let empty;
+    let lower = if lower.is_empty() {
+        empty = [work.with_file_name("empty")];
+        std::fs::create_dir_all(&empty[0])?;
+        &empty[..]
+    } else {
+        lower
+    };
+    let data = overlay_options(lower, upper, work)?;
+    mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(data.as_str()),
+    )
+    .map_err(io::Error::from)
+}
+
+/// Creates the image's volume directories that no CRI mount covers, as
+/// empty directories in the writable layer.
+pub fn create_volumes(rootfs: &Path, volumes: &[String], mounted: &[String]) -> io::Result<()> {
+    for v in volumes {
+        let clean = v.trim_end_matches('/');
+        if clean.is_empty() || mounted.iter().any(|m| m.trim_end_matches('/') == clean) {
+            continue;
+        }
+        let dir = secure_join(rootfs, clean)?;
+        match std::fs::symlink_metadata(&dir) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::create_dir_all(&dir)?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// An /etc/hosts for a container whose kubelet mounts none.
+pub fn hosts_file(hostname: &str, ips: &[String]) -> String {
+    let mut out = String::from(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+    );
+    if !hostname.is_empty() {
+        for ip in ips {
+            out.push_str(&format!("{ip}\t{hostname}\n"));
+        }
+    }
+    out
+}
+
+/// Bytes (allocated, as `du`) and inodes below `dir`, not crossing into
+/// other filesystems; a missing directory uses nothing.
+pub fn usage(dir: &Path) -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let root = match std::fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, 0)),
+        Err(e) => return Err(e),
+    };
+    let (mut bytes, mut inodes) = (0u64, 0u64);
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = match std::fs::symlink_metadata(&p) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if m.dev() != root.dev() || !seen.insert(m.ino()) {
+            continue;
+        }
+        inodes += 1;
+        bytes += m.blocks() * 512;
+        if m.is_dir() {
+            match std::fs::read_dir(&p) {
+                Ok(entries) => {
+                    for e in entries.flatten() {
+                        stack.push(e.path());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok((bytes, inodes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_lists_the_top_layer_first_and_escapes() {
+        let lower = [PathBuf::from("/l/bottom"), PathBuf::from("/l/to:p")];
+        let o = overlay_options(&lower, Path::new("/u"), Path::new("/w")).unwrap();
+        assert_eq!(o, "lowerdir=/l/to\\:p:/l/bottom,upperdir=/u,workdir=/w");
+        let many: Vec<PathBuf> = (0..100)
+            .map(|i| PathBuf::from(format!("/var/lib/peapod/images/layers/{:064}", i)))
+            .collect();
+        let e = overlay_options(&many, Path::new("/u"), Path::new("/w")).unwrap_err();
+        assert!(e.to_string().contains("too many layers (100)"), "{e}");
+    }
+
+    #[test]
+    fn volumes_are_created_inside_the_rootfs_only() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        // A symlink pointing out of the rootfs must resolve inside it.
+        std::os::unix::fs::symlink("/", root.join("escape")).unwrap();
+        create_volumes(
+            &root,
+            &[
+                "/data".into(),
+                "/escape/outside-vol".into(),
+                "/mnt/x".into(),
+            ],
+            &["/mnt/x".into()],
+        )
+        .unwrap();
+        assert!(root.join("data").is_dir());
+        assert!(root.join("outside-vol").is_dir());
+        assert!(!Path::new("/outside-vol").exists());
+        assert!(!root.join("mnt/x").exists());
+    }
+
+    #[test]
+    fn hosts_has_localhost_and_the_pod() {
+        let h = hosts_file("web", &["10.1.0.5".into()]);
+        assert!(h.starts_with("127.0.0.1\tlocalhost\n"));
+        assert!(h.ends_with("10.1.0.5\tweb\n"));
+    }
+
+    #[test]
+    fn usage_of_a_tree() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("f"), vec![0u8; 5000]).unwrap();
+        let (b, i) = usage(d.path()).unwrap();
+        assert_eq!(i, 2);
+        assert!(b >= 4096);
+        assert_eq!(usage(&d.path().join("missing")).unwrap(), (0, 0));
+    }
+}
