@@ -8,7 +8,8 @@
 //! containers and remove the cgroups even when a test fails.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -1094,6 +1095,131 @@ async fn zero_drain_still_logs_what_is_buffered() {
     assert_eq!(lines.len(), want.len(), "lines logged");
     assert_eq!(lines, want);
     c.wait_monitor_gone().await;
+}
+
+/// A small tmpfs of the test's own; lazily unmounted on drop.
+struct TmpfsMount {
+    path: PathBuf,
+}
+
+impl TmpfsMount {
+    fn new(path: &Path, size: &str) -> TmpfsMount {
+        std::fs::create_dir_all(path).unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            path,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some(format!("size={size},mode=0755").as_str()),
+        )
+        .unwrap_or_else(|e| panic!("mount tmpfs on {}: {e}", path.display()));
+        TmpfsMount {
+            path: path.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.path, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[tokio::test]
+async fn full_disk_drops_lines_but_keeps_reading() {
+    require_host();
+    let _serial = SERIAL.read().await;
+    let cg = TestCgroup::new();
+    // ~300 kB of output into a 32 kB file system; then, once the test has
+    // made room, one more line.
+    let mut c = Container::new(
+        &cg,
+        Spec {
+            readonly_root: false,
+            ..Spec::sh(
+                "i=0; while [ $i -lt 3000 ]; do \
+                 echo \"line$i xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"; \
+                 i=$((i+1)); done; touch /written; \
+                 while [ ! -e /go ]; do usleep 5000; done; echo after",
+            )
+        },
+    );
+    let logs = c
+        .log_path()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let _tmpfs = TmpfsMount::new(&logs, "32k");
+    c.launch_ok().await;
+    c.start();
+    // The monitor kept reading: the container got through all its output
+    // (a full pipe would have blocked it at 64 kB).
+    let written = c.rootfs().join("written");
+    eventually(
+        "container wrote everything",
+        Duration::from_secs(20),
+        || written.exists(),
+    )
+    .await;
+    // ... and the monitor has consumed all of it: the pipe is empty (then
+    // a moment for the last read's entries to be written or dropped).
+    let init = c.launched.unwrap().init.pid;
+    let pipe = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(format!("/proc/{init}/fd/1"))
+        .expect("open the container's stdout pipe");
+    eventually("monitor drained the pipe", Duration::from_secs(20), || {
+        let mut unread: libc::c_int = 0;
+        // SAFETY: FIONREAD writes an int into a live variable.
+        let r = unsafe { libc::ioctl(pipe.as_raw_fd(), libc::FIONREAD, &mut unread) };
+        r == 0 && unread == 0
+    })
+    .await;
+    drop(pipe);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let full = std::fs::metadata(c.log_path()).unwrap().len();
+    assert!(full <= 32 * 1024, "log size {full}");
+    let before = read_log(&c.log_path());
+    assert!(
+        !before.is_empty() && before.len() < 3000,
+        "{} lines",
+        before.len()
+    );
+    // Make room; the monitor's descriptor keeps appending to the same file.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(c.log_path())
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    std::fs::write(c.rootfs().join("go"), "").unwrap();
+    let exit = c.wait_exit().await;
+    assert_eq!(exit.exit_code, 0);
+    // Only whole entries (read_log checks each line), in order.
+    let after = read_log(&c.log_path());
+    assert_eq!(after.last().map(|e| e.content.as_str()), Some("after"));
+    let numbers: Vec<usize> = before
+        .iter()
+        .chain(&after[..after.len() - 1])
+        .map(|e| {
+            e.content
+                .strip_prefix("line")
+                .and_then(|r| r.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("torn entry {e:?}"))
+        })
+        .collect();
+    assert!(
+        numbers.windows(2).all(|w| w[0] < w[1]),
+        "order: {numbers:?}"
+    );
+    println!(
+        "{} of 3000 lines fit before the disk was full",
+        before.len()
+    );
 }
 
 fn smaps_kb(pid: i32) -> Vec<(String, u64)> {
