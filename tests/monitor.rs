@@ -961,6 +961,99 @@ async fn failing_create_message_from_stderr_and_in_tty_mode() {
     }
 }
 
+/// Monitor arguments for a stand-in runtime: a /bin/sh script.
+fn fake_runtime_args(dir: &Path, script: &str) -> ContainerMonitorArgs {
+    ContainerMonitorArgs {
+        id: "fake".into(),
+        bundle: dir.into(),
+        pid_file: dir.join("pid"),
+        exit_file: dir.join("exit"),
+        socket: dir.join("sock"),
+        log_path: Some(dir.join("log")),
+        log_max_line: 100,
+        tty: false,
+        console_socket: None,
+        stdin: false,
+        stdin_once: false,
+        oom_file: None,
+        runtime_log: None,
+        drain_timeout: Duration::from_secs(1),
+        runtime_argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+    }
+}
+
+#[tokio::test]
+async fn init_that_exits_before_the_pid_file_is_read() {
+    let _serial = SERIAL.read().await;
+    let dir = tempfile::tempdir().unwrap();
+    // The "init" exits 7 while the "runtime" still runs: it stays a zombie
+    // of the runtime (exec'd into sleep, which never waits), is
+    // reparented to the monitor when the runtime exits and reaped there,
+    // before the monitor has read the pid file.
+    let args = fake_runtime_args(
+        dir.path(),
+        "sh -c 'echo from-init; exit 7' & echo $! > pid; exec sleep 0.3",
+    );
+    let l = monitor::launch(Path::new(MONITOR), &args, LAUNCH_TIMEOUT)
+        .await
+        .expect("launch");
+    assert_eq!(l.init.start_time, 0, "the init was already gone");
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(exit) = monitor::read_exit_file(&args.exit_file).unwrap() {
+            break exit;
+        }
+        assert!(start.elapsed() < EXIT_TIMEOUT, "no exit file");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!((exit.exit_code, exit.signal), (7, 0));
+    let entries = read_log(&args.log_path.clone().unwrap());
+    assert_eq!(entries_of(&entries, "stdout"), [('F', "from-init")]);
+    eventually("monitor exits", Duration::from_secs(10), || {
+        !l.monitor.is_alive()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn create_error_fallbacks() {
+    let _serial = SERIAL.read().await;
+    let dir = tempfile::tempdir().unwrap();
+    for (script, want) in [
+        // Nothing on stderr, no runtime log: the exit status.
+        ("exit 5", "/bin/sh create failed: exit status 5"),
+        ("kill -9 $$", "/bin/sh create failed: killed by signal 9"),
+        // Stderr, in one line.
+        (
+            "echo 'bad bundle' >&2; echo 'second line' >&2; exit 1",
+            "bad bundle second line",
+        ),
+        // Exit 0 without a pid file.
+        ("exit 0", "read pid file"),
+        ("echo 0 > pid", "not a pid"),
+        // Not a child of the monitor.
+        ("echo 1 > pid", "is not a child of the monitor"),
+    ] {
+        let args = fake_runtime_args(dir.path(), script);
+        let _ = std::fs::remove_file(&args.pid_file);
+        match monitor::launch(Path::new(MONITOR), &args, LAUNCH_TIMEOUT).await {
+            Err(MonitorError::Runtime(msg)) => {
+                assert!(msg.contains(want), "{script}: {msg}")
+            }
+            other => panic!("{script}: expected MonitorError::Runtime, got {other:?}"),
+        }
+        assert!(!args.socket.exists(), "{script}: socket left behind");
+    }
+    let mut args = fake_runtime_args(dir.path(), "");
+    args.runtime_argv = vec!["/nonexistent/runtime".into()];
+    match monitor::launch(Path::new(MONITOR), &args, LAUNCH_TIMEOUT).await {
+        Err(MonitorError::Runtime(msg)) => {
+            assert_eq!(msg, "exec /nonexistent/runtime: No such file or directory")
+        }
+        other => panic!("expected MonitorError::Runtime, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn usage_error_is_a_protocol_error() {
     let dir = tempfile::tempdir().unwrap();
