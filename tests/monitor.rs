@@ -1055,6 +1055,40 @@ async fn create_error_fallbacks() {
 }
 
 #[tokio::test]
+async fn launch_timeout_kills_the_monitor() {
+    let _serial = SERIAL.read().await;
+    let dir = tempfile::tempdir().unwrap();
+    let args = fake_runtime_args(dir.path(), "echo $$ > runtime.pid; exec sleep 60");
+    let timeout = Duration::from_millis(500);
+    let started = Instant::now();
+    match monitor::launch(Path::new(MONITOR), &args, timeout).await {
+        Err(MonitorError::Timeout(t)) => assert_eq!(t, timeout),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The monitor (its argv names the tempdir) is gone ...
+    let needle = dir.path().display().to_string();
+    eventually("monitor killed", Duration::from_secs(5), || {
+        processes_mentioning(&needle).is_empty()
+    })
+    .await;
+    // ... and the hanging runtime is the caller's to clean up.
+    let pid: i32 = std::fs::read_to_string(dir.path().join("runtime.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    if let Some(p) = ProcessRef::of(pid) {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if cmdline.starts_with(b"sleep\0") {
+            if let Ok(fd) = p.open() {
+                let _ = fd.signal(Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+#[tokio::test]
 async fn usage_error_is_a_protocol_error() {
     let dir = tempfile::tempdir().unwrap();
     let args = ContainerMonitorArgs {
