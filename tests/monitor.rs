@@ -1376,16 +1376,24 @@ async fn memory_of_an_idle_monitor() {
     let smaps = smaps_kb(l.monitor.pid);
     let get = |k: &str| smaps.iter().find(|(n, _)| n == k).map_or(0, |(_, v)| *v);
     let (rss, pss) = (get("Rss"), get("Pss"));
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
     println!(
-        "idle monitor ({MONITOR}): Rss {rss} kB, Pss {pss} kB (Pss_Anon {} kB, Pss_File {} kB)",
+        "idle monitor, {profile} build ({MONITOR}): Rss {rss} kB, Pss {pss} kB \
+         (Pss_Anon {} kB, Pss_File {} kB)",
         get("Pss_Anon"),
         get("Pss_File")
     );
     assert!(rss > 0 && pss > 0);
     assert!(rss < 2048, "monitor RSS {rss} kB is not under 2 MB");
-    // The exact PSS depends on the build profile (see the report): a
-    // debug build maps much more of its own text than a release build.
-    assert!(pss < 1536, "monitor PSS {pss} kB");
+    // Most of the PSS is the monitor's own text, which a debug build has
+    // much more of (~0.9 MB PSS here against ~0.58 MB for release). The
+    // bounds leave room for page-cache state; the numbers are printed.
+    let pss_bound = if cfg!(debug_assertions) { 1280 } else { 700 };
+    assert!(pss < pss_bound, "monitor PSS {pss} kB ({profile} build)");
     c.kill("KILL");
     assert_eq!(c.wait_exit().await.exit_code, 137);
 }
