@@ -8,7 +8,8 @@
 //! containers and remove the cgroups even when a test fails.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -960,6 +961,133 @@ async fn failing_create_message_from_stderr_and_in_tty_mode() {
     }
 }
 
+/// Monitor arguments for a stand-in runtime: a /bin/sh script.
+fn fake_runtime_args(dir: &Path, script: &str) -> ContainerMonitorArgs {
+    ContainerMonitorArgs {
+        id: "fake".into(),
+        bundle: dir.into(),
+        pid_file: dir.join("pid"),
+        exit_file: dir.join("exit"),
+        socket: dir.join("sock"),
+        log_path: Some(dir.join("log")),
+        log_max_line: 100,
+        tty: false,
+        console_socket: None,
+        stdin: false,
+        stdin_once: false,
+        oom_file: None,
+        runtime_log: None,
+        drain_timeout: Duration::from_secs(1),
+        runtime_argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+    }
+}
+
+#[tokio::test]
+async fn init_that_exits_before_the_pid_file_is_read() {
+    let _serial = SERIAL.read().await;
+    let dir = tempfile::tempdir().unwrap();
+    // The "init" exits 7 while the "runtime" still runs: it stays a zombie
+    // of the runtime (exec'd into sleep, which never waits), is
+    // reparented to the monitor when the runtime exits and reaped there,
+    // before the monitor has read the pid file.
+    let args = fake_runtime_args(
+        dir.path(),
+        "sh -c 'echo from-init; exit 7' & echo $! > pid; exec sleep 0.3",
+    );
+    let l = monitor::launch(Path::new(MONITOR), &args, LAUNCH_TIMEOUT)
+        .await
+        .expect("launch");
+    assert_eq!(l.init.start_time, 0, "the init was already gone");
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(exit) = monitor::read_exit_file(&args.exit_file).unwrap() {
+            break exit;
+        }
+        assert!(start.elapsed() < EXIT_TIMEOUT, "no exit file");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!((exit.exit_code, exit.signal), (7, 0));
+    let entries = read_log(&args.log_path.clone().unwrap());
+    assert_eq!(entries_of(&entries, "stdout"), [('F', "from-init")]);
+    eventually("monitor exits", Duration::from_secs(10), || {
+        !l.monitor.is_alive()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn create_error_fallbacks() {
+    let _serial = SERIAL.read().await;
+    let dir = tempfile::tempdir().unwrap();
+    for (script, want) in [
+        // Nothing on stderr, no runtime log: the exit status.
+        ("exit 5", "/bin/sh create failed: exit status 5"),
+        ("kill -9 $$", "/bin/sh create failed: killed by signal 9"),
+        // Stderr, in one line.
+        (
+            "echo 'bad bundle' >&2; echo 'second line' >&2; exit 1",
+            "bad bundle second line",
+        ),
+        // Exit 0 without a pid file.
+        ("exit 0", "read pid file"),
+        ("echo 0 > pid", "not a pid"),
+        // Not a child of the monitor.
+        ("echo 1 > pid", "is not a child of the monitor"),
+    ] {
+        let args = fake_runtime_args(dir.path(), script);
+        let _ = std::fs::remove_file(&args.pid_file);
+        match monitor::launch(Path::new(MONITOR), &args, LAUNCH_TIMEOUT).await {
+            Err(MonitorError::Runtime(msg)) => {
+                assert!(msg.contains(want), "{script}: {msg}")
+            }
+            other => panic!("{script}: expected MonitorError::Runtime, got {other:?}"),
+        }
+        assert!(!args.socket.exists(), "{script}: socket left behind");
+    }
+    let mut args = fake_runtime_args(dir.path(), "");
+    args.runtime_argv = vec!["/nonexistent/runtime".into()];
+    match monitor::launch(Path::new(MONITOR), &args, LAUNCH_TIMEOUT).await {
+        Err(MonitorError::Runtime(msg)) => {
+            assert_eq!(msg, "exec /nonexistent/runtime: No such file or directory")
+        }
+        other => panic!("expected MonitorError::Runtime, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn launch_timeout_kills_the_monitor() {
+    let _serial = SERIAL.read().await;
+    let dir = tempfile::tempdir().unwrap();
+    let args = fake_runtime_args(dir.path(), "echo $$ > runtime.pid; exec sleep 60");
+    let timeout = Duration::from_millis(500);
+    let started = Instant::now();
+    match monitor::launch(Path::new(MONITOR), &args, timeout).await {
+        Err(MonitorError::Timeout(t)) => assert_eq!(t, timeout),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The monitor (its argv names the tempdir) is gone ...
+    let needle = dir.path().display().to_string();
+    eventually("monitor killed", Duration::from_secs(5), || {
+        processes_mentioning(&needle).is_empty()
+    })
+    .await;
+    // ... and the hanging runtime is the caller's to clean up.
+    let pid: i32 = std::fs::read_to_string(dir.path().join("runtime.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    if let Some(p) = ProcessRef::of(pid) {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if cmdline.starts_with(b"sleep\0") {
+            if let Ok(fd) = p.open() {
+                let _ = fd.signal(Signal::SIGKILL);
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn usage_error_is_a_protocol_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -1096,6 +1224,131 @@ async fn zero_drain_still_logs_what_is_buffered() {
     c.wait_monitor_gone().await;
 }
 
+/// A small tmpfs of the test's own; lazily unmounted on drop.
+struct TmpfsMount {
+    path: PathBuf,
+}
+
+impl TmpfsMount {
+    fn new(path: &Path, size: &str) -> TmpfsMount {
+        std::fs::create_dir_all(path).unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            path,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some(format!("size={size},mode=0755").as_str()),
+        )
+        .unwrap_or_else(|e| panic!("mount tmpfs on {}: {e}", path.display()));
+        TmpfsMount {
+            path: path.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.path, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[tokio::test]
+async fn full_disk_drops_lines_but_keeps_reading() {
+    require_host();
+    let _serial = SERIAL.read().await;
+    let cg = TestCgroup::new();
+    // ~300 kB of output into a 32 kB file system; then, once the test has
+    // made room, one more line.
+    let mut c = Container::new(
+        &cg,
+        Spec {
+            readonly_root: false,
+            ..Spec::sh(
+                "i=0; while [ $i -lt 3000 ]; do \
+                 echo \"line$i xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"; \
+                 i=$((i+1)); done; touch /written; \
+                 while [ ! -e /go ]; do usleep 5000; done; echo after",
+            )
+        },
+    );
+    let logs = c
+        .log_path()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let _tmpfs = TmpfsMount::new(&logs, "32k");
+    c.launch_ok().await;
+    c.start();
+    // The monitor kept reading: the container got through all its output
+    // (a full pipe would have blocked it at 64 kB).
+    let written = c.rootfs().join("written");
+    eventually(
+        "container wrote everything",
+        Duration::from_secs(20),
+        || written.exists(),
+    )
+    .await;
+    // ... and the monitor has consumed all of it: the pipe is empty (then
+    // a moment for the last read's entries to be written or dropped).
+    let init = c.launched.unwrap().init.pid;
+    let pipe = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(format!("/proc/{init}/fd/1"))
+        .expect("open the container's stdout pipe");
+    eventually("monitor drained the pipe", Duration::from_secs(20), || {
+        let mut unread: libc::c_int = 0;
+        // SAFETY: FIONREAD writes an int into a live variable.
+        let r = unsafe { libc::ioctl(pipe.as_raw_fd(), libc::FIONREAD, &mut unread) };
+        r == 0 && unread == 0
+    })
+    .await;
+    drop(pipe);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let full = std::fs::metadata(c.log_path()).unwrap().len();
+    assert!(full <= 32 * 1024, "log size {full}");
+    let before = read_log(&c.log_path());
+    assert!(
+        !before.is_empty() && before.len() < 3000,
+        "{} lines",
+        before.len()
+    );
+    // Make room; the monitor's descriptor keeps appending to the same file.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(c.log_path())
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    std::fs::write(c.rootfs().join("go"), "").unwrap();
+    let exit = c.wait_exit().await;
+    assert_eq!(exit.exit_code, 0);
+    // Only whole entries (read_log checks each line), in order.
+    let after = read_log(&c.log_path());
+    assert_eq!(after.last().map(|e| e.content.as_str()), Some("after"));
+    let numbers: Vec<usize> = before
+        .iter()
+        .chain(&after[..after.len() - 1])
+        .map(|e| {
+            e.content
+                .strip_prefix("line")
+                .and_then(|r| r.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("torn entry {e:?}"))
+        })
+        .collect();
+    assert!(
+        numbers.windows(2).all(|w| w[0] < w[1]),
+        "order: {numbers:?}"
+    );
+    println!(
+        "{} of 3000 lines fit before the disk was full",
+        before.len()
+    );
+}
+
 fn smaps_kb(pid: i32) -> Vec<(String, u64)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
     text.lines()
@@ -1123,16 +1376,24 @@ async fn memory_of_an_idle_monitor() {
     let smaps = smaps_kb(l.monitor.pid);
     let get = |k: &str| smaps.iter().find(|(n, _)| n == k).map_or(0, |(_, v)| *v);
     let (rss, pss) = (get("Rss"), get("Pss"));
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
     println!(
-        "idle monitor ({MONITOR}): Rss {rss} kB, Pss {pss} kB (Pss_Anon {} kB, Pss_File {} kB)",
+        "idle monitor, {profile} build ({MONITOR}): Rss {rss} kB, Pss {pss} kB \
+         (Pss_Anon {} kB, Pss_File {} kB)",
         get("Pss_Anon"),
         get("Pss_File")
     );
     assert!(rss > 0 && pss > 0);
     assert!(rss < 2048, "monitor RSS {rss} kB is not under 2 MB");
-    // The exact PSS depends on the build profile (see the report): a
-    // debug build maps much more of its own text than a release build.
-    assert!(pss < 1536, "monitor PSS {pss} kB");
+    // Most of the PSS is the monitor's own text, which a debug build has
+    // much more of (~0.9 MB PSS here against ~0.58 MB for release). The
+    // bounds leave room for page-cache state; the numbers are printed.
+    let pss_bound = if cfg!(debug_assertions) { 1280 } else { 700 };
+    assert!(pss < pss_bound, "monitor PSS {pss} kB ({profile} build)");
     c.kill("KILL");
     assert_eq!(c.wait_exit().await.exit_code, 137);
 }

@@ -217,8 +217,10 @@ pub async fn launch(
                 .ok()
                 .and_then(Result::ok)
                 .unwrap_or_default();
+            // The first process exits 0 after its fork; anything else
+            // (2: a usage error) says why there was no answer.
             let status = match first {
-                Ok(Ok(status)) => format!(" (monitor {status})"),
+                Ok(Ok(status)) if !status.success() => format!(" (monitor {status})"),
                 _ => String::new(),
             };
             let detail = if stderr.is_empty() {

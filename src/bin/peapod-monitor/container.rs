@@ -18,6 +18,7 @@
 //! (SIGCHLD), the output descriptors, the control socket and its clients.
 
 use std::ffi::{CString, OsStr, OsString};
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
@@ -53,6 +54,8 @@ const STDERR_TAIL: usize = 4096;
 const RUNTIME_LOG_TAIL: u64 = 64 * 1024;
 /// Exits remembered before the init's pid is known.
 const EARLY_EXITS: usize = 32;
+/// Bytes per read of the container's output.
+const READ_BUF: usize = 32 * 1024;
 /// Reads per output after the drain, at most (2 MiB with the buffer).
 const FINAL_READS: usize = 64;
 /// Exit code of the forked runtime child when exec fails (as a shell's).
@@ -419,7 +422,8 @@ struct Monitor {
     drain_deadline: u64,
     /// Exits seen while the init's pid was not yet known.
     early_exits: Vec<(i32, Exit)>,
-    read_buf: Box<[u8]>,
+    /// Never initialized: only the pages reads fill are ever touched.
+    read_buf: Box<[MaybeUninit<u8>]>,
 }
 
 /// Poll slots.
@@ -552,7 +556,7 @@ impl Monitor {
             exit: None,
             drain_deadline: 0,
             early_exits: Vec::new(),
-            read_buf: vec![0u8; 32 * 1024].into_boxed_slice(),
+            read_buf: Box::new_uninit_slice(READ_BUF),
             opts,
         };
         let mut c = Creating {
@@ -662,8 +666,8 @@ impl Monitor {
                     None => return,
                 },
             };
-            match sys::read(fd, &mut self.read_buf) {
-                Ok(n) if n > 0 => push_tail(&mut c.stderr_tail, &self.read_buf[..n]),
+            match sys::read_into(fd, &mut self.read_buf) {
+                Ok(data) if !data.is_empty() => push_tail(&mut c.stderr_tail, data),
                 _ => return,
             }
         }
@@ -787,10 +791,8 @@ impl Monitor {
                 Slot::RuntimeOut => {
                     if let Some(c) = creating.as_deref_mut() {
                         if let Some(fd) = &c.runtime_out {
-                            match sys::read(fd.as_raw_fd(), &mut self.read_buf) {
-                                Ok(n) if n > 0 => {
-                                    push_tail(&mut c.stderr_tail, &self.read_buf[..n])
-                                }
+                            match sys::read_into(fd.as_raw_fd(), &mut self.read_buf) {
+                                Ok(data) if !data.is_empty() => push_tail(&mut c.stderr_tail, data),
                                 Err(Errno::EAGAIN) => {}
                                 _ => c.runtime_out = None,
                             }
@@ -846,14 +848,14 @@ impl Monitor {
     fn read_output(&mut self, i: usize, creating: Option<&mut Creating>) -> bool {
         let out = &mut self.outputs[i];
         let Some(fd) = &out.fd else { return false };
-        let n = match sys::read(fd.as_raw_fd(), &mut self.read_buf) {
-            Ok(n) => n,
+        let data = match sys::read_into(fd.as_raw_fd(), &mut self.read_buf) {
+            Ok(data) => data,
             Err(Errno::EAGAIN) => return false,
             // EIO: a terminal whose slave side is closed everywhere.
-            Err(_) => 0,
+            Err(_) => &[],
         };
         let ts = timestamp_now();
-        if n == 0 {
+        if data.is_empty() {
             out.fd = None;
             if let Some(log) = &mut self.log {
                 out.splitter
@@ -861,7 +863,6 @@ impl Monitor {
             }
             return false;
         }
-        let data = &self.read_buf[..n];
         if let Some(c) = creating {
             if out.stream == Stream::Stderr {
                 push_tail(&mut c.stderr_tail, data);

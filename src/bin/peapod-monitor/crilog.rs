@@ -301,6 +301,19 @@ impl CriLog {
         Ok(())
     }
 
+    /// Truncates the last `len` bytes of the file.
+    fn cut_tail(&self, len: u64) {
+        // SAFETY: an all-zero stat is valid; fstat fills it.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstat/ftruncate on our own descriptor.
+        unsafe {
+            if libc::fstat(self.fd.as_raw_fd(), &mut st) == 0 {
+                let size = (st.st_size as u64).saturating_sub(len);
+                libc::ftruncate(self.fd.as_raw_fd(), size as libc::off_t);
+            }
+        }
+    }
+
     /// Writes one entry; errors drop it.
     pub fn write(&mut self, ts: &[u8; TIMESTAMP_LEN], stream: Stream, tag: Tag, content: &[u8]) {
         self.entry.clear();
@@ -324,8 +337,12 @@ impl CriLog {
             if n < 0 && Errno::last() == Errno::EINTR {
                 continue;
             }
-            // Short writes happen only when the disk fills up; the rest of
-            // the entry is dropped with it.
+            if n > 0 && (n as usize) < self.entry.len() {
+                // The disk filled up in the middle of the entry: cut the
+                // torn piece off again (O_APPEND put it at the end), so
+                // that every line in the file is a whole entry.
+                self.cut_tail(n as u64);
+            }
             return;
         }
     }

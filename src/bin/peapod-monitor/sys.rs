@@ -3,6 +3,7 @@
 //! Errors are plain [`Errno`]s; callers add the context.
 
 use std::ffi::{CStr, CString, OsStr};
+use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
@@ -51,6 +52,23 @@ pub fn read(fd: RawFd, buf: &mut [u8]) -> Result<usize, Errno> {
         let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
         if n >= 0 {
             return Ok(n as usize);
+        }
+        if Errno::last() != Errno::EINTR {
+            return Err(Errno::last());
+        }
+    }
+}
+
+/// One `read(2)` into uninitialized memory (so that a large buffer costs
+/// only the pages reads actually fill); returns the bytes read, empty at
+/// end of file.
+pub fn read_into(fd: RawFd, buf: &mut [MaybeUninit<u8>]) -> Result<&[u8], Errno> {
+    loop {
+        // SAFETY: the kernel writes at most buf.len() bytes into buf.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            // SAFETY: the first n bytes were just written by read(2).
+            return Ok(unsafe { std::slice::from_raw_parts(buf.as_ptr().cast(), n as usize) });
         }
         if Errno::last() != Errno::EINTR {
             return Err(Errno::last());
