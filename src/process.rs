@@ -53,6 +53,49 @@ pub fn parent_pid(pid: i32) -> Option<i32> {
         .and_then(|s| stat_field(s, 4)?.parse().ok())
 }
 
+/// Every process id /proc lists.
+pub fn all_pids() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A process's arguments (lossy UTF-8); empty for a kernel thread or a
+/// process that is gone.
+pub fn cmdline(pid: i32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            b.split(|c| *c == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The processes below `pid` (children, grandchildren, ...), from /proc.
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let parents: Vec<(i32, i32)> = all_pids()
+        .into_iter()
+        .filter_map(|p| Some((p, parent_pid(p)?)))
+        .collect();
+    let mut out = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(p) = frontier.pop() {
+        for (child, parent) in &parents {
+            if *parent == p && !out.contains(child) {
+                out.push(*child);
+                frontier.push(*child);
+            }
+        }
+    }
+    out
+}
+
 impl ProcessRef {
     /// Looks up a live process by pid.
     pub fn of(pid: i32) -> Option<ProcessRef> {

@@ -857,6 +857,21 @@ impl Containers {
     /// state, its cgroup, mounts and directories. Idempotent.
     async fn release(&self, rec: &mut ContainerRecord) -> Result<(), ContainerError> {
         let mut problems = Vec::new();
+        // A creation cut short before the monitor reported itself: the
+        // monitor (detached, so still running) and the runtime's create
+        // under it are found by the container id in its arguments, and go
+        // before the runtime's state is deleted, or they would recreate it.
+        if rec.monitor.is_none() {
+            if let Some(pid) = find_monitor(&rec.id) {
+                warn!(container = %rec.id, pid, "killing the monitor of an interrupted creation");
+                for p in crate::process::descendants(pid).into_iter().chain([pid]) {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), Signal::SIGKILL);
+                }
+                if let Some(p) = ProcessRef::of(pid) {
+                    let _ = crate::process::kill_and_wait(p, KILL_TIMEOUT).await;
+                }
+            }
+        }
         match self.runtime(&rec.runtime_handler) {
             Ok(rt) => {
                 if let Err(e) = rt.delete(&rec.id, true).await {
@@ -1015,10 +1030,18 @@ impl Containers {
                 )));
             }
             let runtime = this.runtime(&rec.runtime_handler)?;
+            // Taken before the start: a process that exits at once has its
+            // finish time recorded (by its monitor) before the start
+            // returns, and must not look as if it finished before it began.
+            let started = now();
             match runtime.start(&rec.id).await {
                 Ok(()) => {
                     entry.update(|r| {
-                        r.started_at = now();
+                        r.started_at = if r.finished_at > 0 {
+                            started.min(r.finished_at)
+                        } else {
+                            started
+                        };
                         if r.state == ContainerState::Created {
                             r.state = ContainerState::Running;
                         }
@@ -1307,6 +1330,16 @@ impl Containers {
         let runtime = self.runtime(&rec.runtime_handler)?;
         exec::exec_sync(runtime, &self.config.monitor_binary(), &rec, cmd, timeout).await
     }
+}
+
+/// The monitor process of container `id`, by its arguments.
+fn find_monitor(id: &str) -> Option<i32> {
+    crate::process::all_pids().into_iter().find(|&pid| {
+        let argv = crate::process::cmdline(pid);
+        argv.first().is_some_and(|a| a.ends_with("peapod-monitor"))
+            && argv.get(1).is_some_and(|a| a == "container")
+            && argv.windows(2).any(|w| w[0] == "--id" && w[1] == id)
+    })
 }
 
 /// The state CRI reports: the transitional ones are shown as what they

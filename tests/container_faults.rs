@@ -1,0 +1,288 @@
+//! Faults injected around containers: the daemon killed in the middle of a
+//! CreateContainer, a runtime whose `start` fails, a monitor killed under
+//! a running container, a runtime handler that refuses this host. Each
+//! must leave nothing behind (process, mount, cgroup, runtime state,
+//! record) or, where the container stays, report exactly what happened.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::containers::*;
+use common::*;
+use peapod::api;
+use tonic::Code;
+
+/// A runtime handler wrapping runc: `script` runs first with the
+/// subcommand in `$cmd`, then runc gets the same arguments.
+fn wrapper(dir: &Path, name: &str, script: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\ncmd=\nfor a in \"$@\"; do case $a in create|start|exec|kill|delete|state|update) cmd=${{cmd:-$a}};; esac; done\n{script}\nexec runc \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
+}
+
+/// A daemon with extra runtime handlers (name → binary), no CNI.
+fn daemon_with(handlers: &[(&str, &Path)]) -> (TestDaemon, tempfile::TempDir) {
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let mut toml = String::new();
+    for (name, path) in handlers {
+        toml.push_str(&format!(
+            "[runtimes.{name}]\npath = \"{}\"\n",
+            path.display()
+        ));
+    }
+    let cfg = cfg_dir.path().join("config.toml");
+    std::fs::write(&cfg, toml).unwrap();
+    let d = TestDaemon::start_with(Options {
+        cni: false,
+        extra_args: vec!["--config".into(), cfg.to_string_lossy().into_owned()],
+        ..Default::default()
+    });
+    (d, cfg_dir)
+}
+
+async fn pod_on(d: &TestDaemon, name: &str, handler: &str) -> Pod {
+    let mut c = d.pod_config(name);
+    c.linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap()
+        .namespace_options
+        .as_mut()
+        .unwrap()
+        .network = api::NamespaceMode::Node as i32;
+    let id = d
+        .runtime()
+        .await
+        .run_pod_sandbox(api::RunPodSandboxRequest {
+            config: Some(c.clone()),
+            runtime_handler: handler.to_string(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e:?}\n{}", d.log_text()))
+        .into_inner()
+        .pod_sandbox_id;
+    Pod { id, config: c }
+}
+
+/// Processes running `peapod-monitor container` for this daemon's state dir.
+fn monitors_of(d: &TestDaemon) -> Vec<i32> {
+    let state = d.state.to_string_lossy().to_string();
+    peapod::process::all_pids()
+        .into_iter()
+        .filter(|&p| {
+            let argv = peapod::process::cmdline(p);
+            argv.first().is_some_and(|a| a.ends_with("peapod-monitor"))
+                && argv.get(1).is_some_and(|a| a == "container")
+                && argv.iter().any(|a| a.contains(&state))
+        })
+        .collect()
+}
+
+/// The container cgroups left under a pod's parent (the sandbox's own
+/// cgroup is there too).
+fn child_cgroups(pod: &Pod, sandbox: &str) -> Vec<String> {
+    let mut left = Vec::new();
+    for dir in TestDaemon::cgroup_dirs(&pod.cgroup_parent()) {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.path().is_dir() && name != sandbox {
+                left.push(e.path().display().to_string());
+            }
+        }
+    }
+    left
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill9_in_the_middle_of_create_is_rolled_back_by_the_next_start() {
+    let gates = tempfile::tempdir().unwrap();
+    let gate = gates.path().join("open");
+    let slow = wrapper(
+        gates.path(),
+        "slow-runc",
+        &format!(
+            "if [ \"$cmd\" = create ]; then while [ ! -e {} ]; do sleep 0.05; done; fi",
+            gate.display()
+        ),
+    );
+    let (mut d, _cfg) = daemon_with(&[("slow", &slow)]);
+    let image = d.pull("busybox:latest").await;
+    let pod = pod_on(&d, "crash", "slow").await;
+    let config = d.container_config("c", &image, &["sleep", "1000"]);
+    let socket = d.socket.clone();
+    let sandbox = pod.id.clone();
+    let pod_config = pod.config.clone();
+    let pending = tokio::spawn(async move {
+        let ch = peapod::client::connect(&socket).await.unwrap();
+        peapod::api::runtime_service_client::RuntimeServiceClient::new(ch)
+            .create_container(api::CreateContainerRequest {
+                pod_sandbox_id: sandbox,
+                config: Some(config),
+                sandbox_config: Some(pod_config),
+            })
+            .await
+    });
+    eventually("the monitor runs the (held) create", || {
+        !monitors_of(&d).is_empty()
+    })
+    .await;
+    d.kill9();
+    assert!(pending.await.unwrap().is_err());
+    // The monitor is detached and lives on; let its create finish, so the
+    // next start finds a created container nobody asked for.
+    std::fs::write(&gate, "").unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    d.spawn();
+    assert!(d.list_containers(None).await.is_empty());
+    assert!(
+        monitors_of(&d).is_empty(),
+        "monitor left: {:?}",
+        monitors_of(&d)
+    );
+    d.assert_no_containers_left();
+    let left = child_cgroups(&pod, &pod.id);
+    assert!(left.is_empty(), "cgroups left: {left:?}");
+    // The same name can be created again.
+    let id = d
+        .create(&pod, d.container_config("c", &image, &["sleep", "1000"]))
+        .await;
+    d.start_c(&id).await;
+    d.cpid(&id).await;
+    d.remove_all().await;
+    d.assert_no_containers_left();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_start_is_reported_and_leaves_no_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = wrapper(
+        dir.path(),
+        "nostart-runc",
+        "if [ \"$cmd\" = start ]; then echo 'injected start failure' >&2; exit 1; fi",
+    );
+    let (d, _cfg) = daemon_with(&[("nostart", &bad)]);
+    let image = d.pull("busybox:latest").await;
+    let pod = pod_on(&d, "nostart", "nostart").await;
+    let id = d
+        .create(&pod, d.container_config("c", &image, &["sleep", "1000"]))
+        .await;
+    let init = d.cinfo(&id).await["pid"].as_i64().unwrap() as i32;
+    assert!(process_exists(init));
+    let e = d
+        .runtime()
+        .await
+        .start_container(api::StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert!(e.message().contains("injected start failure"), "{e:?}");
+    let st = d.cstatus(&id).await;
+    assert_eq!(st.state, api::ContainerState::ContainerExited as i32);
+    assert_eq!(
+        (st.exit_code, st.reason.as_str()),
+        (128, "ContainerCannotRun")
+    );
+    assert!(
+        st.message.contains("injected start failure"),
+        "{}",
+        st.message
+    );
+    eventually("the created init is gone", || !process_exists(init)).await;
+    eventually("its monitor is gone", || monitors_of(&d).is_empty()).await;
+    d.remove_container(&id).await;
+    d.assert_no_containers_left();
+    assert!(child_cgroups(&pod, &pod.id).is_empty());
+    d.remove_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_monitor_ends_its_container_visibly() {
+    let d = TestDaemon::start_with(Options {
+        cni: false,
+        ..Default::default()
+    });
+    let image = d.pull("busybox:latest").await;
+    let pod = d.host_pod("monkill").await;
+    let id = d
+        .run(&pod, d.container_config("c", &image, &["sleep", "1000"]))
+        .await;
+    let init = d.cpid(&id).await;
+    let monitor = d.cinfo(&id).await["monitorPid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let st = d.wait_exit(&id, Duration::from_secs(20)).await;
+    assert_eq!(st.exit_code, 255);
+    assert!(st.message.contains("monitor"), "{}", st.message);
+    assert!(!process_exists(init), "the container outlived its monitor");
+    d.remove_all().await;
+    d.assert_no_containers_left();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runtime_handler_that_refuses_this_host_says_why() {
+    // Debian's crun refuses a hybrid cgroup host like this one; on other
+    // hosts it may work, and then the container simply runs.
+    assert!(
+        which("crun"),
+        "crun not found: install the Debian package crun (hack/install-deps.sh)"
+    );
+    let crun = PathBuf::from("/usr/bin/crun");
+    let (d, _cfg) = daemon_with(&[("crun", &crun)]);
+    let image = d.pull("busybox:latest").await;
+    let pod = pod_on(&d, "crun", "crun").await;
+    match d
+        .try_create(&pod, d.container_config("c", &image, &["sleep", "1000"]))
+        .await
+    {
+        Ok(id) => {
+            d.start_c(&id).await;
+            d.cpid(&id).await;
+        }
+        Err(e) => {
+            eprintln!("crun refused: {}", e.message());
+            assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+            assert!(e.message().contains("crun"), "{e:?}");
+            assert!(e.message().len() > 40, "no reason given: {e:?}");
+            d.assert_no_containers_left();
+            assert!(child_cgroups(&pod, &pod.id).is_empty());
+        }
+    }
+    let st = d
+        .runtime()
+        .await
+        .status(api::StatusRequest { verbose: false })
+        .await
+        .unwrap()
+        .into_inner();
+    let names: Vec<&str> = st
+        .runtime_handlers
+        .iter()
+        .map(|h| h.name.as_str())
+        .collect();
+    assert!(
+        names.contains(&"crun") && names.contains(&"runc"),
+        "{names:?}"
+    );
+    let runc = st
+        .runtime_handlers
+        .iter()
+        .find(|h| h.name == "runc")
+        .unwrap();
+    assert!(runc.features.unwrap().recursive_read_only_mounts);
+    d.remove_all().await;
+}
