@@ -29,8 +29,10 @@ fn wrapper(dir: &Path, name: &str, script: &str) -> PathBuf {
     path
 }
 
-/// A daemon with extra runtime handlers (name → binary), no CNI.
-fn daemon_with(handlers: &[(&str, &Path)]) -> (TestDaemon, tempfile::TempDir) {
+/// A daemon with extra runtime handlers (name → binary), no CNI. The
+/// config's directory comes first so that it outlives the daemon (whose
+/// drop restarts it once to clean up).
+fn daemon_with(handlers: &[(&str, &Path)]) -> (tempfile::TempDir, TestDaemon) {
     let cfg_dir = tempfile::tempdir().unwrap();
     let mut toml = String::new();
     for (name, path) in handlers {
@@ -46,7 +48,7 @@ fn daemon_with(handlers: &[(&str, &Path)]) -> (TestDaemon, tempfile::TempDir) {
         extra_args: vec!["--config".into(), cfg.to_string_lossy().into_owned()],
         ..Default::default()
     });
-    (d, cfg_dir)
+    (cfg_dir, d)
 }
 
 async fn pod_on(d: &TestDaemon, name: &str, handler: &str) -> Pod {
@@ -116,7 +118,7 @@ async fn kill9_in_the_middle_of_create_is_rolled_back_by_the_next_start() {
             gate.display()
         ),
     );
-    let (mut d, _cfg) = daemon_with(&[("slow", &slow)]);
+    let (_cfg, mut d) = daemon_with(&[("slow", &slow)]);
     let image = d.pull("busybox:latest").await;
     let pod = pod_on(&d, "crash", "slow").await;
     let config = d.container_config("c", &image, &["sleep", "1000"]);
@@ -171,7 +173,7 @@ async fn a_failed_start_is_reported_and_leaves_no_process() {
         "nostart-runc",
         "if [ \"$cmd\" = start ]; then echo 'injected start failure' >&2; exit 1; fi",
     );
-    let (d, _cfg) = daemon_with(&[("nostart", &bad)]);
+    let (_cfg, d) = daemon_with(&[("nostart", &bad)]);
     let image = d.pull("busybox:latest").await;
     let pod = pod_on(&d, "nostart", "nostart").await;
     let id = d
@@ -242,7 +244,7 @@ async fn a_runtime_handler_that_refuses_this_host_says_why() {
         "crun not found: install the Debian package crun (hack/install-deps.sh)"
     );
     let crun = PathBuf::from("/usr/bin/crun");
-    let (d, _cfg) = daemon_with(&[("crun", &crun)]);
+    let (_cfg, d) = daemon_with(&[("crun", &crun)]);
     let image = d.pull("busybox:latest").await;
     let pod = pod_on(&d, "crun", "crun").await;
     match d
@@ -284,5 +286,115 @@ async fn a_runtime_handler_that_refuses_this_host_says_why() {
         .find(|h| h.name == "runc")
         .unwrap();
     assert!(runc.features.unwrap().recursive_read_only_mounts);
+    d.remove_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_retried_after_a_client_deadline_gets_the_same_container() {
+    let gates = tempfile::tempdir().unwrap();
+    let gate = gates.path().join("open");
+    let slow = wrapper(
+        gates.path(),
+        "slow-runc",
+        &format!(
+            "if [ \"$cmd\" = create ]; then while [ ! -e {} ]; do sleep 0.05; done; fi",
+            gate.display()
+        ),
+    );
+    let (_cfg, d) = daemon_with(&[("slow", &slow)]);
+    let image = d.pull("busybox:latest").await;
+    let pod = pod_on(&d, "retry", "slow").await;
+    let config = d.container_config("c", &image, &["sleep", "1000"]);
+    let request = || api::CreateContainerRequest {
+        pod_sandbox_id: pod.id.clone(),
+        config: Some(config.clone()),
+        sandbox_config: Some(pod.config.clone()),
+    };
+    // kubelet's deadline passes while the runtime is still creating.
+    let mut req = tonic::Request::new(request());
+    req.set_timeout(Duration::from_millis(500));
+    let e = d.runtime().await.create_container(req).await.unwrap_err();
+    assert!(
+        matches!(e.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{e:?}"
+    );
+    // Lists answer meanwhile, and show no half-made container.
+    assert!(d.list_containers(None).await.is_empty());
+    // The retry joins the creation in flight.
+    let retry = {
+        let socket = d.socket.clone();
+        let r = request();
+        tokio::spawn(async move {
+            let ch = peapod::client::connect(&socket).await.unwrap();
+            peapod::api::runtime_service_client::RuntimeServiceClient::new(ch)
+                .create_container(r)
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::write(&gate, "").unwrap();
+    let id = retry.await.unwrap().unwrap().into_inner().container_id;
+    let all = d.list_containers(None).await;
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].id, id);
+    // After that, the name is taken.
+    let e = d.try_create(&pod, config.clone()).await.unwrap_err();
+    assert_eq!(e.code(), Code::AlreadyExists);
+    assert!(e.message().contains(&id));
+    assert_eq!(monitors_of(&d).len(), 1);
+    d.remove_all().await;
+    d.assert_no_containers_left();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_removed_under_a_container_keeps_its_layers_until_the_container_goes() {
+    let d = TestDaemon::start_with(Options {
+        cni: false,
+        ..Default::default()
+    });
+    let image = d.pull("busybox:latest").await;
+    let st = d
+        .images()
+        .await
+        .image_status(api::ImageStatusRequest {
+            image: Some(api::ImageSpec {
+                image: image.clone(),
+                ..Default::default()
+            }),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let info: serde_json::Value = serde_json::from_str(&st.info["info"]).unwrap();
+    let layer = PathBuf::from(info["layers"][0]["dir"].as_str().unwrap());
+    assert!(layer.is_dir());
+    let pod = d.host_pod("rmi").await;
+    let id = d
+        .run(&pod, d.container_config("c", &image, &["sleep", "1000"]))
+        .await;
+    d.images()
+        .await
+        .remove_image(api::RemoveImageRequest {
+            image: Some(api::ImageSpec {
+                image: image.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    assert!(layer.is_dir(), "a layer in use was deleted");
+    assert_eq!(
+        d.exec_ok(&id, &["cat", "/etc/passwd"]).await.lines().next(),
+        Some("root:x:0:0:root:/root:/bin/sh")
+    );
+    // Still kept across a restart of the daemon.
+    let mut d = d;
+    d.kill9();
+    d.spawn();
+    assert!(layer.is_dir(), "a layer in use was collected at start");
+    d.stop_container(&id, 0).await;
+    d.remove_container(&id).await;
+    assert!(!layer.exists(), "the unused layer stayed");
     d.remove_all().await;
 }
