@@ -5,6 +5,7 @@ mod common;
 
 use std::collections::HashMap;
 
+use common::containers::Pod;
 use common::*;
 use peapod::api;
 use serde_json::Value;
@@ -598,21 +599,16 @@ async fn kubelet_container_requests() {
         &image_id,
     )
     .await;
-    let bb = rt
-        .create_container(api::CreateContainerRequest {
-            pod_sandbox_id: sb.clone(),
-            config: Some(config.clone()),
-            sandbox_config: Some(pod.clone()),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}\n{}", d.log_text()))
-        .into_inner()
-        .container_id;
-    rt.start_container(api::StartContainerRequest {
-        container_id: bb.clone(),
-    })
-    .await
-    .unwrap();
+    let bb = d
+        .create(
+            &Pod {
+                id: sb.clone(),
+                config: pod.clone().clone(),
+            },
+            config.clone().clone(),
+        )
+        .await;
+    d.start_c(&bb).await;
     let exec = |cmd: &Value, timeout: &Value| api::ExecSyncRequest {
         container_id: bb.clone(),
         cmd: strings(cmd),
@@ -705,41 +701,31 @@ async fn kubelet_container_requests() {
         &image_id,
     )
     .await;
-    let httpd = rt
-        .create_container(api::CreateContainerRequest {
-            pod_sandbox_id: sb2.clone(),
-            config: Some(config),
-            sandbox_config: Some(pod2),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}\n{}", d.log_text()))
-        .into_inner()
-        .container_id;
-    rt.start_container(api::StartContainerRequest {
-        container_id: httpd.clone(),
-    })
-    .await
-    .unwrap();
+    let httpd = d
+        .create(
+            &Pod {
+                id: sb2.clone(),
+                config: pod2.clone(),
+            },
+            config.clone(),
+        )
+        .await;
+    d.start_c(&httpd).await;
 
     // The init container, then the locked-down main container that reads
     // what it wrote (user 1000:3000, read-only rootfs, drop ALL).
     let (sb3, pod3, init_cfg) =
         fixture_container(&d, &f, &mut sandboxes, "CreateContainer_init", &image_id).await;
-    let init = rt
-        .create_container(api::CreateContainerRequest {
-            pod_sandbox_id: sb3.clone(),
-            config: Some(init_cfg),
-            sandbox_config: Some(pod3.clone()),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .container_id;
-    rt.start_container(api::StartContainerRequest {
-        container_id: init.clone(),
-    })
-    .await
-    .unwrap();
+    let init = d
+        .create(
+            &Pod {
+                id: sb3.clone(),
+                config: pod3.clone().clone(),
+            },
+            init_cfg.clone(),
+        )
+        .await;
+    d.start_c(&init).await;
     let st = d.wait_exit(&init, std::time::Duration::from_secs(20)).await;
     assert_eq!((st.exit_code, st.reason.as_str()), (0, "Completed"));
     let (_, _, main_cfg) = fixture_container(
@@ -750,21 +736,16 @@ async fn kubelet_container_requests() {
         &image_id,
     )
     .await;
-    let main = rt
-        .create_container(api::CreateContainerRequest {
-            pod_sandbox_id: sb3.clone(),
-            config: Some(main_cfg),
-            sandbox_config: Some(pod3.clone()),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}\n{}", d.log_text()))
-        .into_inner()
-        .container_id;
-    rt.start_container(api::StartContainerRequest {
-        container_id: main.clone(),
-    })
-    .await
-    .unwrap();
+    let main = d
+        .create(
+            &Pod {
+                id: sb3.clone(),
+                config: pod3.clone().clone(),
+            },
+            main_cfg.clone(),
+        )
+        .await;
+    d.start_c(&main).await;
     let log = std::path::PathBuf::from(&pod3.log_directory).join("main/0.log");
     eventually("the main container's output", || {
         std::fs::read_to_string(&log).is_ok_and(|t| t.contains("10.89.0.17 vm"))
@@ -808,21 +789,16 @@ async fn kubelet_container_requests() {
         pid: api::NamespaceMode::Container as i32,
         ..Default::default()
     };
-    let target = rt
-        .create_container(api::CreateContainerRequest {
-            pod_sandbox_id: sb4.clone(),
-            config: Some(target_cfg),
-            sandbox_config: Some(pod4.clone()),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .container_id;
-    rt.start_container(api::StartContainerRequest {
-        container_id: target.clone(),
-    })
-    .await
-    .unwrap();
+    let target = d
+        .create(
+            &Pod {
+                id: sb4.clone(),
+                config: pod4.clone().clone(),
+            },
+            target_cfg.clone(),
+        )
+        .await;
+    d.start_c(&target).await;
     let sc = dbg_cfg
         .linux
         .as_mut()
@@ -831,21 +807,16 @@ async fn kubelet_container_requests() {
         .as_mut()
         .unwrap();
     sc.namespace_options.as_mut().unwrap().target_id = target.clone();
-    let dbg = rt
-        .create_container(api::CreateContainerRequest {
-            pod_sandbox_id: sb4.clone(),
-            config: Some(dbg_cfg),
-            sandbox_config: Some(pod4),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}\n{}", d.log_text()))
-        .into_inner()
-        .container_id;
-    rt.start_container(api::StartContainerRequest {
-        container_id: dbg.clone(),
-    })
-    .await
-    .unwrap();
+    let dbg = d
+        .create(
+            &Pod {
+                id: sb4.clone(),
+                config: pod4.clone(),
+            },
+            dbg_cfg.clone(),
+        )
+        .await;
+    d.start_c(&dbg).await;
     let (pt, pd) = (d.cpid(&target).await, d.cpid(&dbg).await);
     assert_eq!(
         ns_link(&pt.to_string(), "pid"),

@@ -37,6 +37,7 @@ use crate::cgroups::CgroupLayout;
 use crate::config::{Config, OomScoreAdjRestriction};
 use crate::image::Images;
 use crate::monitor::{self, ContainerMonitorArgs, ExitStatus};
+use crate::names::{Names, Taken};
 use crate::oci::{CliRuntime, CreatePaths, OciRuntime};
 use crate::process::ProcessRef;
 use crate::sandbox::{SandboxRecord, Sandboxes};
@@ -103,11 +104,6 @@ impl Entry {
 
 type CreateResult = Result<String, ContainerError>;
 
-enum NameState {
-    InFlight(watch::Receiver<Option<CreateResult>>),
-    Done { id: String, delivered: bool },
-}
-
 /// A name in a sandbox: kubelet's identity of a container.
 type NameKey = (String, ContainerMetadata);
 
@@ -121,7 +117,7 @@ pub struct Containers {
     runtimes: HashMap<String, Arc<dyn OciRuntime>>,
     host: HostFacts,
     index: RwLock<HashMap<String, Arc<Entry>>>,
-    names: Mutex<HashMap<NameKey, NameState>>,
+    names: Arc<Names<NameKey, ContainerError>>,
     /// The previous CPU sample of each container, for usage_nano_cores.
     cpu_samples: Mutex<HashMap<String, (i64, u64)>>,
     me: Weak<Containers>,
@@ -227,7 +223,7 @@ impl Containers {
             runtimes,
             host,
             index: RwLock::new(HashMap::new()),
-            names: Mutex::new(HashMap::new()),
+            names: Names::new(),
             cpu_samples: Mutex::new(HashMap::new()),
             me: me.clone(),
         });
@@ -330,22 +326,15 @@ impl Containers {
     }
 
     fn insert(&self, rec: ContainerRecord) {
-        self.names_lock().insert(
+        self.names.insert(
             (rec.spec.sandbox_id.clone(), rec.spec.metadata.clone()),
-            NameState::Done {
-                id: rec.id.clone(),
-                delivered: true,
-            },
+            rec.id.clone(),
         );
         let id = rec.id.clone();
         self.index
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, Entry::new(rec));
-    }
-
-    fn names_lock(&self) -> std::sync::MutexGuard<'_, HashMap<NameKey, NameState>> {
-        self.names.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     async fn put(&self, rec: &ContainerRecord) -> Result<(), ContainerError> {
@@ -415,67 +404,20 @@ impl Containers {
     /// created waits for that creation and returns its id.
     pub async fn create(&self, spec: ContainerSpec) -> CreateResult {
         let key: NameKey = (spec.sandbox_id.clone(), spec.metadata.clone());
-        let mut rx = {
-            let mut names = self.names_lock();
-            match names.get_mut(&key) {
-                Some(NameState::InFlight(rx)) => {
-                    info!(name = %key.1.name, "CreateContainer retried while the first call is in flight: joining it");
-                    rx.clone()
-                }
-                Some(NameState::Done { id, delivered }) => {
-                    if !*delivered {
-                        *delivered = true;
-                        return Ok(id.clone());
-                    }
-                    return Err(ContainerError::AlreadyExists(format!(
+        let this = self.arc();
+        self.names
+            .create(
+                key,
+                async move { this.do_create(spec).await },
+                |key, Taken::Exists(id)| {
+                    ContainerError::AlreadyExists(format!(
                         "container named {:?} (attempt {}) already exists in pod sandbox {}: {}",
                         key.1.name, key.1.attempt, key.0, id
-                    )));
-                }
-                None => {
-                    let (tx, rx) = watch::channel(None);
-                    names.insert(key.clone(), NameState::InFlight(rx.clone()));
-                    let this = self.arc();
-                    let key = key.clone();
-                    tokio::spawn(async move {
-                        let result = this.do_create(spec).await;
-                        {
-                            let mut names = this.names_lock();
-                            match &result {
-                                Ok(id) => {
-                                    names.insert(
-                                        key,
-                                        NameState::Done {
-                                            id: id.clone(),
-                                            delivered: false,
-                                        },
-                                    );
-                                }
-                                Err(_) => {
-                                    names.remove(&key);
-                                }
-                            }
-                        }
-                        let _ = tx.send(Some(result));
-                    });
-                    rx
-                }
-            }
-        };
-        let result = match rx.wait_for(|r| r.is_some()).await {
-            Ok(r) => r
-                .clone()
-                .unwrap_or_else(|| Err(ContainerError::Internal("no result".into()))),
-            Err(_) => Err(ContainerError::Internal(
-                "container creation task ended without a result".into(),
-            )),
-        };
-        if result.is_ok() {
-            if let Some(NameState::Done { delivered, .. }) = self.names_lock().get_mut(&key) {
-                *delivered = true;
-            }
-        }
-        result
+                    ))
+                },
+                ContainerError::Internal,
+            )
+            .await
     }
 
     async fn do_create(&self, spec: ContainerSpec) -> CreateResult {
@@ -1168,7 +1110,7 @@ impl Containers {
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&rec.id);
-            this.names_lock()
+            this.names
                 .remove(&(rec.spec.sandbox_id.clone(), rec.spec.metadata.clone()));
             this.cpu_samples
                 .lock()

@@ -37,7 +37,7 @@ impl Containers {
             }
         });
         let (writable_bytes, writable_inodes) =
-            super::rootfs::usage(&rec.upper_dir()).unwrap_or((0, 0));
+            crate::fsutil::usage(&rec.upper_dir()).unwrap_or((0, 0));
         Some(ContainerStatsView {
             timestamp,
             cgroup,

@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
+use crate::fsutil::usage;
 use crate::store::{Store, StoreError, Table};
 use manifest::{ManifestError, RunConfig};
 use reference::{Reference, ReferenceError};
@@ -551,32 +552,6 @@ impl Images {
         map.retain(|_, l| Arc::strong_count(l) > 1);
         map.entry(key.to_string()).or_default().clone()
     }
-}
-
-/// Bytes and inodes used below `dir` (not following symlinks or mounts).
-fn usage(dir: &Path) -> std::io::Result<(u64, u64)> {
-    let root_dev = std::fs::symlink_metadata(dir)?.dev();
-    let (mut bytes, mut inodes) = (0u64, 0u64);
-    let mut seen = std::collections::HashSet::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        let m = match std::fs::symlink_metadata(&p) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        if m.dev() != root_dev || !seen.insert(m.ino()) {
-            continue;
-        }
-        inodes += 1;
-        bytes += m.blocks() * 512;
-        if m.is_dir() {
-            for e in std::fs::read_dir(&p)? {
-                stack.push(e?.path());
-            }
-        }
-    }
-    Ok((bytes, inodes))
 }
 
 fn delete_all(paths: Vec<PathBuf>) {

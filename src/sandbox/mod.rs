@@ -15,17 +15,17 @@ mod spec;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
 pub use spec::*;
 
 use crate::cgroups::CgroupLayout;
 use crate::config::Config;
+use crate::names::{Names, Taken};
 use crate::process::{self, ProcessRef};
 use crate::store::{Store, StoreError, Table};
 
@@ -108,22 +108,13 @@ impl Entry {
 
 type RunResult = Result<String, SandboxError>;
 
-/// The state of a sandbox name (its metadata).
-enum NameState {
-    /// Being created: retries wait for the same result.
-    InFlight(watch::Receiver<Option<RunResult>>),
-    /// Created; `delivered` once a caller has received the id. Until then a
-    /// retry (whose first attempt timed out) is given the id.
-    Done { id: String, delivered: bool },
-}
-
 /// All pod sandboxes of the daemon.
 pub struct Sandboxes {
     config: Arc<Config>,
     store: Arc<Store>,
     cgroups: Arc<CgroupLayout>,
     index: RwLock<HashMap<String, Arc<Entry>>>,
-    names: Mutex<HashMap<SandboxMetadata, NameState>>,
+    names: Arc<Names<SandboxMetadata, SandboxError>>,
     pod_cidr: RwLock<Option<String>>,
     me: Weak<Sandboxes>,
 }
@@ -145,7 +136,7 @@ impl Sandboxes {
             store,
             cgroups,
             index: RwLock::new(HashMap::new()),
-            names: Mutex::new(HashMap::new()),
+            names: Names::new(),
             pod_cidr: RwLock::new(pod_cidr),
             me: me.clone(),
         });
@@ -184,13 +175,7 @@ impl Sandboxes {
     }
 
     fn insert(&self, rec: SandboxRecord) {
-        self.names_lock().insert(
-            rec.spec.metadata.clone(),
-            NameState::Done {
-                id: rec.id.clone(),
-                delivered: true,
-            },
-        );
+        self.names.insert(rec.spec.metadata.clone(), rec.id.clone());
         let id = rec.id.clone();
         let entry = Arc::new(Entry {
             record: RwLock::new(Arc::new(rec)),
@@ -200,10 +185,6 @@ impl Sandboxes {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, entry);
-    }
-
-    fn names_lock(&self) -> std::sync::MutexGuard<'_, HashMap<SandboxMetadata, NameState>> {
-        self.names.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn arc(&self) -> Arc<Sandboxes> {
@@ -276,66 +257,22 @@ impl Sandboxes {
     /// created waits for that creation and returns its id.
     pub async fn run(&self, spec: SandboxSpec) -> RunResult {
         let key = spec.metadata.clone();
-        let mut rx = {
-            let mut names = self.names_lock();
-            match names.get_mut(&key) {
-                Some(NameState::InFlight(rx)) => {
-                    info!(name = %key.name, "RunPodSandbox retried while the first call is in flight: joining it");
-                    rx.clone()
-                }
-                Some(NameState::Done { id, delivered }) => {
-                    if !*delivered {
-                        *delivered = true;
-                        info!(sandbox = %id, "RunPodSandbox retried after its first caller gave up: returning the sandbox");
-                        return Ok(id.clone());
-                    }
-                    return Err(SandboxError::AlreadyExists(format!(
+        let this = self.arc();
+        let result = self
+            .names
+            .create(
+                key,
+                async move { this.create(spec).await },
+                |key, Taken::Exists(id)| {
+                    SandboxError::AlreadyExists(format!(
                         "pod sandbox with name {:?}, namespace {:?}, uid {:?}, attempt {} already exists: {}",
                         key.name, key.namespace, key.uid, key.attempt, id
-                    )));
-                }
-                None => {
-                    let (tx, rx) = watch::channel(None);
-                    names.insert(key.clone(), NameState::InFlight(rx.clone()));
-                    let this = self.arc();
-                    let key = key.clone();
-                    tokio::spawn(async move {
-                        let result = this.create(spec).await;
-                        {
-                            let mut names = this.names_lock();
-                            match &result {
-                                Ok(id) => {
-                                    names.insert(
-                                        key,
-                                        NameState::Done {
-                                            id: id.clone(),
-                                            delivered: false,
-                                        },
-                                    );
-                                }
-                                Err(_) => {
-                                    names.remove(&key);
-                                }
-                            }
-                        }
-                        let _ = tx.send(Some(result));
-                    });
-                    rx
-                }
-            }
-        };
-        let result = match rx.wait_for(|r| r.is_some()).await {
-            Ok(r) => r
-                .clone()
-                .unwrap_or_else(|| Err(SandboxError::Internal("no result".into()))),
-            Err(_) => Err(SandboxError::Internal(
-                "sandbox creation task ended without a result".into(),
-            )),
-        };
+                    ))
+                },
+                SandboxError::Internal,
+            )
+            .await;
         if let Ok(id) = &result {
-            if let Some(NameState::Done { delivered, .. }) = self.names_lock().get_mut(&key) {
-                *delivered = true;
-            }
             debug!(sandbox = %id, "sandbox delivered");
         }
         result
@@ -695,7 +632,7 @@ impl Sandboxes {
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&rec.id);
-            this.names_lock().remove(&rec.spec.metadata);
+            this.names.remove(&rec.spec.metadata);
             info!(sandbox = %rec.id, "pod sandbox removed");
             Ok(())
         })

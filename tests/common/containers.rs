@@ -12,27 +12,9 @@ use super::registry::Registry;
 use super::TestDaemon;
 
 /// kubelet's lists (KUBELET.md), sent with every container.
-pub const MASKED_PATHS: [&str; 12] = [
-    "/proc/asound",
-    "/proc/acpi",
-    "/proc/interrupts",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-];
-pub const READONLY_PATHS: [&str; 5] = [
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
+pub use peapod::container::security::{
+    DEFAULT_MASKED_PATHS as MASKED_PATHS, DEFAULT_READONLY_PATHS as READONLY_PATHS,
+};
 
 /// A pod that a test runs containers in.
 pub struct Pod {
