@@ -259,16 +259,10 @@ impl Containers {
                         rec.set_exited(&exit);
                         this.put(&rec).await?;
                         this.insert(rec);
-                    } else if monitor.is_some_and(|m| m.is_alive()) {
+                    } else if let Some(m) = monitor.filter(|m| m.is_alive()) {
                         let id = rec.id.clone();
                         this.insert(rec);
-                        this.watch_monitor(
-                            &id,
-                            monitor.unwrap_or(ProcessRef {
-                                pid: 0,
-                                start_time: 0,
-                            }),
-                        );
+                        this.watch_monitor(&id, m);
                     } else {
                         warn!(container = %rec.id, "the container's monitor is gone without an exit status");
                         this.lost_monitor(&mut rec).await;
