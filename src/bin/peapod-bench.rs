@@ -3503,8 +3503,13 @@ async fn bench(opts: Options) -> Result<bool, BenchError> {
             .as_ref()
             .map(|i| format!("{}-containers({i})", m.label()))
     });
+    let list_pods = if opts.sandbox_workload && !opts.modes.is_empty() {
+        format!(", {} pods for ListPodSandbox", opts.list_pods)
+    } else {
+        String::new()
+    };
     println!(
-        "peapod-bench run {}: {} runs per workload, workloads {}, {} pods for ListPodSandbox, cgroup parent {}",
+        "peapod-bench run {}: {} runs per workload, workloads {}{list_pods}, cgroup parent {}",
         shared.run_id,
         opts.runs,
         sandbox_modes
@@ -3513,7 +3518,6 @@ async fn bench(opts: Options) -> Result<bool, BenchError> {
             .chain(opts.pulls.iter().map(|i| format!("pull {i}")))
             .collect::<Vec<_>>()
             .join(" "),
-        opts.list_pods,
         opts.cgroup_parent
     );
     if opts.containers.is_some() {
