@@ -663,11 +663,22 @@ fn ppid_of(pid: i32) -> Option<i32> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// The process's name (`/proc/PID/comm`).
-fn comm_of(pid: i32) -> Option<String> {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+/// The process's name: the file name of its argv[0] (comm is cut at 15
+/// bytes, and a binary run from a memfd has none), else its comm.
+fn process_name(pid: i32) -> Option<String> {
+    let argv0 = std::fs::read(format!("/proc/{pid}/cmdline"))
         .ok()
-        .map(|c| c.trim().to_string())
+        .and_then(|c| {
+            let first = c.split(|b| *b == 0).next()?.to_vec();
+            let first = String::from_utf8_lossy(&first).into_owned();
+            let name = first.rsplit('/').next()?.to_string();
+            (!name.is_empty()).then_some(name)
+        });
+    argv0.or_else(|| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .ok()
+            .map(|c| c.trim().to_string())
+    })
 }
 
 /// A hex signal mask of /proc/PID/status (`SigCgt:` is the caught set).
@@ -2284,7 +2295,7 @@ async fn measure_running(
         if monitor.is_some_and(|m| m != parent) {
             not_monitor += 1;
         }
-        let name = comm_of(parent).unwrap_or_else(|| "?".into());
+        let name = process_name(parent).unwrap_or_else(|| "?".into());
         if !parents.contains(&name) {
             parents.push(name);
         }
@@ -2314,7 +2325,7 @@ async fn measure_running(
         per_pod.get_or_insert_with(|| {
             procs
                 .iter()
-                .map(|p| comm_of(*p).unwrap_or_else(|| "?".into()))
+                .map(|p| process_name(*p).unwrap_or_else(|| "?".into()))
                 .collect::<Vec<_>>()
                 .join(" + ")
         });
@@ -3797,6 +3808,14 @@ mod tests {
         let later = t + Duration::from_millis(3);
         assert!((ms_signed(later, t) - 3.0).abs() < 1e-9);
         assert!((ms_signed(t, later) + 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn process_names_are_argv0_file_names() {
+        let me = i32::try_from(std::process::id()).unwrap();
+        let name = process_name(me).unwrap();
+        assert!(name.starts_with("peapod_bench"), "{name}");
+        assert_eq!(process_name(-1), None);
     }
 
     #[test]
