@@ -4,6 +4,8 @@
 #
 #   hack/bench.sh                        every workload (below)
 #   hack/bench.sh --pull-only [OPTIONS]  only the image pull workload
+#   hack/bench.sh --containers-only [OPTIONS]
+#                                        only the container workload and the runc floor
 #   hack/bench.sh [peapod-bench OPTIONS] e.g. hack/bench.sh --runs 20 --cni
 #
 # Builds release binaries, starts a private registry with the test images, a
@@ -13,11 +15,19 @@
 #
 # BENCH_TARGETS="peapod containerd" (default) picks the runtimes to measure.
 # Without arguments the bench runs the host-network (--no-cni) and the
-# pod-network (--cni) workloads and the pull workload: 5 cold pulls
-# (RemoveImage before each) of the ~100 MB, 6-layer test image `big` by each
-# runtime's CRI PullImage (containerd's unpacks into its snapshotter too) and
-# by `skopeo copy` + `umoci unpack`, as MB/s and ratios. --pull-only runs just
-# that; options after it go to peapod-bench (e.g. --pull-runs 10).
+# pod-network (--cni) sandbox workloads, the container workload in both
+# network modes and the pull workload. The container workload: per run a pod
+# with one container of the test image busybox:latest (pulled by CRI
+# PullImage), CreateContainer + StartContainer, StopContainer (timeout 10 s)
+# of a shell that exits on SIGTERM, RemoveContainer, StopPodSandbox,
+# RemovePodSandbox; then the daemon's and the per-container processes'
+# memory with 50 running containers; and, as the floor, `runc create` +
+# `runc start` of a similar busybox bundle (target `runc`). The pull
+# workload: 5 cold pulls (RemoveImage before each) of the ~100 MB, 6-layer
+# test image `big` by each runtime's CRI PullImage (containerd's unpacks into
+# its snapshotter too) and by `skopeo copy` + `umoci unpack`, as MB/s and
+# ratios. --pull-only and --containers-only run just one of them; options
+# after them go to peapod-bench (e.g. --pull-runs 10, --runs 100).
 # In OPTIONS, @REGISTRY@ stands for the registry's address, e.g.
 #   hack/bench.sh --pull @REGISTRY@/busybox:latest --pull-runs 3
 # (`big` is built only when the options name @REGISTRY@/big).
@@ -54,6 +64,27 @@ cleanup() {
       sleep 0.1
     done
     kill -KILL "$peapod_pid" 2>/dev/null || true
+  fi
+  # Normally there is nothing left here: peapod-bench removes what it made
+  # through the CRI and deletes its runc floor's containers itself. After a
+  # bench that died hard: runc containers (peapod's and the floor's, found
+  # through their runc roots in $work), then processes still in the bench's
+  # cgroup tree (peapod's infra processes outlive the daemon by design).
+  for r in "$work"/peapod/state/runtimes/*/ "$work"/peapod-bench-runc-*/root/; do
+    [ -d "$r" ] || continue
+    for i in $(runc --root "$r" list -q 2>/dev/null); do
+      echo "$prog: deleting leftover runc container $i ($r)" >&2
+      runc --root "$r" delete --force "$i" >/dev/null 2>&1 || true
+    done
+  done
+  if [ -n "$peapod_pid" ]; then
+    for h in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
+      [ -d "${h%/}$cgparent" ] || continue
+      for i in $(find "${h%/}$cgparent" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u); do
+        echo "$prog: killing leftover process $i in ${h%/}$cgparent" >&2
+        kill -KILL "$i" 2>/dev/null || true
+      done
+    done
   fi
   hack/containerd.sh stop "$work/containerd" --cgroup-parent "$cgparent" || true
   hack/registry.sh stop "$work/registry" || true
@@ -101,11 +132,15 @@ write_conflist() {
 }
 
 pull_workload=(--pull "@REGISTRY@/big:latest" --pull-peer skopeo+umoci)
+container_workload=(--containers "@REGISTRY@/busybox:latest" --runc-floor)
 if [ $# -eq 0 ]; then
-  set -- --no-cni --cni "${pull_workload[@]}"
+  set -- --no-cni --cni "${container_workload[@]}" "${pull_workload[@]}"
 elif [ "$1" = --pull-only ]; then
   shift
   set -- "${pull_workload[@]}" "$@"
+elif [ "$1" = --containers-only ]; then
+  shift
+  set -- --no-cni --cni --no-sandbox-workload "${container_workload[@]}" "$@"
 fi
 
 echo "== registry and test images" >&2

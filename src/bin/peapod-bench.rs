@@ -8,10 +8,17 @@
 //!
 //! The pull workload times cold CRI PullImage calls (RemoveImage before
 //! each) and, optionally, the same pull by `skopeo copy` + `umoci unpack`.
+//!
+//! The container workload runs one busybox container per pod through
+//! CreateContainer, StartContainer, StopContainer and RemoveContainer, and
+//! can time `runc create` + `runc start` of a similar bundle as the floor.
+//! Containers carry the run label too, and so are found and removed on exit;
+//! the floor's runc containers are deleted with `runc delete --force`.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::future::Future;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -22,12 +29,15 @@ use peapod::api::image_service_client::ImageServiceClient;
 use peapod::api::runtime_service_client::RuntimeServiceClient;
 use peapod::api::security_profile::ProfileType;
 use peapod::api::{
-    DnsConfig, Image, ImageSpec, ImageStatusRequest, LinuxContainerResources,
-    LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListPodSandboxRequest, NamespaceMode,
-    NamespaceOption, PodSandboxConfig, PodSandboxFilter, PodSandboxMetadata, PodSandboxState,
-    PodSandboxStateValue, PodSandboxStatusRequest, PodSandboxStatusResponse, PullImageRequest,
+    ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState, ContainerStatusRequest,
+    ContainerStatusResponse, CreateContainerRequest, DnsConfig, HugepageLimit, Image, ImageSpec,
+    ImageStatusRequest, Int64Value, LinuxContainerConfig, LinuxContainerResources,
+    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
+    ListContainersRequest, ListPodSandboxRequest, Mount, NamespaceMode, NamespaceOption,
+    PodSandboxConfig, PodSandboxFilter, PodSandboxMetadata, PodSandboxState, PodSandboxStateValue,
+    PodSandboxStatusRequest, PodSandboxStatusResponse, PullImageRequest, RemoveContainerRequest,
     RemoveImageRequest, RemovePodSandboxRequest, RunPodSandboxRequest, SecurityProfile,
-    StopPodSandboxRequest, VersionRequest,
+    StartContainerRequest, StopContainerRequest, StopPodSandboxRequest, VersionRequest,
 };
 use tonic::transport::Channel;
 
@@ -38,8 +48,42 @@ const CALL_LIMIT: Duration = Duration::from_secs(120);
 const PULL_LIMIT: Duration = Duration::from_secs(600);
 /// The pull peer that is not a CRI endpoint.
 const SKOPEO_UMOCI: &str = "skopeo+umoci";
-/// Label on every sandbox this bench creates; its value is the run id.
+/// Label on every sandbox and container this bench creates; its value is
+/// the run id.
 const RUN_LABEL: &str = "peapod-bench/run";
+/// The floor of the container workload, not a CRI endpoint.
+const RUNC: &str = "runc";
+/// The container workload's container: its name, its command (a shell that
+/// exits at once on SIGTERM: a bare `sleep` as PID 1 ignores it) and the
+/// StopContainer timeout.
+const CONTAINER_NAME: &str = "bench";
+const CONTAINER_SCRIPT: &str = "trap 'exit 0' TERM; sleep 3600 & wait";
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a started container may take to install its SIGTERM trap.
+const TRAP_LIMIT: Duration = Duration::from_secs(10);
+/// Kubelet's default masked and read-only paths (what it sends in every
+/// CreateContainer, see shared/fixtures/kubelet-cri-calls.json).
+const MASKED_PATHS: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
 
 const USAGE: &str = "\
 usage: peapod-bench [OPTIONS]
@@ -51,13 +95,34 @@ Targets (at least one; each is measured in turn):
 Workloads:
   --no-cni            host-network pods (namespace_options.network = NODE)
   --cni               pod-network pods (needs a CNI config in the runtime's conf dir)
+                      --no-cni and --cni pick the network modes of the sandbox and the
+                      container workloads; with neither, --no-cni applies (unless only
+                      --pull is asked for)
+  --no-sandbox-workload
+                      skip the sandbox lifecycle, ListPodSandbox and per-pod memory
+                      workloads (the network modes still apply to --containers)
+  --containers IMAGE  container workload in each network mode: IMAGE (a busybox) is
+                      pulled by CRI PullImage unless present, then per run a pod,
+                      CreateContainer + StartContainer of a shell that obeys SIGTERM
+                      (sh -c \"trap 'exit 0' TERM; sleep 3600 & wait\"), StopContainer (timeout
+                      10 s; also timed: the call to the init's exit, seen by a pidfd,
+                      and that exit to the reply), RemoveContainer, StopPodSandbox and
+                      RemovePodSandbox; then memory with --running-containers pods of
+                      one running container each. An image the bench pulled is removed
+                      at the end
+  --running-containers N
+                      pods with a running container for the memory figures (default 50)
+  --runc-floor        with --containers: also time `runc create` + `runc start` of a
+                      busybox bundle (rootfs from --busybox, config from `runc spec`
+                      made like the CRI containers), --runs times plus a warm-up, each
+                      followed by `runc delete --force`, as a target named runc
+  --runc PATH         the runc of --runc-floor (default: runc from PATH)
+  --busybox PATH      a static busybox for the floor's rootfs (default /bin/busybox)
   --pull IMAGE        cold image pulls (repeatable): per target and run, RemoveImage,
                       then a timed PullImage, then ImageStatus. IMAGE is removed from
                       every target before and after. Throughput is the compressed
                       size (the sum of the manifest's layer sizes, read with
                       `skopeo inspect --raw`, plain HTTP allowed) over the pull time.
-                      Of --no-cni, --cni and --pull any may be given; with none,
-                      only --no-cni runs.
   --pull-runs N       timed pulls per image and target (default 5)
   --pull-peer skopeo+umoci
                       also time `skopeo copy docker://IMAGE oci:DIR` + `umoci unpack`
@@ -79,8 +144,8 @@ Environment:
 
 The p90 column is the slow end: the 90th percentile of ms and KiB, the 10th of
 MB/s. Ratios are the target named peapod (else the first target) over containerd
-(else the last target) and over skopeo+umoci: below 1 is better for ms and KiB,
-above 1 for MB/s.
+(else the last target) and over skopeo+umoci and runc: below 1 is better for ms
+and KiB, above 1 for MB/s.
 ";
 
 #[derive(Debug, thiserror::Error)]
@@ -185,6 +250,14 @@ struct Options {
     pull_runs: usize,
     /// Non-CRI pull targets (only skopeo+umoci exists).
     pull_peers: Vec<String>,
+    /// The sandbox lifecycle, list and per-pod memory workloads.
+    sandbox_workload: bool,
+    /// `--containers`: the image of the container workload.
+    containers: Option<String>,
+    running_containers: usize,
+    runc_floor: bool,
+    runc: PathBuf,
+    busybox: PathBuf,
     cgroup_parent: String,
     pids: HashMap<String, i32>,
     stores: HashMap<String, PathBuf>,
@@ -225,6 +298,12 @@ fn parse_args(args: Vec<String>) -> Result<Options, BenchError> {
     let mut pulls = Vec::new();
     let mut pull_runs = 5;
     let mut pull_peers: Vec<String> = Vec::new();
+    let mut sandbox_workload = true;
+    let mut containers = None;
+    let mut running_containers = 50;
+    let mut runc_floor = false;
+    let mut runc = PathBuf::from("runc");
+    let mut busybox = PathBuf::from("/bin/busybox");
     let mut cgroup_parent = "/peapod-bench".to_string();
     let mut pids = HashMap::new();
     let mut stores = HashMap::new();
@@ -270,6 +349,22 @@ fn parse_args(args: Vec<String>) -> Result<Options, BenchError> {
                 pulls.push(v);
             }
             "--pull-runs" => pull_runs = parse_number(&flag, &value(&flag)?)?,
+            "--no-sandbox-workload" => sandbox_workload = false,
+            "--containers" => {
+                let v = value(&flag)?;
+                if v.is_empty() || v.contains(char::is_whitespace) {
+                    return Err(BenchError::Usage(format!(
+                        "--containers wants an image reference, got '{v}'"
+                    )));
+                }
+                containers = Some(v);
+            }
+            "--running-containers" => {
+                running_containers = parse_number(&flag, &value(&flag)?)?;
+            }
+            "--runc-floor" => runc_floor = true,
+            "--runc" => runc = PathBuf::from(value(&flag)?),
+            "--busybox" => busybox = PathBuf::from(value(&flag)?),
             "--pull-peer" => {
                 let v = value(&flag)?;
                 if v != SKOPEO_UMOCI {
@@ -345,6 +440,22 @@ fn parse_args(args: Vec<String>) -> Result<Options, BenchError> {
             t.name
         )));
     }
+    if let Some(t) = targets.iter().find(|t| t.name == RUNC) {
+        return Err(BenchError::Usage(format!(
+            "target name '{}' is taken by --runc-floor",
+            t.name
+        )));
+    }
+    if runc_floor && containers.is_none() {
+        return Err(BenchError::Usage(
+            "--runc-floor needs --containers IMAGE".into(),
+        ));
+    }
+    if containers.is_some() && targets.is_empty() {
+        return Err(BenchError::Usage(
+            "--containers needs an --endpoint or --target".into(),
+        ));
+    }
     let cgroup_parent = format!("/{}", cgroup_parent.trim_matches('/'));
     if cgroup_parent == "/" || cgroup_parent.split('/').any(|c| c == "..") {
         return Err(BenchError::Usage(format!(
@@ -358,7 +469,7 @@ fn parse_args(args: Vec<String>) -> Result<Options, BenchError> {
         return Err(BenchError::Usage("--pull-runs must be at least 1".into()));
     }
     let mut modes = Vec::new();
-    if host || (!pod && pulls.is_empty()) {
+    if host || (!pod && (pulls.is_empty() || containers.is_some())) {
         modes.push(NetMode::Host);
     }
     if pod {
@@ -373,6 +484,12 @@ fn parse_args(args: Vec<String>) -> Result<Options, BenchError> {
         pulls,
         pull_runs,
         pull_peers,
+        sandbox_workload,
+        containers,
+        running_containers,
+        runc_floor,
+        runc,
+        busybox,
         cgroup_parent,
         pids,
         stores,
@@ -544,6 +661,116 @@ fn ppid_of(pid: i32) -> Option<i32> {
     text.lines()
         .find_map(|l| l.strip_prefix("PPid:"))
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// The process's name: the file name of its argv[0] (comm is cut at 15
+/// bytes, and a binary run from a memfd has none), else its comm.
+fn process_name(pid: i32) -> Option<String> {
+    let argv0 = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .ok()
+        .and_then(|c| {
+            let first = c.split(|b| *b == 0).next()?.to_vec();
+            let first = String::from_utf8_lossy(&first).into_owned();
+            let name = first.rsplit('/').next()?.to_string();
+            (!name.is_empty()).then_some(name)
+        });
+    argv0.or_else(|| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .ok()
+            .map(|c| c.trim().to_string())
+    })
+}
+
+/// A hex signal mask of /proc/PID/status (`SigCgt:` is the caught set).
+fn signal_mask(status: &str, key: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+}
+
+fn has_child(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+        Ok(c) => !c.trim().is_empty(),
+        // A kernel without CONFIG_PROC_CHILDREN: look for the child instead.
+        Err(_) => all_pids().into_iter().any(|p| ppid_of(p) == Some(pid)),
+    }
+}
+
+/// True when the bench container's shell `pid` catches SIGTERM and has
+/// started its `sleep`: from then on a SIGTERM ends it at once.
+fn trap_ready(pid: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let term = 1u64 << (libc::SIGTERM - 1);
+    signal_mask(&status, "SigCgt:").is_some_and(|m| m & term != 0) && has_child(pid)
+}
+
+/// A pidfd for `pid` (not our child): it turns readable when the process
+/// has exited.
+fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let fd = i32::try_from(fd).map_err(std::io::Error::other)?;
+    // SAFETY: the kernel just returned this fd and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// When a process exits: a thread of its own blocks in poll(2) on the
+/// process's pidfd and notes the instant it wakes, so the time does not
+/// depend on what the bench's event loop is busy with.
+struct ExitWatch {
+    rx: tokio::sync::oneshot::Receiver<Option<Instant>>,
+}
+
+impl ExitWatch {
+    /// Longest wait; a process that has not exited by then gives None.
+    const LIMIT: Duration = Duration::from_secs(30);
+
+    fn start(pid: i32) -> std::io::Result<ExitWatch> {
+        let fd = pidfd_open(pid)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("exit-{pid}"))
+            .spawn(move || {
+                let deadline = Instant::now() + Self::LIMIT;
+                let exited = loop {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let mut p = libc::pollfd {
+                        fd: fd.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
+                    // SAFETY: one valid pollfd, owned by this thread.
+                    let n = unsafe { libc::poll(&mut p, 1, ms) };
+                    let now = Instant::now();
+                    if n > 0 {
+                        break Some(now);
+                    }
+                    let interrupted = n < 0
+                        && std::io::Error::last_os_error().kind()
+                            == std::io::ErrorKind::Interrupted;
+                    if !interrupted || left.is_zero() {
+                        break None;
+                    }
+                };
+                let _ = tx.send(exited);
+            })?;
+        Ok(ExitWatch { rx })
+    }
+
+    /// The instant of the exit, or None when it did not come in time.
+    async fn exited(self) -> Option<Instant> {
+        tokio::time::timeout(Self::LIMIT + Duration::from_secs(1), self.rx)
+            .await
+            .ok()?
+            .ok()?
+    }
 }
 
 fn all_pids() -> Vec<i32> {
@@ -817,23 +1044,50 @@ struct Shared {
     pull_dir: PathBuf,
     cgroups: CgroupTree,
     clients: Mutex<Vec<(String, RuntimeServiceClient<Channel>)>>,
+    image_clients: Mutex<Vec<(String, ImageServiceClient<Channel>)>>,
     /// Sandbox ids per target that are not removed yet.
     live: Mutex<Vec<(String, String)>>,
+    /// Container ids per target that are not removed yet.
+    containers: Mutex<Vec<(String, String)>>,
+    /// Images per target that the bench pulled and has not removed yet.
+    pulled: Mutex<Vec<(String, String)>>,
+    /// The runc floor: its directory (bundle, rootfs, `--root`), its runc
+    /// and the ids of its containers not deleted yet.
+    floor_dir: PathBuf,
+    runc: PathBuf,
+    floor: Mutex<Vec<String>>,
+}
+
+/// Adds or drops one (target, id) pair of a tracking list.
+fn track_in(list: &Mutex<Vec<(String, String)>>, target: &str, id: &str) {
+    list.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push((target.to_string(), id.to_string()));
+}
+
+fn untrack_in(list: &Mutex<Vec<(String, String)>>, target: &str, id: &str) {
+    list.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .retain(|(t, i)| !(t == target && i == id));
+}
+
+/// The ids a tracking list holds for `target`.
+fn tracked_in(list: &Mutex<Vec<(String, String)>>, target: &str) -> Vec<String> {
+    list.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .filter(|(t, _)| t == target)
+        .map(|(_, id)| id.clone())
+        .collect()
 }
 
 impl Shared {
     fn track(&self, target: &str, id: &str) {
-        self.live
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((target.to_string(), id.to_string()));
+        track_in(&self.live, target, id);
     }
 
     fn untrack(&self, target: &str, id: &str) {
-        self.live
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|(t, i)| !(t == target && i == id));
+        untrack_in(&self.live, target, id);
     }
 }
 
@@ -917,6 +1171,10 @@ fn now_rfc3339() -> String {
 struct Pod {
     uid: String,
     log_dir: PathBuf,
+    /// Kubelet's per-pod directory (`/var/lib/kubelet/pods/<uid>`): the
+    /// files a container bind-mounts (/etc/hosts, its termination log).
+    kubelet_dir: PathBuf,
+    config: PodSandboxConfig,
     id: Option<String>,
 }
 
@@ -926,6 +1184,8 @@ struct TargetBench<'a> {
     rt: RuntimeServiceClient<Channel>,
     seq: usize,
     pod_net_without_ip: usize,
+    /// Containers that StopContainer left in another state than EXITED 0.
+    stop_anomalies: Vec<String>,
 }
 
 impl TargetBench<'_> {
@@ -1008,10 +1268,13 @@ impl TargetBench<'_> {
             }),
             windows: None,
         };
+        let kubelet_dir = self.shared.pods_dir.join(format!("kubelet-{uid}"));
         Ok((
             Pod {
                 uid,
                 log_dir,
+                kubelet_dir,
+                config: config.clone(),
                 id: None,
             },
             config,
@@ -1034,6 +1297,7 @@ impl TargetBench<'_> {
             .cgroups
             .remove(&self.shared.cgroups.pod_path(&pod.uid));
         let _ = std::fs::remove_dir_all(&pod.log_dir);
+        let _ = std::fs::remove_dir_all(&pod.kubelet_dir);
     }
 
     async fn run(&mut self, mode: NetMode) -> Result<(Pod, Duration), BenchError> {
@@ -1208,6 +1472,11 @@ async fn bench_target(
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .push((target.name.clone(), rt.clone()));
+    shared
+        .image_clients
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push((target.name.clone(), images.clone()));
     let (v, _) = call(
         &target.name,
         "Version",
@@ -1238,16 +1507,19 @@ async fn bench_target(
         rt,
         seq: 0,
         pod_net_without_ip: 0,
+        stop_anomalies: Vec::new(),
     };
-    if !opts.modes.is_empty() {
-        bench_pods(&mut b, opts, report, daemon).await?;
-    }
-
     let mut ib = ImageBench {
         name: target.name.clone(),
         client: images,
         store: opts.stores.get(&target.name).cloned(),
     };
+    if !opts.modes.is_empty() && opts.sandbox_workload {
+        bench_pods(&mut b, opts, report, daemon).await?;
+    }
+    if let Some(image) = &opts.containers {
+        bench_containers(&mut b, &mut ib, opts, image, report, daemon).await?;
+    }
     for p in pulls {
         ib.bench_pull(p, opts.pull_runs, report).await?;
     }
@@ -1424,6 +1696,1024 @@ async fn measure_full(
     report.add(&t, "shim (infra's parent) PSS", "KiB", shim_pss);
     report.add(&t, "per-pod processes RSS", "KiB", total_rss);
     report.add(&t, "per-pod processes PSS", "KiB", total_pss);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Containers
+// ---------------------------------------------------------------------------
+
+/// The container workload's image as kubelet names it in CreateContainer.
+#[derive(Debug, Clone)]
+struct BenchImage {
+    /// The name in the pod spec (`user_specified_image`).
+    name: String,
+    /// The image id ImageStatus answers (`image.image`).
+    id: String,
+}
+
+/// One timed container cycle.
+struct ContainerTimes {
+    create: Duration,
+    start: Duration,
+    stop: Duration,
+    /// From the StopContainer call to the init's exit (None: not seen).
+    to_exit: Option<Duration>,
+    /// From the init's exit to StopContainer's reply, in ms; negative when
+    /// the reply came before the exit.
+    exit_to_reply_ms: Option<f64>,
+    remove: Duration,
+    stop_pod: Duration,
+    remove_pod: Duration,
+}
+
+#[derive(Default)]
+struct ContainerSamples {
+    create: Vec<Duration>,
+    start: Vec<Duration>,
+    create_start: Vec<Duration>,
+    stop: Vec<Duration>,
+    to_exit: Vec<Duration>,
+    exit_to_reply_ms: Vec<f64>,
+    remove: Vec<Duration>,
+    stop_pod: Vec<Duration>,
+    remove_pod: Vec<Duration>,
+}
+
+/// A container workload metric of network mode `mode`.
+fn container_metric(mode: NetMode, what: &str) -> String {
+    format!("{} container {what}", mode.label())
+}
+
+impl ContainerSamples {
+    fn push(&mut self, t: ContainerTimes) {
+        self.create.push(t.create);
+        self.start.push(t.start);
+        self.create_start.push(t.create + t.start);
+        self.stop.push(t.stop);
+        self.to_exit.extend(t.to_exit);
+        self.exit_to_reply_ms.extend(t.exit_to_reply_ms);
+        self.remove.push(t.remove);
+        self.stop_pod.push(t.stop_pod);
+        self.remove_pod.push(t.remove_pod);
+    }
+
+    fn report(&self, report: &mut Report, target: &str, mode: NetMode) {
+        let m = |what| container_metric(mode, what);
+        report.add_durations(target, &m("CreateContainer"), &self.create);
+        report.add_durations(target, &m("StartContainer"), &self.start);
+        report.add_durations(target, &m("Create+Start"), &self.create_start);
+        report.add_durations(target, &m("StopContainer (SIGTERM)"), &self.stop);
+        report.add_durations(target, &m("stop: call to init exit"), &self.to_exit);
+        report.add(
+            target,
+            &m("stop: init exit to reply"),
+            "ms",
+            self.exit_to_reply_ms.clone(),
+        );
+        report.add_durations(target, &m("RemoveContainer"), &self.remove);
+        report.add_durations(target, &m("StopPodSandbox"), &self.stop_pod);
+        report.add_durations(target, &m("RemovePodSandbox"), &self.remove_pod);
+    }
+}
+
+/// The container's init pid and its monitor's pid from a verbose
+/// ContainerStatus: the `info` JSON's `pid` (peapod and containerd) and
+/// `monitorPid` (peapod).
+fn container_pids(resp: &ContainerStatusResponse) -> (Option<i32>, Option<i32>) {
+    let info: Option<serde_json::Value> = resp
+        .info
+        .get("info")
+        .and_then(|v| serde_json::from_str(v).ok());
+    let pid = |key: &str| {
+        info.as_ref()
+            .and_then(|j| j.get(key))
+            .and_then(|p| p.as_i64())
+            .filter(|p| *p > 0)
+            .and_then(|p| i32::try_from(p).ok())
+    };
+    (pid("pid"), pid("monitorPid"))
+}
+
+fn ms_signed(later: Instant, earlier: Instant) -> f64 {
+    if later >= earlier {
+        (later - earlier).as_secs_f64() * 1000.0
+    } else {
+        -((earlier - later).as_secs_f64() * 1000.0)
+    }
+}
+
+impl TargetBench<'_> {
+    /// Kubelet's part before CreateContainer: the container's log
+    /// directory, the pod's hosts file and the container's termination log.
+    /// Returns the hosts file and the termination log.
+    fn prepare_container(&self, pod: &Pod) -> Result<(PathBuf, PathBuf), BenchError> {
+        let logs = pod.log_dir.join(CONTAINER_NAME);
+        std::fs::create_dir_all(&logs).map_err(io_err(&logs))?;
+        let term_dir = pod.kubelet_dir.join("containers").join(CONTAINER_NAME);
+        std::fs::create_dir_all(&term_dir).map_err(io_err(&term_dir))?;
+        let hosts = pod.kubelet_dir.join("etc-hosts");
+        std::fs::write(&hosts, "127.0.0.1\tlocalhost\n::1\tlocalhost\n").map_err(io_err(&hosts))?;
+        let term = term_dir.join("0b3c6d1e");
+        std::fs::write(&term, "").map_err(io_err(&term))?;
+        Ok((hosts, term))
+    }
+
+    /// What kubelet sends for a BestEffort container running as root with
+    /// seccomp Unconfined (see shared/fixtures/kubelet-cri-calls.json).
+    fn container_config(
+        &self,
+        pod: &Pod,
+        mode: NetMode,
+        img: &BenchImage,
+        hosts: &Path,
+        term: &Path,
+    ) -> ContainerConfig {
+        let meta = pod.config.metadata.clone().unwrap_or_default();
+        let labels = HashMap::from([
+            (
+                "io.kubernetes.container.name".to_string(),
+                CONTAINER_NAME.to_string(),
+            ),
+            ("io.kubernetes.pod.name".to_string(), meta.name),
+            ("io.kubernetes.pod.namespace".to_string(), meta.namespace),
+            ("io.kubernetes.pod.uid".to_string(), meta.uid),
+            (RUN_LABEL.to_string(), self.shared.run_id.clone()),
+        ]);
+        let annotations = HashMap::from([
+            (
+                "io.kubernetes.container.hash".to_string(),
+                "0b3c6d1e".to_string(),
+            ),
+            (
+                "io.kubernetes.container.restartCount".to_string(),
+                "0".to_string(),
+            ),
+            (
+                "io.kubernetes.container.terminationMessagePath".to_string(),
+                "/dev/termination-log".to_string(),
+            ),
+            (
+                "io.kubernetes.container.terminationMessagePolicy".to_string(),
+                "File".to_string(),
+            ),
+            (
+                "io.kubernetes.pod.terminationGracePeriod".to_string(),
+                "30".to_string(),
+            ),
+        ]);
+        let network = match mode {
+            NetMode::Host => NamespaceMode::Node,
+            NetMode::Pod => NamespaceMode::Pod,
+        };
+        let bind = |container_path: &str, host: &Path| Mount {
+            container_path: container_path.to_string(),
+            host_path: host.to_string_lossy().into_owned(),
+            ..Default::default()
+        };
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        ContainerConfig {
+            metadata: Some(ContainerMetadata {
+                name: CONTAINER_NAME.to_string(),
+                attempt: 0,
+            }),
+            image: Some(ImageSpec {
+                image: img.id.clone(),
+                user_specified_image: img.name.clone(),
+                ..Default::default()
+            }),
+            command: strings(&["sh", "-c", CONTAINER_SCRIPT]),
+            mounts: vec![
+                bind("/etc/hosts", hosts),
+                bind("/dev/termination-log", term),
+            ],
+            labels,
+            annotations,
+            log_path: format!("{CONTAINER_NAME}/0.log"),
+            linux: Some(LinuxContainerConfig {
+                resources: Some(LinuxContainerResources {
+                    cpu_period: 100_000,
+                    cpu_shares: 2,
+                    oom_score_adj: 1000,
+                    hugepage_limits: ["2MB", "1GB"]
+                        .iter()
+                        .map(|size| HugepageLimit {
+                            page_size: size.to_string(),
+                            limit: 0,
+                        })
+                        .collect(),
+                    ..Default::default()
+                }),
+                security_context: Some(LinuxContainerSecurityContext {
+                    namespace_options: Some(NamespaceOption {
+                        network: network as i32,
+                        pid: NamespaceMode::Container as i32,
+                        ipc: NamespaceMode::Pod as i32,
+                        ..Default::default()
+                    }),
+                    run_as_user: Some(Int64Value { value: 0 }),
+                    masked_paths: strings(MASKED_PATHS),
+                    readonly_paths: strings(READONLY_PATHS),
+                    seccomp: Some(SecurityProfile {
+                        profile_type: ProfileType::Unconfined as i32,
+                        localhost_ref: String::new(),
+                    }),
+                    ..Default::default()
+                }),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn pod_id(&self, pod: &Pod) -> Result<String, BenchError> {
+        pod.id.clone().ok_or_else(|| BenchError::Unexpected {
+            target: self.name.clone(),
+            call: "CreateContainer",
+            what: "the pod has no sandbox id".into(),
+        })
+    }
+
+    async fn create_container(
+        &mut self,
+        pod: &Pod,
+        mode: NetMode,
+        img: &BenchImage,
+    ) -> Result<(String, Duration), BenchError> {
+        let pod_id = self.pod_id(pod)?;
+        let (hosts, term) = self.prepare_container(pod)?;
+        let req = CreateContainerRequest {
+            pod_sandbox_id: pod_id,
+            config: Some(self.container_config(pod, mode, img, &hosts, &term)),
+            sandbox_config: Some(pod.config.clone()),
+        };
+        let (resp, took) = call(
+            &self.name,
+            "CreateContainer",
+            CALL_LIMIT,
+            self.rt.create_container(req),
+        )
+        .await?;
+        if resp.container_id.is_empty() {
+            return Err(BenchError::Unexpected {
+                target: self.name.clone(),
+                call: "CreateContainer",
+                what: "empty container_id".into(),
+            });
+        }
+        track_in(&self.shared.containers, &self.name, &resp.container_id);
+        Ok((resp.container_id, took))
+    }
+
+    async fn start_container(&mut self, id: &str) -> Result<Duration, BenchError> {
+        let req = StartContainerRequest {
+            container_id: id.to_string(),
+        };
+        let (_, took) = call(
+            &self.name,
+            "StartContainer",
+            CALL_LIMIT,
+            self.rt.start_container(req),
+        )
+        .await?;
+        Ok(took)
+    }
+
+    async fn container_status(
+        &mut self,
+        id: &str,
+        verbose: bool,
+    ) -> Result<ContainerStatusResponse, BenchError> {
+        let req = ContainerStatusRequest {
+            container_id: id.to_string(),
+            verbose,
+        };
+        let (resp, _) = call(
+            &self.name,
+            "ContainerStatus",
+            CALL_LIMIT,
+            self.rt.container_status(req),
+        )
+        .await?;
+        Ok(resp)
+    }
+
+    /// StopContainer with kubelet's deadline (2 minutes plus the timeout).
+    async fn stop_container(
+        &mut self,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<Duration, BenchError> {
+        let req = StopContainerRequest {
+            container_id: id.to_string(),
+            timeout: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+        };
+        let (_, took) = call(
+            &self.name,
+            "StopContainer",
+            CALL_LIMIT + timeout,
+            self.rt.stop_container(req),
+        )
+        .await?;
+        Ok(took)
+    }
+
+    async fn remove_container(&mut self, id: &str) -> Result<Duration, BenchError> {
+        let req = RemoveContainerRequest {
+            container_id: id.to_string(),
+        };
+        let (_, took) = call(
+            &self.name,
+            "RemoveContainer",
+            CALL_LIMIT,
+            self.rt.remove_container(req),
+        )
+        .await?;
+        untrack_in(&self.shared.containers, &self.name, id);
+        Ok(took)
+    }
+
+    /// The init pid of a container that ContainerStatus reports RUNNING.
+    fn running_init(&self, resp: &ContainerStatusResponse, id: &str) -> Result<i32, BenchError> {
+        let unexpected = |what: String| BenchError::Unexpected {
+            target: self.name.clone(),
+            call: "ContainerStatus",
+            what,
+        };
+        let st = resp
+            .status
+            .as_ref()
+            .ok_or_else(|| unexpected("reply has no status".into()))?;
+        if st.state != ContainerState::ContainerRunning as i32 {
+            return Err(unexpected(format!(
+                "container {id} is not RUNNING after StartContainer (state {}, exit code {}, reason {:?}, message {:?})",
+                st.state, st.exit_code, st.reason, st.message
+            )));
+        }
+        container_pids(resp).0.ok_or_else(|| {
+            unexpected(format!(
+                "the verbose status of {id} names no init pid (info keys: {:?})",
+                resp.info.keys().collect::<Vec<_>>()
+            ))
+        })
+    }
+
+    /// Waits (untimed) until the container's shell has installed its
+    /// SIGTERM trap, so that StopContainer measures a prompt exit.
+    async fn wait_trap(&self, pid: i32, id: &str) -> Result<(), BenchError> {
+        let start = Instant::now();
+        while !trap_ready(pid) {
+            if start.elapsed() > TRAP_LIMIT {
+                return Err(BenchError::Unexpected {
+                    target: self.name.clone(),
+                    call: "StartContainer",
+                    what: format!(
+                        "the shell of container {id} (pid {pid}) did not set its SIGTERM trap within {} s",
+                        TRAP_LIMIT.as_secs()
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        Ok(())
+    }
+
+    /// After StopContainer: the container must be EXITED with code 0 (its
+    /// trap's `exit 0`); anything else is noted for the report.
+    fn check_stopped(&mut self, resp: &ContainerStatusResponse, id: &str) {
+        let Some(st) = resp.status.as_ref() else {
+            self.stop_anomalies
+                .push(format!("{id}: no status after StopContainer"));
+            return;
+        };
+        if st.state != ContainerState::ContainerExited as i32 || st.exit_code != 0 {
+            self.stop_anomalies.push(format!(
+                "{id}: after StopContainer state {} exit code {} reason {:?}",
+                st.state, st.exit_code, st.reason
+            ));
+        }
+    }
+
+    /// One timed cycle: RunPodSandbox (not reported here), CreateContainer,
+    /// StartContainer, StopContainer (timeout 10 s, the init's exit seen by
+    /// a pidfd), RemoveContainer, StopPodSandbox, RemovePodSandbox.
+    async fn container_cycle(
+        &mut self,
+        mode: NetMode,
+        img: &BenchImage,
+    ) -> Result<ContainerTimes, BenchError> {
+        let (pod, _) = self.run(mode).await?;
+        let pod_id = self.pod_id(&pod)?;
+        let (cid, create) = self.create_container(&pod, mode, img).await?;
+        let start = self.start_container(&cid).await?;
+        let resp = self.container_status(&cid, true).await?;
+        let init = self.running_init(&resp, &cid)?;
+        self.wait_trap(init, &cid).await?;
+        let watch = ExitWatch::start(init).map_err(|e| BenchError::Unexpected {
+            target: self.name.clone(),
+            call: "StopContainer",
+            what: format!("pidfd_open of the init {init} of {cid}: {e}"),
+        })?;
+        let called = Instant::now();
+        let stop = self.stop_container(&cid, STOP_TIMEOUT).await?;
+        let replied = called + stop;
+        let exited = watch.exited().await;
+        let after = self.container_status(&cid, false).await?;
+        self.check_stopped(&after, &cid);
+        let remove = self.remove_container(&cid).await?;
+        let stop_pod = self.stop(&pod_id).await?;
+        let remove_pod = self.remove(&pod, &pod_id).await?;
+        Ok(ContainerTimes {
+            create,
+            start,
+            stop,
+            to_exit: exited.map(|e| e.saturating_duration_since(called)),
+            exit_to_reply_ms: exited.map(|e| ms_signed(replied, e)),
+            remove,
+            stop_pod,
+            remove_pod,
+        })
+    }
+}
+
+/// The container workload of one target: the image, the timed cycles per
+/// network mode, then memory with `--running-containers` containers.
+async fn bench_containers(
+    b: &mut TargetBench<'_>,
+    ib: &mut ImageBench,
+    opts: &Options,
+    image: &str,
+    report: &mut Report,
+    daemon: Option<i32>,
+) -> Result<(), BenchError> {
+    let img = ib.ensure_image(b.shared, image).await?;
+    eprintln!("[{}] container image {} is {}", b.name, img.name, img.id);
+    let measured = async {
+        for &mode in &opts.modes {
+            eprintln!(
+                "[{}] {} containers: warm-up, then {} Create/Start/Stop/Remove cycles",
+                b.name,
+                mode.label(),
+                opts.runs
+            );
+            b.container_cycle(mode, &img).await?;
+            let mut samples = ContainerSamples::default();
+            for _ in 0..opts.runs {
+                samples.push(b.container_cycle(mode, &img).await?);
+            }
+            samples.report(report, &b.name, mode);
+        }
+        if let Some(&mode) = opts.modes.first() {
+            if opts.running_containers > 0 {
+                bench_running_containers(b, opts, report, daemon, mode, &img).await?;
+            }
+        }
+        Ok::<(), BenchError>(())
+    }
+    .await;
+    if !b.stop_anomalies.is_empty() {
+        let n = b.stop_anomalies.len();
+        eprintln!(
+            "[{}] warning: {n} containers did not end with exit code 0 after StopContainer",
+            b.name
+        );
+        report.notes.push(format!(
+            "{}: {n} containers did not end EXITED with exit code 0 after StopContainer, e.g. {}",
+            b.name,
+            b.stop_anomalies
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
+    // An image this bench pulled goes again (cleanup does it after a signal).
+    let removed = ib.remove_pulled(b.shared, image).await;
+    measured?;
+    removed
+}
+
+/// Daemon memory and the per-container and per-pod processes, with
+/// `--running-containers` pods of one running container each.
+async fn bench_running_containers(
+    b: &mut TargetBench<'_>,
+    opts: &Options,
+    report: &mut Report,
+    daemon: Option<i32>,
+    mode: NetMode,
+    img: &BenchImage,
+) -> Result<(), BenchError> {
+    let n = opts.running_containers;
+    eprintln!(
+        "[{}] starting {n} {} pods with one running container each",
+        b.name,
+        mode.label()
+    );
+    let mut live: Vec<(Pod, Option<String>)> = Vec::with_capacity(n);
+    let filled = async {
+        for _ in 0..n {
+            let (pod, _) = b.run(mode).await?;
+            live.push((pod, None));
+            let last = live.len() - 1;
+            let (cid, _) = b.create_container(&live[last].0, mode, img).await?;
+            live[last].1 = Some(cid.clone());
+            b.start_container(&cid).await?;
+        }
+        Ok::<(), BenchError>(())
+    }
+    .await;
+    let measured = match filled {
+        Ok(()) => measure_running(b, report, daemon, &live).await,
+        Err(e) => Err(e),
+    };
+    eprintln!(
+        "[{}] removing {} pods and their containers",
+        b.name,
+        live.len()
+    );
+    let mut teardown = Ok(());
+    for (pod, cid) in &live {
+        let r = async {
+            if let Some(c) = cid {
+                b.stop_container(c, Duration::ZERO).await?;
+                b.remove_container(c).await?;
+            }
+            let id = b.pod_id(pod)?;
+            b.stop(&id).await?;
+            b.remove(pod, &id).await
+        }
+        .await;
+        if let Err(e) = r {
+            teardown = Err(e);
+        }
+    }
+    measured?;
+    teardown.map(|_| ())
+}
+
+async fn measure_running(
+    b: &mut TargetBench<'_>,
+    report: &mut Report,
+    daemon: Option<i32>,
+    live: &[(Pod, Option<String>)],
+) -> Result<(), BenchError> {
+    let n = live.len();
+    let (rss, pss) = match daemon {
+        Some(p) => (rss_kib(p), pss_kib(p)),
+        None => (None, None),
+    };
+    let t = b.name.clone();
+    report.add(
+        &t,
+        &format!("daemon RSS, {n} running containers"),
+        "KiB",
+        rss.into_iter().collect(),
+    );
+    report.add(
+        &t,
+        &format!("daemon PSS, {n} running containers"),
+        "KiB",
+        pss.into_iter().collect(),
+    );
+    // A parent that is neither init nor the daemon is a per-pod or
+    // per-container process of the runtime.
+    let runtime_process = |pid: i32| ppid_of(pid).filter(|pp| *pp > 1 && Some(*pp) != daemon);
+    let (mut ctr_rss, mut ctr_pss) = (Vec::new(), Vec::new());
+    let (mut pod_rss, mut pod_pss) = (Vec::new(), Vec::new());
+    let mut parents: Vec<String> = Vec::new();
+    let mut per_pod: Option<String> = None;
+    let (mut missing, mut not_monitor) = (0, 0);
+    for (pod, cid) in live {
+        let Some(cid) = cid else { continue };
+        let resp = b.container_status(cid, true).await?;
+        let init = b.running_init(&resp, cid)?;
+        let monitor = container_pids(&resp).1;
+        let Some(parent) = runtime_process(init) else {
+            missing += 1;
+            continue;
+        };
+        if monitor.is_some_and(|m| m != parent) {
+            not_monitor += 1;
+        }
+        let name = process_name(parent).unwrap_or_else(|| "?".into());
+        if !parents.contains(&name) {
+            parents.push(name);
+        }
+        let (Some(r), Some(p)) = (rss_kib(parent), pss_kib(parent)) else {
+            missing += 1;
+            continue;
+        };
+        ctr_rss.push(r);
+        ctr_pss.push(p);
+        // Per pod: the infra process, its parent and the container's
+        // parent, each counted once (containerd's shim is both parents).
+        let mut procs = vec![parent];
+        let (sresp, _) = b.status(&b.pod_id(pod)?, true).await?;
+        if let Some(infra) = infra_pid(&sresp) {
+            procs.push(infra);
+            procs.extend(runtime_process(infra));
+        }
+        procs.sort_unstable();
+        procs.dedup();
+        let (mut tr, mut tp) = (0.0, 0.0);
+        for p in &procs {
+            tr += rss_kib(*p).unwrap_or(0.0);
+            tp += pss_kib(*p).unwrap_or(0.0);
+        }
+        pod_rss.push(tr);
+        pod_pss.push(tp);
+        per_pod.get_or_insert_with(|| {
+            procs
+                .iter()
+                .map(|p| process_name(*p).unwrap_or_else(|| "?".into()))
+                .collect::<Vec<_>>()
+                .join(" + ")
+        });
+    }
+    if missing > 0 {
+        eprintln!(
+            "[{}] warning: no per-container process measured for {missing} of {n} containers",
+            b.name
+        );
+    }
+    report.add(&t, "container's parent (monitor/shim) RSS", "KiB", ctr_rss);
+    report.add(&t, "container's parent (monitor/shim) PSS", "KiB", ctr_pss);
+    report.add(&t, "per-pod processes, 1 container, RSS", "KiB", pod_rss);
+    report.add(&t, "per-pod processes, 1 container, PSS", "KiB", pod_pss);
+    let mut note = format!(
+        "{t}: with {n} running containers; the container's parent is {} (the init's parent); per pod: {} (without the container's own processes)",
+        parents.join("/"),
+        per_pod.unwrap_or_else(|| "-".into())
+    );
+    if not_monitor > 0 {
+        let _ = write!(
+            note,
+            "; for {not_monitor} containers the verbose status's monitorPid is not the init's parent"
+        );
+    }
+    report.notes.push(note);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// The runc floor
+// ---------------------------------------------------------------------------
+
+/// The capabilities containerd and peapod give a container by default.
+const DEFAULT_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// The files the floor's container bind-mounts, as the CRI containers do.
+const FLOOR_BINDS: &[(&str, &str)] = &[
+    ("/etc/hosts", "hosts"),
+    ("/etc/hostname", "hostname"),
+    ("/etc/resolv.conf", "resolv.conf"),
+    ("/dev/termination-log", "termination-log"),
+];
+
+/// The namespaces of a CRI container in `mode`, with the pod's joined by
+/// path from the process `holder`: new mount and pid namespaces; the pod's
+/// IPC; and in a pod-network pod its network and UTS too (a host-network
+/// pod keeps the host's).
+fn floor_namespaces(mode: NetMode, holder: i32) -> serde_json::Value {
+    use serde_json::json;
+    let joined =
+        |kind: &str, ns: &str| json!({"type": kind, "path": format!("/proc/{holder}/ns/{ns}")});
+    let mut v = vec![json!({"type": "mount"}), json!({"type": "pid"})];
+    if mode == NetMode::Pod {
+        v.push(joined("network", "net"));
+        v.push(joined("uts", "uts"));
+    }
+    v.push(joined("ipc", "ipc"));
+    serde_json::Value::Array(v)
+}
+
+/// A `runc spec` config made like the CRI containers: the same process,
+/// user, capabilities, oom_score_adj, cpu limits, masked paths, bind
+/// mounts and namespaces; no seccomp (Unconfined), no hostname.
+fn floor_spec(
+    mut spec: serde_json::Value,
+    rootfs: &Path,
+    files: &Path,
+    cgroup: &str,
+    namespaces: serde_json::Value,
+) -> serde_json::Value {
+    use serde_json::json;
+    spec["process"] = json!({
+        "terminal": false,
+        "user": {"uid": 0, "gid": 0},
+        "args": ["sh", "-c", CONTAINER_SCRIPT],
+        "env": [
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOSTNAME=bench"
+        ],
+        "cwd": "/",
+        "capabilities": {
+            "bounding": DEFAULT_CAPS,
+            "effective": DEFAULT_CAPS,
+            "permitted": DEFAULT_CAPS
+        },
+        "noNewPrivileges": false,
+        "oomScoreAdj": 1000
+    });
+    spec["root"] = json!({"path": rootfs, "readonly": false});
+    if let Some(s) = spec.as_object_mut() {
+        s.remove("hostname");
+    }
+    if !spec["mounts"].is_array() {
+        spec["mounts"] = json!([]);
+    }
+    if let Some(mounts) = spec["mounts"].as_array_mut() {
+        for (dest, file) in FLOOR_BINDS {
+            mounts.push(json!({
+                "destination": dest,
+                "type": "bind",
+                "source": files.join(file),
+                "options": ["rbind", "rprivate", "rw"]
+            }));
+        }
+    }
+    let linux = &mut spec["linux"];
+    linux["namespaces"] = namespaces;
+    linux["cgroupsPath"] = json!(cgroup);
+    linux["resources"] = json!({
+        "devices": [{"allow": false, "access": "rwm"}],
+        "cpu": {"shares": 2, "period": 100000}
+    });
+    linux["maskedPaths"] = json!(MASKED_PATHS);
+    linux["readonlyPaths"] = json!(READONLY_PATHS);
+    if let Some(l) = linux.as_object_mut() {
+        l.remove("seccomp");
+    }
+    spec
+}
+
+/// A minimal root: `busybox` with the two applets the container runs.
+fn floor_rootfs(busybox: &Path, rootfs: &Path) -> Result<(), BenchError> {
+    for d in ["bin", "etc", "proc", "sys", "dev", "tmp", "root"] {
+        let p = rootfs.join(d);
+        std::fs::create_dir_all(&p).map_err(io_err(&p))?;
+    }
+    let bin = rootfs.join("bin/busybox");
+    std::fs::copy(busybox, &bin).map_err(io_err(busybox))?;
+    for applet in ["sh", "sleep"] {
+        let link = rootfs.join("bin").join(applet);
+        std::os::unix::fs::symlink("busybox", &link).map_err(io_err(&link))?;
+    }
+    let passwd = rootfs.join("etc/passwd");
+    std::fs::write(&passwd, "root:x:0:0:root:/root:/bin/sh\n").map_err(io_err(&passwd))?;
+    let group = rootfs.join("etc/group");
+    std::fs::write(&group, "root:x:0:\n").map_err(io_err(&group))
+}
+
+/// `runc create` (timed from spawn to exit) and `runc start` of container
+/// `id`, then `runc delete --force`. The id is tracked before the create so
+/// that cleanup deletes a container an interruption left behind.
+async fn floor_run(
+    shared: &Shared,
+    root: &Path,
+    bundle: &Path,
+    id: &str,
+) -> Result<(Duration, Duration), BenchError> {
+    let runc = shared.runc.to_string_lossy().into_owned();
+    let root_arg = root.to_string_lossy().into_owned();
+    let bundle_arg = bundle.to_string_lossy().into_owned();
+    let pid_file = bundle.join("init.pid").to_string_lossy().into_owned();
+    let err_path = bundle.join("create.stderr");
+    let err_file = std::fs::File::create(&err_path).map_err(io_err(&err_path))?;
+    shared
+        .floor
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(id.to_string());
+    let args = [
+        "--root",
+        &root_arg,
+        "create",
+        "--bundle",
+        &bundle_arg,
+        "--pid-file",
+        &pid_file,
+        id,
+    ];
+    let cmd = format!("{runc} {}", args.join(" "));
+    // The container inherits runc's stdio: no pipes, or waiting for their
+    // EOF would wait for the container.
+    let t = Instant::now();
+    let child = tokio::process::Command::new(&shared.runc)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(err_file)
+        .kill_on_drop(true)
+        .status();
+    let status = match tokio::time::timeout(CALL_LIMIT, child).await {
+        Err(_) => {
+            return Err(BenchError::CommandTimeout {
+                cmd,
+                limit: CALL_LIMIT,
+            })
+        }
+        Ok(Err(source)) => return Err(BenchError::Spawn { cmd, source }),
+        Ok(Ok(s)) => s,
+    };
+    let create = t.elapsed();
+    if !status.success() {
+        return Err(BenchError::Command {
+            cmd,
+            status,
+            stderr: std::fs::read_to_string(&err_path)
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        });
+    }
+    let t = Instant::now();
+    run_command(&runc, &["--root", &root_arg, "start", id], CALL_LIMIT).await?;
+    let start = t.elapsed();
+    run_command(
+        &runc,
+        &["--root", &root_arg, "delete", "--force", id],
+        CALL_LIMIT,
+    )
+    .await?;
+    shared
+        .floor
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .retain(|i| i != id);
+    Ok((create, start))
+}
+
+/// The pod's namespaces for the floor: `sleep` in new IPC, UTS and network
+/// namespaces (killed when dropped, also when the bench is interrupted).
+struct NsHolder {
+    child: tokio::process::Child,
+    pid: i32,
+}
+
+impl NsHolder {
+    async fn start(busybox: &Path) -> Result<NsHolder, BenchError> {
+        let cmd = format!(
+            "unshare --ipc --uts --net -- {} sleep 3600",
+            busybox.display()
+        );
+        let child = tokio::process::Command::new("unshare")
+            .args(["--ipc", "--uts", "--net", "--"])
+            .arg(busybox)
+            .args(["sleep", "3600"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| BenchError::Spawn {
+                cmd: cmd.clone(),
+                source,
+            })?;
+        let pid = child
+            .id()
+            .and_then(|p| i32::try_from(p).ok())
+            .ok_or_else(|| BenchError::Spawn {
+                cmd: cmd.clone(),
+                source: std::io::Error::other("exited at once"),
+            })?;
+        let holder = NsHolder { child, pid };
+        // unshare(1) unshares and then execs: wait until the net namespace
+        // differs from ours (and the process still lives).
+        let ours = std::fs::metadata("/proc/self/ns/net").map(|m| m.ino()).ok();
+        let start = Instant::now();
+        loop {
+            let theirs = std::fs::metadata(format!("/proc/{pid}/ns/net"))
+                .map(|m| m.ino())
+                .ok();
+            if theirs.is_some() && theirs != ours {
+                return Ok(holder);
+            }
+            if start.elapsed() > Duration::from_secs(5) {
+                return Err(BenchError::CommandTimeout {
+                    cmd,
+                    limit: Duration::from_secs(5),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// The floor: `runc create` + `runc start` of a busybox bundle in each
+/// network mode, a warm-up and then `--runs` times.
+async fn bench_runc_floor(
+    shared: &Shared,
+    opts: &Options,
+    report: &mut Report,
+) -> Result<(), BenchError> {
+    let dir = &shared.floor_dir;
+    let (rootfs, files, bundle, root) = (
+        dir.join("rootfs"),
+        dir.join("files"),
+        dir.join("bundle"),
+        dir.join("root"),
+    );
+    for d in [&files, &bundle, &root] {
+        std::fs::create_dir_all(d).map_err(io_err(d))?;
+    }
+    floor_rootfs(&opts.busybox, &rootfs)?;
+    for (name, text) in [
+        ("hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost\n"),
+        ("hostname", "bench\n"),
+        (
+            "resolv.conf",
+            "search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver 127.0.0.1\noptions ndots:5\n",
+        ),
+        ("termination-log", ""),
+    ] {
+        let p = files.join(name);
+        std::fs::write(&p, text).map_err(io_err(&p))?;
+    }
+    let runc = shared.runc.to_string_lossy().into_owned();
+    let version = run_command(&runc, &["--version"], CALL_LIMIT).await?;
+    let version = String::from_utf8_lossy(&version)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    run_command(
+        &runc,
+        &["spec", "--bundle", &bundle.to_string_lossy()],
+        CALL_LIMIT,
+    )
+    .await?;
+    let config = bundle.join("config.json");
+    let text = std::fs::read_to_string(&config).map_err(io_err(&config))?;
+    let base: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| io_err(&config)(std::io::Error::other(e)))?;
+    // Like kubelet's pod cgroup: created here, the leaf by runc.
+    let cgroup = format!("{}/runc-{}", shared.cgroups.parent, shared.run_id);
+    shared.cgroups.create(&cgroup)?;
+    let holder = NsHolder::start(&opts.busybox).await?;
+    let mut seq = 0;
+    let measured = async {
+        for &mode in &opts.modes {
+            eprintln!(
+                "[{RUNC}] {} ({version}): warm-up, then {} runs of runc create + runc start + runc delete --force",
+                mode.label(),
+                opts.runs
+            );
+            let (mut creates, mut starts, mut both) = (Vec::new(), Vec::new(), Vec::new());
+            for n in 0..=opts.runs {
+                seq += 1;
+                let id = format!("pbench-{}-{seq}", shared.run_id);
+                let spec = floor_spec(
+                    base.clone(),
+                    &rootfs,
+                    &files,
+                    &format!("{cgroup}/{id}"),
+                    floor_namespaces(mode, holder.pid),
+                );
+                let json = serde_json::to_vec_pretty(&spec).map_err(std::io::Error::other);
+                std::fs::write(&config, json.map_err(io_err(&config))?)
+                    .map_err(io_err(&config))?;
+                let (create, start) = floor_run(shared, &root, &bundle, &id).await?;
+                // Run 0 is the warm-up (page cache, runc's first exec).
+                if n > 0 {
+                    creates.push(create);
+                    starts.push(start);
+                    both.push(create + start);
+                }
+            }
+            report.add_durations(RUNC, &container_metric(mode, "CreateContainer"), &creates);
+            report.add_durations(RUNC, &container_metric(mode, "StartContainer"), &starts);
+            report.add_durations(RUNC, &container_metric(mode, "Create+Start"), &both);
+        }
+        Ok::<(), BenchError>(())
+    }
+    .await;
+    holder.stop().await;
+    let _ = shared.cgroups.remove(&cgroup);
+    measured?;
+    report.notes.push(format!(
+        "{RUNC}: {version}, `runc create --pid-file` and `runc start` of a bundle from {} and `runc spec`, made like peapod's OCI spec for the same CRI container (command, capabilities, oom_score_adj, cpu shares/period, masked paths, 11 mounts of which 4 binds; new mount and pid namespaces, IPC joined by path, pod-net also network and UTS joined by path); its own --root",
+        opts.busybox.display()
+    ));
     Ok(())
 }
 
@@ -1657,6 +2947,65 @@ impl ImageBench {
         Ok(resp.image)
     }
 
+    /// Kubelet's way to an image id: ImageStatus, PullImage when absent,
+    /// ImageStatus again. An image pulled here is tracked for removal.
+    async fn ensure_image(
+        &mut self,
+        shared: &Shared,
+        image: &str,
+    ) -> Result<BenchImage, BenchError> {
+        let img = match self.status(image).await? {
+            Some(img) => img,
+            None => {
+                eprintln!("[{}] pulling {image}", self.name);
+                track_in(&shared.pulled, &self.name, image);
+                let req = PullImageRequest {
+                    image: Self::spec(image),
+                    auth: None,
+                    sandbox_config: None,
+                };
+                call(
+                    &self.name,
+                    "PullImage",
+                    PULL_LIMIT,
+                    self.client.pull_image(req),
+                )
+                .await?;
+                self.status(image)
+                    .await?
+                    .ok_or_else(|| BenchError::Unexpected {
+                        target: self.name.clone(),
+                        call: "ImageStatus",
+                        what: format!("{image} not found after PullImage"),
+                    })?
+            }
+        };
+        if img.id.is_empty() {
+            return Err(BenchError::Unexpected {
+                target: self.name.clone(),
+                call: "ImageStatus",
+                what: format!("{image} has an empty id"),
+            });
+        }
+        Ok(BenchImage {
+            name: image.to_string(),
+            id: img.id,
+        })
+    }
+
+    /// Removes `image` if this bench pulled it.
+    async fn remove_pulled(&mut self, shared: &Shared, image: &str) -> Result<(), BenchError> {
+        if !tracked_in(&shared.pulled, &self.name)
+            .iter()
+            .any(|i| i == image)
+        {
+            return Ok(());
+        }
+        self.remove(image).await?;
+        untrack_in(&shared.pulled, &self.name, image);
+        Ok(())
+    }
+
     fn store_bytes(&self) -> Result<Option<u64>, BenchError> {
         self.store.as_deref().map(tree_bytes).transpose()
     }
@@ -1853,15 +3202,11 @@ async fn cleanup(shared: &Shared) -> bool {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
+    for (name, rt) in &clients {
+        clean &= cleanup_containers(shared, name, rt.clone()).await;
+    }
     for (name, mut rt) in clients {
-        let mut ids: Vec<String> = shared
-            .live
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .filter(|(t, _)| t == &name)
-            .map(|(_, id)| id.clone())
-            .collect();
+        let mut ids = tracked_in(&shared.live, &name);
         let req = ListPodSandboxRequest {
             filter: Some(PodSandboxFilter {
                 label_selector: HashMap::from([(RUN_LABEL.to_string(), shared.run_id.clone())]),
@@ -1923,17 +3268,136 @@ async fn cleanup(shared: &Shared) -> bool {
             }
         }
     }
+    clean &= cleanup_images(shared).await;
+    clean &= cleanup_floor(shared).await;
     let left = shared.cgroups.remove(&shared.cgroups.parent);
     for l in &left {
         eprintln!("cleanup: cgroup not removed: {l}");
     }
     clean &= left.is_empty();
-    for dir in [&shared.pods_dir, &shared.pull_dir] {
+    for dir in [&shared.pods_dir, &shared.pull_dir, &shared.floor_dir] {
         if let Err(e) = std::fs::remove_dir_all(dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 eprintln!("cleanup: {}: {e}", dir.display());
             }
         }
+    }
+    clean
+}
+
+/// Stops and removes the containers of this run on one target (the tracked
+/// ids plus any listed with this run's label), before their sandboxes go.
+async fn cleanup_containers(
+    shared: &Shared,
+    name: &str,
+    mut rt: RuntimeServiceClient<Channel>,
+) -> bool {
+    let mut clean = true;
+    let mut ids = tracked_in(&shared.containers, name);
+    let req = ListContainersRequest {
+        filter: Some(ContainerFilter {
+            label_selector: HashMap::from([(RUN_LABEL.to_string(), shared.run_id.clone())]),
+            ..Default::default()
+        }),
+    };
+    match call(name, "ListContainers", CALL_LIMIT, rt.list_containers(req)).await {
+        Ok((resp, _)) => {
+            for c in resp.containers {
+                if c.labels.get(RUN_LABEL) == Some(&shared.run_id) && !ids.contains(&c.id) {
+                    ids.push(c.id);
+                }
+            }
+        }
+        Err(e) => eprintln!("cleanup: {e}"),
+    }
+    if !ids.is_empty() {
+        eprintln!("cleanup: {name}: removing {} containers", ids.len());
+    }
+    for id in ids {
+        let stop = StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 0,
+        };
+        if let Err(e) = call(name, "StopContainer", CALL_LIMIT, rt.stop_container(stop)).await {
+            eprintln!("cleanup: {e}");
+        }
+        let rm = RemoveContainerRequest {
+            container_id: id.clone(),
+        };
+        match call(name, "RemoveContainer", CALL_LIMIT, rt.remove_container(rm)).await {
+            Ok(_) => untrack_in(&shared.containers, name, &id),
+            Err(e) => {
+                eprintln!("cleanup: {e}");
+                clean = false;
+            }
+        }
+    }
+    clean
+}
+
+/// Removes the images this run pulled and has not removed yet.
+async fn cleanup_images(shared: &Shared) -> bool {
+    let mut clean = true;
+    let clients = shared
+        .image_clients
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    for (name, mut ic) in clients {
+        for image in tracked_in(&shared.pulled, &name) {
+            eprintln!("cleanup: {name}: removing image {image}");
+            let req = RemoveImageRequest {
+                image: ImageBench::spec(&image),
+            };
+            match call(&name, "RemoveImage", CALL_LIMIT, ic.remove_image(req)).await {
+                Ok(_) => untrack_in(&shared.pulled, &name, &image),
+                Err(e) => {
+                    eprintln!("cleanup: {e}");
+                    clean = false;
+                }
+            }
+        }
+    }
+    clean
+}
+
+/// Deletes the runc floor's containers that are left (`runc delete --force`
+/// kills them and removes their cgroups).
+async fn cleanup_floor(shared: &Shared) -> bool {
+    let ids = shared
+        .floor
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    if ids.is_empty() {
+        return true;
+    }
+    eprintln!("cleanup: {RUNC}: deleting {} containers", ids.len());
+    let runc = shared.runc.to_string_lossy().into_owned();
+    let root = shared.floor_dir.join("root").to_string_lossy().into_owned();
+    let mut clean = true;
+    for id in ids {
+        match run_command(
+            &runc,
+            &["--root", &root, "delete", "--force", &id],
+            CALL_LIMIT,
+        )
+        .await
+        {
+            Ok(_) => {}
+            // Interrupted before runc created it.
+            Err(BenchError::Command { stderr, .. }) if stderr.contains("does not exist") => {}
+            Err(e) => {
+                eprintln!("cleanup: {e}");
+                clean = false;
+                continue;
+            }
+        }
+        shared
+            .floor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|i| i != &id);
     }
     clean
 }
@@ -1971,6 +3435,12 @@ async fn run_all(shared: &Shared, opts: &Options, report: &mut Report) -> Vec<Be
     for t in &opts.targets {
         if let Err(e) = bench_target(shared, opts, t, &pulls, report).await {
             eprintln!("[{}] failed: {e}", t.name);
+            errors.push(e);
+        }
+    }
+    if opts.runc_floor {
+        if let Err(e) = bench_runc_floor(shared, opts, report).await {
+            eprintln!("[{RUNC}] failed: {e}");
             errors.push(e);
         }
     }
@@ -2015,32 +3485,58 @@ async fn bench(opts: Options) -> Result<bool, BenchError> {
     cgroups.create(&opts.cgroup_parent)?;
     let pods_dir = opts.log_root.join(format!("peapod-bench-pods-{run_id}"));
     let pull_dir = opts.log_root.join(format!("peapod-bench-pull-{run_id}"));
+    let floor_dir = opts.log_root.join(format!("peapod-bench-runc-{run_id}"));
     let shared = Shared {
         run_id,
         pods_dir,
         pull_dir,
         cgroups,
         clients: Mutex::new(Vec::new()),
+        image_clients: Mutex::new(Vec::new()),
         live: Mutex::new(Vec::new()),
+        containers: Mutex::new(Vec::new()),
+        pulled: Mutex::new(Vec::new()),
+        floor_dir,
+        runc: opts.runc.clone(),
+        floor: Mutex::new(Vec::new()),
     };
     if let Err(e) = std::fs::create_dir_all(&shared.pods_dir) {
         cleanup(&shared).await;
         return Err(io_err(&shared.pods_dir)(e));
     }
+    let sandbox_modes = opts
+        .modes
+        .iter()
+        .filter(|_| opts.sandbox_workload)
+        .map(|m| m.label().to_string());
+    let container_modes = opts.modes.iter().filter_map(|m| {
+        opts.containers
+            .as_ref()
+            .map(|i| format!("{}-containers({i})", m.label()))
+    });
+    let list_pods = if opts.sandbox_workload && !opts.modes.is_empty() {
+        format!(", {} pods for ListPodSandbox", opts.list_pods)
+    } else {
+        String::new()
+    };
     println!(
-        "peapod-bench run {}: {} runs per workload, workloads {}, {} pods for ListPodSandbox, cgroup parent {}",
+        "peapod-bench run {}: {} runs per workload, workloads {}{list_pods}, cgroup parent {}",
         shared.run_id,
         opts.runs,
-        opts.modes
-            .iter()
-            .map(|m| m.label())
-            .map(str::to_string)
+        sandbox_modes
+            .chain(container_modes)
+            .chain(opts.runc_floor.then(|| "runc-floor".to_string()))
             .chain(opts.pulls.iter().map(|i| format!("pull {i}")))
             .collect::<Vec<_>>()
             .join(" "),
-        opts.list_pods,
         opts.cgroup_parent
     );
+    if opts.containers.is_some() {
+        println!(
+            "containers: {} running for the memory figures",
+            opts.running_containers
+        );
+    }
     if !opts.pulls.is_empty() {
         println!(
             "pulls: {} cold pulls per image and target{}",
@@ -2060,7 +3556,11 @@ async fn bench(opts: Options) -> Result<bool, BenchError> {
     };
     let clean = cleanup(&shared).await;
     println!();
-    print!("{}", render(&report, &opts.targets, &opts.pull_peers));
+    let mut peers = opts.pull_peers.clone();
+    if opts.runc_floor {
+        peers.push(RUNC.to_string());
+    }
+    print!("{}", render(&report, &opts.targets, &peers));
     for e in &errors {
         println!("error: {e}");
     }
@@ -2232,6 +3732,152 @@ mod tests {
             2,
             "{out}"
         );
+    }
+
+    #[test]
+    fn container_options() {
+        let o = parse_args(args(&[
+            "--target",
+            "peapod=unix:///p.sock",
+            "--containers",
+            "127.0.0.1:5000/busybox:latest",
+            "--runc-floor",
+            "--no-sandbox-workload",
+            "--cni",
+        ]))
+        .unwrap();
+        assert_eq!(
+            o.containers.as_deref(),
+            Some("127.0.0.1:5000/busybox:latest")
+        );
+        assert!(o.runc_floor && !o.sandbox_workload);
+        assert_eq!(o.modes, [NetMode::Pod]);
+        assert_eq!(o.running_containers, 50);
+        assert_eq!(o.runc, PathBuf::from("runc"));
+        // --containers with --pull and no network flag runs host-net pods.
+        let o = parse_args(args(&[
+            "--endpoint",
+            "unix:///x.sock",
+            "--pull",
+            "a",
+            "--containers",
+            "b",
+        ]))
+        .unwrap();
+        assert_eq!(o.modes, [NetMode::Host]);
+        assert!(o.sandbox_workload && !o.runc_floor);
+        for bad in [
+            &["--endpoint", "unix:///x.sock", "--runc-floor"][..],
+            &["--containers", "b"],
+            &["--target", "runc=unix:///x.sock", "--containers", "b"],
+            &["--endpoint", "unix:///x.sock", "--containers", "a b"],
+        ] {
+            assert!(
+                matches!(parse_args(args(bad)), Err(BenchError::Usage(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn container_pids_from_verbose_info() {
+        let mut r = ContainerStatusResponse::default();
+        r.info.insert(
+            "info".into(),
+            r#"{"sandboxID": "s", "pid": 321, "monitorPid": 320}"#.into(),
+        );
+        assert_eq!(container_pids(&r), (Some(321), Some(320)));
+        let mut r = ContainerStatusResponse::default();
+        r.info
+            .insert("info".into(), r#"{"pid": 0, "monitorPid": null}"#.into());
+        assert_eq!(container_pids(&r), (None, None));
+        assert_eq!(
+            container_pids(&ContainerStatusResponse::default()),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn caught_signals_and_signed_gaps() {
+        let status = "Name:\tsh\nSigIgn:\t0000000000000004\nSigCgt:\t0000000000014002\n";
+        let caught = signal_mask(status, "SigCgt:").unwrap();
+        assert_ne!(caught & (1 << (libc::SIGTERM - 1)), 0);
+        assert_eq!(signal_mask(status, "SigIgn:"), Some(4));
+        assert_eq!(signal_mask("Name: x\n", "SigCgt:"), None);
+        let t = Instant::now();
+        let later = t + Duration::from_millis(3);
+        assert!((ms_signed(later, t) - 3.0).abs() < 1e-9);
+        assert!((ms_signed(t, later) + 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn process_names_are_argv0_file_names() {
+        let me = i32::try_from(std::process::id()).unwrap();
+        let name = process_name(me).unwrap();
+        assert!(name.starts_with("peapod_bench"), "{name}");
+        assert_eq!(process_name(-1), None);
+    }
+
+    #[test]
+    fn exit_watch_sees_a_process_exit() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut child = std::process::Command::new("sleep")
+                .arg("0.2")
+                .spawn()
+                .unwrap();
+            let pid = i32::try_from(child.id()).unwrap();
+            let start = Instant::now();
+            let watch = ExitWatch::start(pid).unwrap();
+            let exited = watch.exited().await.expect("exit seen");
+            assert!(exited.duration_since(start) >= Duration::from_millis(150));
+            child.wait().unwrap();
+        });
+    }
+
+    #[test]
+    fn floor_spec_is_made_like_the_cri_containers() {
+        let base = serde_json::json!({
+            "process": {"terminal": true, "args": ["sh"], "rlimits": []},
+            "root": {"path": "rootfs", "readonly": true},
+            "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+            "linux": {
+                "namespaces": [{"type": "pid"}, {"type": "network"}],
+                "seccomp": {"defaultAction": "SCMP_ACT_ERRNO"}
+            }
+        });
+        let s = floor_spec(
+            base,
+            Path::new("/b/rootfs"),
+            Path::new("/b/files"),
+            "/pb/runc-1/c",
+            floor_namespaces(NetMode::Pod, 42),
+        );
+        assert_eq!(s["process"]["terminal"], false);
+        assert_eq!(s["process"]["args"][2], CONTAINER_SCRIPT);
+        assert_eq!(s["process"]["oomScoreAdj"], 1000);
+        assert!(s["process"].get("rlimits").is_none());
+        assert_eq!(s["root"]["path"], "/b/rootfs");
+        assert_eq!(s["linux"]["cgroupsPath"], "/pb/runc-1/c");
+        assert_eq!(s["linux"]["resources"]["cpu"]["shares"], 2);
+        assert!(s["linux"].get("seccomp").is_none());
+        let ns: Vec<&str> = s["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(ns, ["mount", "pid", "network", "uts", "ipc"]);
+        assert_eq!(s["linux"]["namespaces"][2]["path"], "/proc/42/ns/net");
+        let host = floor_namespaces(NetMode::Host, 42);
+        assert_eq!(host.as_array().unwrap().len(), 3);
+        assert_eq!(host[2]["path"], "/proc/42/ns/ipc");
+        let mounts = s["mounts"].as_array().unwrap();
+        assert_eq!(mounts.len(), 1 + FLOOR_BINDS.len());
+        assert_eq!(mounts[1]["source"], "/b/files/hosts");
     }
 
     #[test]
