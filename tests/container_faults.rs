@@ -398,3 +398,35 @@ async fn an_image_removed_under_a_container_keeps_its_layers_until_the_container
     assert!(!layer.exists(), "the unused layer stayed");
     d.remove_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exit_is_in_the_store_when_stop_container_returns() {
+    let mut d = TestDaemon::start_with(Options {
+        cni: false,
+        ..Default::default()
+    });
+    let image = d.pull("busybox:latest").await;
+    let pod = d.host_pod("durable").await;
+    let mut c = d.container_config("c", &image, &[]);
+    c.command = vec![
+        "sh".into(),
+        "-c".into(),
+        "trap 'exit 9' TERM; sleep 3600 & wait".into(),
+    ];
+    let id = d.run(&pod, c).await;
+    d.cpid(&id).await;
+    // Give the shell time to set its trap.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let exit_file = PathBuf::from(d.cinfo(&id).await["bundle"].as_str().unwrap()).join("exit");
+    d.stop_container(&id, 10).await;
+    // The daemon dies at once and the monitor's file is lost: what the
+    // reply said must come from the store.
+    d.kill9();
+    std::fs::remove_file(&exit_file).unwrap();
+    d.spawn();
+    let st = d.cstatus(&id).await;
+    assert_eq!(st.state, api::ContainerState::ContainerExited as i32);
+    assert_eq!((st.exit_code, st.reason.as_str()), (9, "Error"));
+    d.remove_all().await;
+    d.assert_no_containers_left();
+}

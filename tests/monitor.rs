@@ -590,7 +590,14 @@ async fn stdout_stderr_exit_code_and_process_tree() {
         l.monitor.pid,
         "monitor has no session of its own"
     );
+    // It writes `ok` and then lets go of the daemon's pipe: a moment.
     for fd in 0..=2 {
+        for _ in 0..100 {
+            if fd_target(l.monitor.pid, fd) == "/dev/null" {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert_eq!(fd_target(l.monitor.pid, fd), "/dev/null", "monitor fd {fd}");
     }
     // The init waits for `runc start` as the monitor's child.

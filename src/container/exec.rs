@@ -97,7 +97,7 @@ pub async fn exec_sync(
         }
     };
     let json = process_json(&dir, &cmd)?;
-    crate::sandbox::files::write_atomic(process_file, &json, 0o600)
+    crate::sandbox::files::write_volatile(process_file, &json, 0o600)
         .map_err(|e| ContainerError::internal("write the exec process", e))?;
 
     let spawned = tokio::process::Command::new(monitor)

@@ -506,6 +506,7 @@ impl Containers {
             monitor: None,
             init: None,
             user: None,
+            runtime_deleted: false,
         };
         self.cgroups
             .check_path(&rec.cgroup)
@@ -689,7 +690,7 @@ impl Containers {
         rootfs::create_volumes(&rec.rootfs(), &image.volumes, &mounted)
             .map_err(|e| io("create the image's volumes", &e))?;
         let hosts = rec.dir.join("hosts");
-        crate::sandbox::files::write_atomic(
+        crate::sandbox::files::write_volatile(
             &hosts,
             rootfs::hosts_file(&sandbox.spec.hostname, &sandbox.ips).as_bytes(),
             0o644,
@@ -708,7 +709,7 @@ impl Containers {
             host: &self.host,
         })?;
         let json = serde_json::to_vec_pretty(&oci).map_err(|e| io("encode config.json", &e))?;
-        crate::sandbox::files::write_atomic(&rec.dir.join("config.json"), &json, 0o600)
+        crate::sandbox::files::write_volatile(&rec.dir.join("config.json"), &json, 0o600)
             .map_err(|e| io("write config.json", &e))?;
 
         if let Some(dir) = rec.socket.parent() {
@@ -808,13 +809,15 @@ impl Containers {
                 }
             }
         }
-        match self.runtime(&rec.runtime_handler) {
-            Ok(rt) => {
-                if let Err(e) = rt.delete(&rec.id, true).await {
-                    problems.push(e.to_string());
+        if !rec.runtime_deleted {
+            match self.runtime(&rec.runtime_handler) {
+                Ok(rt) => {
+                    if let Err(e) = rt.delete(&rec.id, true).await {
+                        problems.push(e.to_string());
+                    }
                 }
+                Err(e) => problems.push(e.to_string()),
             }
-            Err(e) => problems.push(e.to_string()),
         }
         for p in [rec.init, rec.monitor].into_iter().flatten() {
             if p.is_alive() {
@@ -898,11 +901,11 @@ impl Containers {
     async fn monitor_exited(&self, id: &str) {
         let Ok(entry) = self.lookup(id) else { return };
         let rec = entry.snapshot();
-        if !matches!(rec.state, ContainerState::Created | ContainerState::Running) {
+        if !live(rec.state) {
             return;
         }
-        let exit = match monitor::read_exit_file(&rec.exit_file()) {
-            Ok(Some(exit)) => exit,
+        let (exit, message) = match monitor::read_exit_file(&rec.exit_file()) {
+            Ok(Some(exit)) => (exit, None),
             Ok(None) => {
                 warn!(container = %id, "the container's monitor exited without an exit status");
                 let mut r = (*rec).clone();
@@ -913,30 +916,40 @@ impl Containers {
                     oom_killed: false,
                     finished_at: r.finished_at,
                 };
-                entry.update(|x| {
-                    if matches!(x.state, ContainerState::Created | ContainerState::Running) {
-                        x.set_exited(&exit);
-                        x.message = r.message.clone();
-                    }
-                });
-                if let Err(e) = self.commit(&entry).await {
-                    error!(container = %id, "cannot record the exit: {e}");
-                }
-                return;
+                (exit, Some(r.message))
             }
             Err(e) => {
                 error!(container = %id, "cannot read the exit file: {e}");
                 return;
             }
         };
-        entry.update(|x| {
-            if matches!(x.state, ContainerState::Created | ContainerState::Running) {
+        let apply = |x: &mut ContainerRecord| {
+            if live(x.state) {
                 x.set_exited(&exit);
+                if let Some(m) = &message {
+                    x.message = m.clone();
+                }
             }
-        });
+        };
+        // Written to the store before the state changes in memory, so a
+        // StopContainer waiting for the exit answers only once it is kept.
+        {
+            let _c = entry.commit.lock().await;
+            let mut stored = (*entry.snapshot()).clone();
+            apply(&mut stored);
+            if let Err(e) = self.put(&stored).await {
+                error!(container = %id, "cannot record the exit: {e}");
+            }
+            entry.update(apply);
+        }
         debug!(container = %id, code = exit.exit_code, oom = exit.oom_killed, "container exited");
-        if let Err(e) = self.commit(&entry).await {
-            error!(container = %id, "cannot record the exit: {e}");
+        // The runtime's state and cgroup of an exited container go now,
+        // off the path of a later RemoveContainer.
+        if let Ok(runtime) = self.runtime(&rec.runtime_handler) {
+            match runtime.delete(id, false).await {
+                Ok(()) => entry.update(|x| x.runtime_deleted = true),
+                Err(e) => debug!(container = %id, "runtime delete after exit: {e}"),
+            }
         }
     }
 
@@ -1234,7 +1247,7 @@ impl Containers {
             let json = serde_json::to_vec(&oci)
                 .map_err(|e| ContainerError::internal("encode resources", e))?;
             let file = rec.dir.join("resources.json");
-            crate::sandbox::files::write_atomic(&file, &json, 0o600)
+            crate::sandbox::files::write_volatile(&file, &json, 0o600)
                 .map_err(|e| ContainerError::internal("write resources.json", e))?;
             let runtime = this.runtime(&rec.runtime_handler)?;
             let applied = runtime.update(&rec.id, &file).await;
@@ -1266,6 +1279,11 @@ impl Containers {
         let runtime = self.runtime(&rec.runtime_handler)?;
         exec::exec_sync(runtime, &self.config.monitor_binary(), &rec, cmd, timeout).await
     }
+}
+
+/// Whether a container has (or may still have) a running process.
+fn live(s: ContainerState) -> bool {
+    matches!(s, ContainerState::Created | ContainerState::Running)
 }
 
 /// The monitor process of container `id`, by its arguments.

@@ -252,6 +252,10 @@ pub struct ContainerRecord {
     pub resources: Resources,
     /// uid, gid and groups the process runs with.
     pub user: Option<crate::container::user::ResolvedUser>,
+    /// The runtime has deleted its state of the exited container (known
+    /// only to this run of the daemon: after a restart, delete again).
+    #[serde(skip)]
+    pub runtime_deleted: bool,
 }
 
 impl ContainerRecord {

@@ -36,6 +36,18 @@ pub fn resolv_conf(dns: Option<&DnsConfig>) -> io::Result<String> {
 /// Writes a file atomically (temp file + rename), so a crash never leaves a
 /// half-written one for a container to bind-mount.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    write_replacing(path, contents, mode, true)
+}
+
+/// [`write_atomic`] without the fsync, for files whose loss in a power
+/// failure does not matter (a container's bundle: what they belong to is
+/// rolled back or gone after a reboot anyway). Readers still never see a
+/// half-written file.
+pub fn write_volatile(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    write_replacing(path, contents, mode, false)
+}
+
+fn write_replacing(path: &Path, contents: &[u8], mode: u32, sync: bool) -> io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
@@ -46,7 +58,9 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
         .mode(mode)
         .open(&tmp)?;
     f.write_all(contents)?;
-    f.sync_all()?;
+    if sync {
+        f.sync_all()?;
+    }
     std::fs::rename(&tmp, path)
 }
 
