@@ -70,6 +70,9 @@ struct Entry {
     commit: tokio::sync::Mutex<()>,
     /// The state, for waiters (StopContainer waits for Exited).
     state: watch::Sender<ContainerState>,
+    /// Held while the runtime's state of the exited container is deleted
+    /// in the background; true once it is.
+    runtime_deleted: tokio::sync::Mutex<bool>,
 }
 
 impl Entry {
@@ -80,6 +83,7 @@ impl Entry {
             op: tokio::sync::Mutex::new(()),
             commit: tokio::sync::Mutex::new(()),
             state,
+            runtime_deleted: tokio::sync::Mutex::new(false),
         })
     }
 
@@ -931,6 +935,9 @@ impl Containers {
                 }
             }
         };
+        // Taken before the state changes, so that a RemoveContainer right
+        // after the exit waits for the delete below instead of racing it.
+        let mut deleted = entry.runtime_deleted.lock().await;
         // Written to the store before the state changes in memory, so a
         // StopContainer waiting for the exit answers only once it is kept.
         {
@@ -947,7 +954,7 @@ impl Containers {
         // off the path of a later RemoveContainer.
         if let Ok(runtime) = self.runtime(&rec.runtime_handler) {
             match runtime.delete(id, false).await {
-                Ok(()) => entry.update(|x| x.runtime_deleted = true),
+                Ok(()) => *deleted = true,
                 Err(e) => debug!(container = %id, "runtime delete after exit: {e}"),
             }
         }
@@ -1105,6 +1112,8 @@ impl Containers {
             entry.update(|r| r.state = ContainerState::Removing);
             this.commit(&entry).await?;
             let mut rec = (*entry.snapshot()).clone();
+            // Waits for a delete the exit started instead of running another.
+            rec.runtime_deleted = *entry.runtime_deleted.lock().await;
             if let Err(e) = this.release(&mut rec).await {
                 entry.update(|r| r.state = ContainerState::Exited);
                 this.commit(&entry).await?;
