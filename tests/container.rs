@@ -151,6 +151,18 @@ async fn lifecycle_status_list_logs_and_the_kernels_view() {
     assert_eq!(log_text(&lines, "stdout"), ["out"]);
     assert_eq!(log_text(&lines, "stderr"), ["err"]);
 
+    // The root filesystem is an overlay mount while it runs.
+    let rootfs = d.state.join("containers").join(&id).join("rootfs");
+    let rootfs = rootfs.to_string_lossy().to_string();
+    let mounted = |path: &str| {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        info.lines().any(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            f.get(4) == Some(&path) && l.contains(" - overlay ")
+        })
+    };
+    assert!(mounted(&rootfs), "no overlay mount at {rootfs}");
+
     // A stop whose process dies of the signal: as PID 1, sleep ignores
     // SIGTERM, so the timeout passes and SIGKILL follows.
     let t = Instant::now();
@@ -164,6 +176,15 @@ async fn lifecycle_status_list_logs_and_the_kernels_view() {
     assert!(!process_exists(pid));
     // Idempotent.
     d.stop_container(&id, 1).await;
+    // Exited, it keeps no mount and no runtime state (as containerd and
+    // CRI-O), though it is listed until removed.
+    eventually("the root filesystem unmounted at the exit", || {
+        !mounted(&rootfs)
+    })
+    .await;
+    let runc_state = d.state.join("runtimes/runc").join(&id);
+    eventually("runc's state deleted at the exit", || !runc_state.exists()).await;
+    assert_eq!(d.list_containers(None).await.len(), 1);
 
     d.remove_container(&id).await;
     d.remove_container(&id).await;

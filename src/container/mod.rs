@@ -70,8 +70,9 @@ struct Entry {
     commit: tokio::sync::Mutex<()>,
     /// The state, for waiters (StopContainer waits for Exited).
     state: watch::Sender<ContainerState>,
-    /// Held while the runtime's state of the exited container is deleted
-    /// in the background; true once it is.
+    /// Held while an exited container's runtime state is deleted and its
+    /// root filesystem unmounted in the background; true once the
+    /// runtime's delete succeeded.
     runtime_deleted: tokio::sync::Mutex<bool>,
 }
 
@@ -936,11 +937,40 @@ impl Containers {
             }
         };
         // Taken before the state changes, so that a RemoveContainer right
-        // after the exit waits for the delete below instead of racing it.
+        // after the exit waits for the cleanup below instead of racing it.
         let mut deleted = entry.runtime_deleted.lock().await;
+        // An exited container needs neither the runtime's state and cgroup
+        // nor its root filesystem mounted (as containerd and CRI-O, which
+        // unmount at exit): both go now, off RemoveContainer's path, at the
+        // same time as the exit is recorded. Unmounting syncs the writable
+        // layer, which takes milliseconds.
+        let cleanup = async {
+            let rootfs = rec.rootfs();
+            let unmount = tokio::task::spawn_blocking(move || {
+                crate::sandbox::files::unmount_all(&rootfs).map_err(|e| (rootfs, e))
+            });
+            let delete = async {
+                match self.runtime(&rec.runtime_handler) {
+                    Ok(runtime) => match runtime.delete(id, false).await {
+                        Ok(()) => true,
+                        Err(e) => {
+                            debug!(container = %id, "runtime delete after exit: {e}");
+                            false
+                        }
+                    },
+                    Err(_) => false,
+                }
+            };
+            let (unmounted, deleted) = tokio::join!(unmount, delete);
+            // Left for RemoveContainer, which unmounts again.
+            if let Ok(Err((path, e))) = unmounted {
+                debug!(container = %id, "unmount {} after exit: {e}", path.display());
+            }
+            deleted
+        };
         // Written to the store before the state changes in memory, so a
         // StopContainer waiting for the exit answers only once it is kept.
-        {
+        let record = async {
             let _c = entry.commit.lock().await;
             let mut stored = (*entry.snapshot()).clone();
             apply(&mut stored);
@@ -948,16 +978,10 @@ impl Containers {
                 error!(container = %id, "cannot record the exit: {e}");
             }
             entry.update(apply);
-        }
-        debug!(container = %id, code = exit.exit_code, oom = exit.oom_killed, "container exited");
-        // The runtime's state and cgroup of an exited container go now,
-        // off the path of a later RemoveContainer.
-        if let Ok(runtime) = self.runtime(&rec.runtime_handler) {
-            match runtime.delete(id, false).await {
-                Ok(()) => *deleted = true,
-                Err(e) => debug!(container = %id, "runtime delete after exit: {e}"),
-            }
-        }
+            debug!(container = %id, code = exit.exit_code, oom = exit.oom_killed, "container exited");
+        };
+        let (done, ()) = tokio::join!(cleanup, record);
+        *deleted = done;
     }
 
     async fn wait_exited(entry: &Entry, timeout: Duration) -> bool {
