@@ -1134,10 +1134,14 @@ impl Containers {
                 warn!(container = %rec.id, "removing a container that did not stop: {e}");
             }
             entry.update(|r| r.state = ContainerState::Removing);
-            this.commit(&entry).await?;
+            // Waits for the runtime delete the exit started (while Removing
+            // is committed) instead of running another.
+            let (committed, deleted) = tokio::join!(this.commit(&entry), async {
+                *entry.runtime_deleted.lock().await
+            });
+            committed?;
             let mut rec = (*entry.snapshot()).clone();
-            // Waits for a delete the exit started instead of running another.
-            rec.runtime_deleted = *entry.runtime_deleted.lock().await;
+            rec.runtime_deleted = deleted;
             if let Err(e) = this.release(&mut rec).await {
                 entry.update(|r| r.state = ContainerState::Exited);
                 this.commit(&entry).await?;
