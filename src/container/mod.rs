@@ -382,16 +382,12 @@ impl Containers {
             return Err(ContainerError::invalid("container_id", "must not be empty"));
         }
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(e) = index.get(id) {
-            return Ok(e.clone());
-        }
-        let mut found = index.iter().filter(|(k, _)| k.starts_with(id));
-        match (found.next(), found.next()) {
-            (Some((_, e)), None) => Ok(e.clone()),
-            (Some(_), Some(_)) => Err(ContainerError::NotFound(format!(
+        match crate::ids::lookup(&index, id) {
+            crate::ids::Lookup::Found(e) => Ok(e.clone()),
+            crate::ids::Lookup::Ambiguous => Err(ContainerError::NotFound(format!(
                 "container id prefix {id:?} is ambiguous"
             ))),
-            _ => Err(ContainerError::NotFound(format!(
+            crate::ids::Lookup::Missing => Err(ContainerError::NotFound(format!(
                 "container {id:?} not found"
             ))),
         }

@@ -211,16 +211,12 @@ impl Sandboxes {
             return Err(SandboxError::invalid("pod_sandbox_id", "must not be empty"));
         }
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(e) = index.get(id) {
-            return Ok(e.clone());
-        }
-        let mut found = index.iter().filter(|(k, _)| k.starts_with(id));
-        match (found.next(), found.next()) {
-            (Some((_, e)), None) => Ok(e.clone()),
-            (Some(_), Some(_)) => Err(SandboxError::NotFound(format!(
+        match crate::ids::lookup(&index, id) {
+            crate::ids::Lookup::Found(e) => Ok(e.clone()),
+            crate::ids::Lookup::Ambiguous => Err(SandboxError::NotFound(format!(
                 "pod sandbox id prefix {id:?} is ambiguous"
             ))),
-            _ => Err(SandboxError::NotFound(format!(
+            crate::ids::Lookup::Missing => Err(SandboxError::NotFound(format!(
                 "pod sandbox {id:?} not found"
             ))),
         }
