@@ -152,16 +152,7 @@ async fn lifecycle_status_list_logs_and_the_kernels_view() {
     assert_eq!(log_text(&lines, "stderr"), ["err"]);
 
     // The root filesystem is an overlay mount while it runs.
-    let rootfs = d.state.join("containers").join(&id).join("rootfs");
-    let rootfs = rootfs.to_string_lossy().to_string();
-    let mounted = |path: &str| {
-        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        info.lines().any(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            f.get(4) == Some(&path) && l.contains(" - overlay ")
-        })
-    };
-    assert!(mounted(&rootfs), "no overlay mount at {rootfs}");
+    assert!(d.rootfs_mounted(&id), "no overlay rootfs mounted");
 
     // A stop whose process dies of the signal: as PID 1, sleep ignores
     // SIGTERM, so the timeout passes and SIGKILL follows.
@@ -179,11 +170,10 @@ async fn lifecycle_status_list_logs_and_the_kernels_view() {
     // Exited, it keeps no mount and no runtime state (as containerd and
     // CRI-O), though it is listed until removed.
     eventually("the root filesystem unmounted at the exit", || {
-        !mounted(&rootfs)
+        !d.rootfs_mounted(&id)
     })
     .await;
-    let runc_state = d.state.join("runtimes/runc").join(&id);
-    eventually("runc's state deleted at the exit", || !runc_state.exists()).await;
+    eventually("runc's state deleted at the exit", || !d.runc_knows(&id)).await;
     assert_eq!(d.list_containers(None).await.len(), 1);
 
     d.remove_container(&id).await;
@@ -529,6 +519,16 @@ async fn daemon_kill9_keeps_containers_and_learns_exits_that_happened_meanwhile(
     assert_eq!((st.exit_code, st.reason.as_str()), (7, "Error"));
     let lines = read_log(&pod.log_dir().join("short/0.log"));
     assert_eq!(log_text(&lines, "stdout"), ["bye"]);
+    // Cleaned up as an exit seen while running is.
+    assert!(d.rootfs_mounted(&long));
+    eventually("the exited container's rootfs unmounted", || {
+        !d.rootfs_mounted(&short)
+    })
+    .await;
+    eventually("runc's state of the exited container deleted", || {
+        !d.runc_knows(&short)
+    })
+    .await;
 
     // The running one is still fully managed: exec, then its exit (after
     // another restart, while the daemon runs) is seen without polling.

@@ -263,7 +263,9 @@ impl Containers {
                         info!(container = %rec.id, code = exit.exit_code, "container exited while the daemon was down");
                         rec.set_exited(&exit);
                         this.put(&rec).await?;
+                        let id = rec.id.clone();
                         this.insert(rec);
+                        this.clean_up_exited_later(&id);
                     } else if let Some(m) = monitor.filter(|m| m.is_alive()) {
                         let id = rec.id.clone();
                         this.insert(rec);
@@ -935,35 +937,7 @@ impl Containers {
         // Taken before the state changes, so that a RemoveContainer right
         // after the exit waits for the cleanup below instead of racing it.
         let mut deleted = entry.runtime_deleted.lock().await;
-        // An exited container needs neither the runtime's state and cgroup
-        // nor its root filesystem mounted (as containerd and CRI-O, which
-        // unmount at exit): both go now, off RemoveContainer's path, at the
-        // same time as the exit is recorded. Unmounting syncs the writable
-        // layer, which takes milliseconds.
-        let cleanup = async {
-            let rootfs = rec.rootfs();
-            let unmount = tokio::task::spawn_blocking(move || {
-                crate::sandbox::files::unmount_all(&rootfs).map_err(|e| (rootfs, e))
-            });
-            let delete = async {
-                match self.runtime(&rec.runtime_handler) {
-                    Ok(runtime) => match runtime.delete(id, false).await {
-                        Ok(()) => true,
-                        Err(e) => {
-                            debug!(container = %id, "runtime delete after exit: {e}");
-                            false
-                        }
-                    },
-                    Err(_) => false,
-                }
-            };
-            let (unmounted, deleted) = tokio::join!(unmount, delete);
-            // Left for RemoveContainer, which unmounts again.
-            if let Ok(Err((path, e))) = unmounted {
-                debug!(container = %id, "unmount {} after exit: {e}", path.display());
-            }
-            deleted
-        };
+        let cleanup = self.clean_up_exited(&rec);
         // Written to the store before the state changes in memory, so a
         // StopContainer waiting for the exit answers only once it is kept.
         let record = async {
@@ -978,6 +952,48 @@ impl Containers {
         };
         let (done, ()) = tokio::join!(cleanup, record);
         *deleted = done;
+    }
+
+    /// An exited container needs neither the runtime's state and cgroup
+    /// nor its root filesystem mounted (containerd and CRI-O unmount at
+    /// exit too): both go at once, off RemoveContainer's path. Unmounting
+    /// syncs the writable layer, which takes milliseconds. True when the
+    /// runtime's delete succeeded; what fails is left for RemoveContainer.
+    async fn clean_up_exited(&self, rec: &ContainerRecord) -> bool {
+        let id = rec.id.as_str();
+        let rootfs = rec.rootfs();
+        let unmount = tokio::task::spawn_blocking(move || {
+            crate::sandbox::files::unmount_all(&rootfs).map_err(|e| (rootfs, e))
+        });
+        let delete = async {
+            match self.runtime(&rec.runtime_handler) {
+                Ok(runtime) => match runtime.delete(id, false).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        debug!(container = %id, "runtime delete after exit: {e}");
+                        false
+                    }
+                },
+                Err(_) => false,
+            }
+        };
+        let (unmounted, deleted) = tokio::join!(unmount, delete);
+        if let Ok(Err((path, e))) = unmounted {
+            debug!(container = %id, "unmount {} after exit: {e}", path.display());
+        }
+        deleted
+    }
+
+    /// [`Self::clean_up_exited`] in the background for a container found
+    /// exited at start; a RemoveContainer meanwhile waits for it.
+    fn clean_up_exited_later(&self, id: &str) {
+        let Ok(entry) = self.lookup(id) else { return };
+        let this = self.arc();
+        tokio::spawn(async move {
+            let mut deleted = entry.runtime_deleted.lock().await;
+            let rec = entry.snapshot();
+            *deleted = this.clean_up_exited(&rec).await;
+        });
     }
 
     async fn wait_exited(entry: &Entry, timeout: Duration) -> bool {

@@ -432,6 +432,20 @@ impl TestDaemon {
 
     /// Asserts that no container of this daemon left anything: no state
     /// or writable-layer directory, no overlay mount, no runc state.
+    /// Whether the container's overlay rootfs is mounted (mountinfo).
+    pub fn rootfs_mounted(&self, id: &str) -> bool {
+        let rootfs = self.state.join("containers").join(id).join("rootfs");
+        let rootfs = rootfs.to_string_lossy();
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        info.lines()
+            .any(|l| l.split(' ').nth(4) == Some(rootfs.as_ref()) && l.contains(" - overlay "))
+    }
+
+    /// Whether runc still has state of the container under peapod's root.
+    pub fn runc_knows(&self, id: &str) -> bool {
+        self.state.join("runtimes/runc").join(id).exists()
+    }
+
     pub fn assert_no_containers_left(&self) {
         for dir in [self.state.join("containers"), self.root.join("containers")] {
             let left: Vec<_> = std::fs::read_dir(&dir)
