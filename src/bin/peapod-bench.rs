@@ -25,6 +25,9 @@ use std::process::ExitCode;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+// Kubelet's default masked and read-only paths (what it sends in every
+// CreateContainer, see shared/fixtures/kubelet-cri-calls.json) and the
+// default capabilities are peapod's own lists.
 use peapod::api::image_service_client::ImageServiceClient;
 use peapod::api::runtime_service_client::RuntimeServiceClient;
 use peapod::api::security_profile::ProfileType;
@@ -38,6 +41,10 @@ use peapod::api::{
     PodSandboxStatusRequest, PodSandboxStatusResponse, PullImageRequest, RemoveContainerRequest,
     RemoveImageRequest, RemovePodSandboxRequest, RunPodSandboxRequest, SecurityProfile,
     StartContainerRequest, StopContainerRequest, StopPodSandboxRequest, VersionRequest,
+};
+use peapod::container::security::{
+    DEFAULT_CAPABILITIES as DEFAULT_CAPS, DEFAULT_MASKED_PATHS as MASKED_PATHS,
+    DEFAULT_READONLY_PATHS as READONLY_PATHS,
 };
 use tonic::transport::Channel;
 
@@ -61,30 +68,6 @@ const CONTAINER_SCRIPT: &str = "trap 'exit 0' TERM; sleep 3600 & wait";
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a started container may take to install its SIGTERM trap.
 const TRAP_LIMIT: Duration = Duration::from_secs(10);
-/// Kubelet's default masked and read-only paths (what it sends in every
-/// CreateContainer, see shared/fixtures/kubelet-cri-calls.json).
-const MASKED_PATHS: &[&str] = &[
-    "/proc/asound",
-    "/proc/acpi",
-    "/proc/interrupts",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-];
-const READONLY_PATHS: &[&str] = &[
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
-
 const USAGE: &str = "\
 usage: peapod-bench [OPTIONS]
 
@@ -1912,8 +1895,8 @@ impl TargetBench<'_> {
                         ..Default::default()
                     }),
                     run_as_user: Some(Int64Value { value: 0 }),
-                    masked_paths: strings(MASKED_PATHS),
-                    readonly_paths: strings(READONLY_PATHS),
+                    masked_paths: strings(&MASKED_PATHS),
+                    readonly_paths: strings(&READONLY_PATHS),
                     seccomp: Some(SecurityProfile {
                         profile_type: ProfileType::Unconfined as i32,
                         localhost_ref: String::new(),
@@ -2358,24 +2341,6 @@ async fn measure_running(
 // ---------------------------------------------------------------------------
 // The runc floor
 // ---------------------------------------------------------------------------
-
-/// The capabilities containerd and peapod give a container by default.
-const DEFAULT_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
 
 /// The files the floor's container bind-mounts, as the CRI containers do.
 const FLOOR_BINDS: &[(&str, &str)] = &[

@@ -24,7 +24,7 @@ fn parse_mountinfo(text: &str) -> Vec<MountPoint> {
         .filter_map(|l| {
             let (pre, _) = l.split_once(" - ")?;
             let fields: Vec<&str> = pre.split(' ').collect();
-            let path = unescape(fields.get(4)?);
+            let path = crate::cgroups::unescape_mountinfo(fields.get(4)?);
             let optional = fields.get(6..).unwrap_or(&[]);
             Some(MountPoint {
                 path,
@@ -33,27 +33,6 @@ fn parse_mountinfo(text: &str) -> Vec<MountPoint> {
             })
         })
         .collect()
-}
-
-/// mountinfo writes space, tab, newline and backslash as octal escapes.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The mount that holds `path` (the last one listed on the longest

@@ -7,6 +7,7 @@
 //! dir, the result of a successful ADD is cached on disk so DEL and CHECK can
 //! pass it as `prevResult`, and plugins are looked up in the bin dirs in order.
 
+use crate::container::runtime_spec::DEFAULT_PATH;
 use std::io;
 use std::net::IpAddr;
 use std::os::unix::fs::DirBuilderExt;
@@ -32,7 +33,6 @@ pub const NOT_READY_REASON: &str = "NetworkPluginNotReady";
 /// chatty plugin never blocks on a full pipe.
 const OUTPUT_LIMIT: usize = 1 << 20;
 const STDERR_IN_ERROR: usize = 2048;
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const CONFIG_EXTENSIONS: [&str; 3] = ["conflist", "conf", "json"];
 /// Spec 1.0 well-known error: the container is unknown, no cleanup needed.
 const ERR_CONTAINER_UNKNOWN: u64 = 3;
