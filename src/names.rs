@@ -113,8 +113,13 @@ where
                                         },
                                     );
                                 }
+                                // Free again, unless the failed creation
+                                // kept an object by that name (one that
+                                // could not be rolled back).
                                 Err(_) => {
-                                    map.remove(&key);
+                                    if matches!(map.get(&key), Some(NameState::InFlight(_))) {
+                                        map.remove(&key);
+                                    }
                                 }
                             }
                         }

@@ -96,6 +96,17 @@ pub fn descendants(pid: i32) -> Vec<i32> {
     out
 }
 
+/// SIGKILLs every process below `pid` (before `pid` itself is killed: once
+/// it is gone, they are reparented out of reach).
+pub fn kill_descendants(pid: i32) {
+    for p in descendants(pid) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
 impl ProcessRef {
     /// Looks up a live process by pid.
     pub fn of(pid: i32) -> Option<ProcessRef> {

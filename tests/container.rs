@@ -734,8 +734,14 @@ async fn remove_pod_sandbox_removes_running_containers() {
     let a = d
         .run(&pod, d.container_config("a", &image, &["sleep", "1000"]))
         .await;
+    // Created with a prefix of the pod's id, as crictl allows: still the
+    // pod's container.
+    let short = Pod {
+        id: pod.id[..12].to_string(),
+        config: pod.config.clone(),
+    };
     let b = d
-        .run(&pod, d.container_config("b", &image, &["sleep", "1000"]))
+        .run(&short, d.container_config("b", &image, &["sleep", "1000"]))
         .await;
     let (pa, pb) = (d.cpid(&a).await, d.cpid(&b).await);
     d.runtime()

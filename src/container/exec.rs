@@ -152,6 +152,11 @@ pub async fn exec_sync(
                     let _ = crate::process::kill_and_wait(p, Duration::from_secs(5)).await;
                 }
             }
+            // The runtime's exec command and anything left under the
+            // wrapper (a subreaper) go with it.
+            if let Some(pid) = child.id() {
+                crate::process::kill_descendants(pid as i32);
+            }
             let _ = child.kill().await;
             for r in &readers {
                 r.abort();

@@ -274,7 +274,9 @@ impl Containers {
                         warn!(container = %rec.id, "the container's monitor is gone without an exit status");
                         this.lost_monitor(&mut rec).await;
                         this.put(&rec).await?;
+                        let id = rec.id.clone();
                         this.insert(rec);
+                        this.clean_up_exited_later(&id);
                     }
                 }
                 ContainerState::Exited => this.insert(rec),
@@ -399,7 +401,12 @@ impl Containers {
 
     /// CreateContainer. A call with the name of a container still being
     /// created waits for that creation and returns its id.
-    pub async fn create(&self, spec: ContainerSpec) -> CreateResult {
+    pub async fn create(&self, mut spec: ContainerSpec) -> CreateResult {
+        // The sandbox by its full id (the request may give a prefix): the
+        // record, the name and the pod's stop and remove go by it.
+        if let Ok(view) = self.sandboxes.status(&spec.sandbox_id) {
+            spec.sandbox_id = view.record.id.clone();
+        }
         let key: NameKey = (spec.sandbox_id.clone(), spec.metadata.clone());
         let this = self.arc();
         self.names
@@ -804,9 +811,7 @@ impl Containers {
         if rec.monitor.is_none() {
             if let Some(pid) = find_monitor(&rec.id) {
                 warn!(container = %rec.id, pid, "killing the monitor of an interrupted creation");
-                for p in crate::process::descendants(pid).into_iter().chain([pid]) {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), Signal::SIGKILL);
-                }
+                crate::process::kill_descendants(pid);
                 if let Some(p) = ProcessRef::of(pid) {
                     let _ = crate::process::kill_and_wait(p, KILL_TIMEOUT).await;
                 }
@@ -909,10 +914,17 @@ impl Containers {
         }
         let (exit, message) = match monitor::read_exit_file(&rec.exit_file()) {
             Ok(Some(exit)) => (exit, None),
-            Ok(None) => {
-                warn!(container = %id, "the container's monitor exited without an exit status");
+            // No status, or none that can be read: the exit is unknown,
+            // as when the monitor was killed, but the container is gone.
+            lost => {
                 let mut r = (*rec).clone();
                 self.lost_monitor(&mut r).await;
+                if let Err(e) = lost {
+                    error!(container = %id, "cannot read the exit file: {e}");
+                    r.message = format!("{} ({e})", r.message);
+                } else {
+                    warn!(container = %id, "the container's monitor exited without an exit status");
+                }
                 let exit = ExitStatus {
                     exit_code: r.exit_code,
                     signal: 0,
@@ -920,10 +932,6 @@ impl Containers {
                     finished_at: r.finished_at,
                 };
                 (exit, Some(r.message))
-            }
-            Err(e) => {
-                error!(container = %id, "cannot read the exit file: {e}");
-                return;
             }
         };
         let apply = |x: &mut ContainerRecord| {
@@ -1054,10 +1062,12 @@ impl Containers {
                         r.reason = "ContainerCannotRun".into();
                         r.message = message.clone();
                     });
-                    this.commit(&entry).await?;
+                    let committed = this.commit(&entry).await;
                     if let Some(init) = rec.init {
                         let _ = crate::process::kill_and_wait(init, KILL_TIMEOUT).await;
                     }
+                    this.clean_up_exited_later(&rec.id);
+                    committed?;
                     Err(ContainerError::Internal(message))
                 }
             }
@@ -1291,7 +1301,7 @@ impl Containers {
                     rec.id
                 )));
             }
-            let merged = rec.resources.merged(&update);
+            let merged = this.in_force(&rec.resources.merged(&update));
             let oci = runtime_spec::resources(&merged, &this.host)?;
             let json = serde_json::to_vec(&oci)
                 .map_err(|e| ContainerError::internal("encode resources", e))?;

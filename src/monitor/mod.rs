@@ -179,8 +179,13 @@ pub async fn launch(
     // The first process exits right after its fork; reap it.
     let first = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
 
+    // The runtime's create (and the container init it made) go with the
+    // monitor: killed first, or they would outlive it with nobody to
+    // find them by.
+    let kill_children = |monitor: &ProcessRef| crate::process::kill_descendants(monitor.pid);
     let fail = |monitor: Option<(ProcessRef, PidFd)>, err: MonitorError| async move {
-        if let Some((_, fd)) = monitor {
+        if let Some((p, fd)) = monitor {
+            kill_children(&p);
             let _ = fd.signal(nix::sys::signal::Signal::SIGKILL);
             let _ = fd.wait_timeout(Duration::from_secs(5)).await;
         }
@@ -204,6 +209,7 @@ pub async fn launch(
                     fd.wait_timeout(left.max(Duration::from_secs(1))).await,
                     Ok(true)
                 ) {
+                    kill_children(&p);
                     if let Ok(fd) = p.open() {
                         let _ = fd.signal(nix::sys::signal::Signal::SIGKILL);
                     }
