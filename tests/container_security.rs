@@ -212,7 +212,18 @@ async fn host_network_and_host_pid_containers_use_the_hosts_namespaces() {
     d.exec_ok(&id, &["sh", "-c", "sleep 999 >/dev/null 2>&1 &"])
         .await;
     let cg = format!("{}/{id}", pod.cgroup_parent());
+    let procs: Vec<i32> = cgroup_v1_file("pids", &cg, "cgroup.procs")
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert!(
+        procs.len() >= 2,
+        "the init and the background sleep: {procs:?}"
+    );
     d.stop_container(&id, 0).await;
+    for p in &procs {
+        assert!(!process_exists(*p), "{p} outlived the stop");
+    }
     for dir in TestDaemon::cgroup_dirs(&cg) {
         let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
         assert!(
@@ -558,6 +569,12 @@ async fn mounts_readonly_symlinks_propagation_hosts_and_devices() {
         .await
         .contains("kubelet-made"));
     d.exec_ok(&id, &["sh", "-c", "echo x > /dev/mynull"]).await;
+    // A device node (null is 1:3), not a file the write just made.
+    assert_eq!(
+        d.exec_ok(&id, &["stat", "-c", "%F %t:%T", "/dev/mynull"])
+            .await,
+        "character special file 1:3\n"
+    );
     // A mount the host makes later appears inside (rslave).
     let sub = shared.0.join("later");
     std::fs::create_dir_all(&sub).unwrap();

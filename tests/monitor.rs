@@ -761,6 +761,7 @@ async fn sigkill_without_oom_is_not_oom_killed() {
         (exit.exit_code, exit.signal, exit.oom_killed),
         (137, 9, false)
     );
+    assert_eq!(oom_kills(&c), 0);
 }
 
 #[tokio::test]
@@ -786,8 +787,19 @@ async fn oom_kill_is_reported() {
         (137, 9, true),
         "{exit:?}"
     );
+    // The kernel's own count agrees.
+    assert!(oom_kills(&c) >= 1);
+}
+
+/// `oom_kill` of the container cgroup's `memory.oom_control` (v1).
+fn oom_kills(c: &Container) -> u64 {
     let oom = std::fs::read_to_string(c.memory_cgroup().join("memory.oom_control")).unwrap();
-    println!("memory.oom_control after the kill:\n{oom}");
+    oom.lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .unwrap_or_else(|| panic!("no oom_kill in memory.oom_control:\n{oom}"))
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 #[tokio::test]

@@ -441,9 +441,17 @@ impl TestDaemon {
             .any(|l| l.split(' ').nth(4) == Some(rootfs.as_ref()) && l.contains(" - overlay "))
     }
 
-    /// Whether runc still has state of the container under peapod's root.
+    /// The runtime roots peapod gave its handlers (`<state>/runtimes/<name>`).
+    fn runtime_roots(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.state.join("runtimes"))
+            .map(|r| r.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether an OCI runtime still has state of the container under
+    /// peapod's roots.
     pub fn runc_knows(&self, id: &str) -> bool {
-        self.state.join("runtimes/runc").join(id).exists()
+        self.runtime_roots().iter().any(|r| r.join(id).exists())
     }
 
     pub fn assert_no_containers_left(&self) {
@@ -453,11 +461,16 @@ impl TestDaemon {
                 .unwrap_or_default();
             assert!(left.is_empty(), "left in {}: {left:?}", dir.display());
         }
-        let runc_root = self.state.join("runtimes/runc");
-        let left: Vec<_> = std::fs::read_dir(&runc_root)
-            .map(|r| r.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        assert!(left.is_empty(), "runc still knows {left:?}");
+        let left: Vec<_> = self
+            .runtime_roots()
+            .iter()
+            .flat_map(|root| {
+                std::fs::read_dir(root)
+                    .map(|r| r.flatten().map(|e| e.path()).collect::<Vec<_>>())
+                    .unwrap_or_default()
+            })
+            .collect();
+        assert!(left.is_empty(), "an OCI runtime still knows {left:?}");
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         let dir = self.state.join("containers").to_string_lossy().to_string();
         assert!(
