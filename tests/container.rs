@@ -343,6 +343,19 @@ async fn exec_sync_output_exit_codes_and_timeouts() {
     let id = d
         .run(&pod, d.container_config("app", &image, &["sleep", "1000"]))
         .await;
+    let init = proc_status(d.cpid(&id).await);
+    assert_eq!(init["SigIgn"], "0000000000000000");
+    // An exec'd command starts with no signal ignored or blocked, like
+    // the container's init (the runtime's caller must not pass its own on).
+    let status = d.exec_ok(&id, &["cat", "/proc/self/status"]).await;
+    for field in ["SigIgn:", "SigBlk:"] {
+        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+        assert_eq!(
+            line.split_whitespace().nth(1),
+            Some("0000000000000000"),
+            "{line}"
+        );
+    }
     d.cpid(&id).await;
 
     let r = d

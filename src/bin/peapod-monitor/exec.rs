@@ -96,6 +96,14 @@ pub fn main(args: &[OsString]) -> ExitCode {
     // SAFETY: single-threaded; the child only execs (or exits).
     let runtime = match unsafe { fork() } {
         Ok(ForkResult::Child) => {
+            // The runtime (and through it the command) starts as from a
+            // shell, not with this binary's ignored SIGPIPE.
+            crate::pause::reset_signal_dispositions();
+            let _ = nix::sys::signal::sigprocmask(
+                nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                Some(&nix::sys::signal::SigSet::empty()),
+                None,
+            );
             let _ = execvp(&argv[0], &argv);
             // SAFETY: leave the forked child without running anything else.
             unsafe { libc::_exit(EXIT_RUNTIME as i32) }

@@ -497,18 +497,27 @@ fn child_fail(status: RawFd, step: &str, errno: Errno) -> ! {
 }
 
 /// Puts every signal back to its default action; ignored dispositions
-/// (std ignores SIGPIPE) would otherwise survive exec.
+/// (std ignores SIGPIPE; a caller may pass on others) would otherwise
+/// survive exec. The raw system call, because glibc refuses to touch the
+/// signals it reserves (32 and 33), which can arrive ignored too.
 pub(crate) fn reset_signal_dispositions() {
+    // The kernel's struct sigaction: handler, flags, restorer, mask; all
+    // zero is SIG_DFL with no flags and an empty mask.
+    let action = [0u64; 4];
     for sig in 1..=libc::SIGRTMAX() {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        // SAFETY: a zeroed sigaction with SIG_DFL is a valid argument;
-        // signals glibc reserves are refused with EINVAL, ignored here.
+        // SAFETY: rt_sigaction with a valid kernel sigaction and the
+        // kernel's sigset size (8 bytes); no old action is asked for.
         unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = libc::SIG_DFL;
-            libc::sigaction(sig, &action, std::ptr::null_mut());
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                action.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            );
         }
     }
 }
