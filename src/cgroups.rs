@@ -336,6 +336,22 @@ impl CgroupLayout {
         Ok(pids.into_iter().collect())
     }
 
+    /// SIGKILLs whatever is in cgroup `path` until it is empty (processes
+    /// forking meanwhile are caught by the next round), for at most a
+    /// second. A cgroup that does not exist is empty.
+    pub async fn kill_all(&self, path: &str) -> Result<(), CgroupError> {
+        if !self.exists(path) {
+            return Ok(());
+        }
+        for _ in 0..50 {
+            if self.signal_all(path, Signal::SIGKILL)? == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
     /// Sends `sig` to every process in `path` (see [`Self::pids`]); returns
     /// how many were signalled. Processes that exit meanwhile are skipped.
     /// A process forking during the call can escape one round: to kill a

@@ -143,7 +143,7 @@ impl Default for Config {
             runtimes,
             images: ImagesConfig::default(),
             restrict_oom_score_adj: OomScoreAdjRestriction::Auto,
-            container_log_max_line: 16 * 1024,
+            container_log_max_line: crate::monitor::DEFAULT_LOG_MAX_LINE,
         }
     }
 }

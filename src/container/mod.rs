@@ -48,9 +48,6 @@ use runtime_spec::HostFacts;
 const CREATE_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long a SIGKILLed container may take to be reported gone.
 const KILL_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long the monitor keeps reading output after the init exited, when
-/// other processes still hold the container's stdout.
-const DRAIN_TIMEOUT: Duration = Duration::from_millis(1000);
 
 /// Filter of ListContainers; `None` fields match everything.
 #[derive(Debug, Default, Clone)]
@@ -157,14 +154,7 @@ pub fn runtimes(config: &Config) -> HashMap<String, Arc<dyn OciRuntime>> {
 /// its effective set).
 fn has_cap_sys_resource() -> bool {
     const CAP_SYS_RESOURCE: u32 = 24;
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        })
-        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
+    security::own_capability_mask("CapEff").is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
 }
 
 fn own_oom_score_adj() -> i64 {
@@ -350,11 +340,7 @@ impl Containers {
     /// Writes the entry's newest record.
     async fn commit(&self, entry: &Entry) -> Result<(), ContainerError> {
         let _c = entry.commit.lock().await;
-        let rec = entry.snapshot();
-        Ok(self
-            .store
-            .put_async(Table::Containers, rec.id.clone(), (*rec).clone())
-            .await?)
+        self.put(&entry.snapshot()).await
     }
 
     fn runtime(&self, handler: &str) -> Result<Arc<dyn OciRuntime>, ContainerError> {
@@ -750,7 +736,9 @@ impl Containers {
             stdin_once: rec.spec.stdin_once,
             oom_file: self.cgroups.oom_file(&rec.cgroup),
             runtime_log: Some(rec.runtime_log()),
-            drain_timeout: DRAIN_TIMEOUT,
+            // How long output is still read after the init exited, when
+            // other processes hold the container's stdout.
+            drain_timeout: monitor::DEFAULT_DRAIN_TIMEOUT,
             runtime_argv: argv,
         };
         let launched = monitor::launch(&self.config.monitor_binary(), &args, CREATE_TIMEOUT)
@@ -835,17 +823,8 @@ impl Containers {
             }
         }
         // Whatever else is in its cgroup (a host-PID container's children).
-        if self.cgroups.exists(&rec.cgroup) {
-            for _ in 0..50 {
-                match self.cgroups.signal_all(&rec.cgroup, Signal::SIGKILL) {
-                    Ok(0) => break,
-                    Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-                    Err(e) => {
-                        problems.push(format!("kill the processes of cgroup {}: {e}", rec.cgroup));
-                        break;
-                    }
-                }
-            }
+        if let Err(e) = self.cgroups.kill_all(&rec.cgroup).await {
+            problems.push(format!("kill the processes of cgroup {}: {e}", rec.cgroup));
         }
         if let Err(e) = crate::sandbox::files::unmount_all(&rec.rootfs()) {
             problems.push(format!("unmount {}: {e}", rec.rootfs().display()));
@@ -1006,12 +985,9 @@ impl Containers {
 
     async fn wait_exited(entry: &Entry, timeout: Duration) -> bool {
         let mut rx = entry.state.subscribe();
-        tokio::time::timeout(
-            timeout,
-            rx.wait_for(|s| !matches!(s, ContainerState::Created | ContainerState::Running)),
-        )
-        .await
-        .is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(timeout, rx.wait_for(|s| !live(*s)))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     // ---------------------------------------------------------- start/stop
@@ -1091,7 +1067,7 @@ impl Containers {
 
     async fn stop_locked(&self, entry: &Entry, timeout: Duration) -> Result<(), ContainerError> {
         let rec = entry.snapshot();
-        let live = matches!(rec.state, ContainerState::Created | ContainerState::Running);
+        let live = live(rec.state);
         if live {
             let init = rec.init.and_then(|p| p.open().ok());
             if rec.state == ContainerState::Running && !timeout.is_zero() {
@@ -1126,14 +1102,8 @@ impl Containers {
     /// Without a PID namespace of its own, a container's processes outlive
     /// its init; stopping the container ends them too.
     async fn kill_leftovers(&self, rec: &ContainerRecord) {
-        if rec.own_pid_namespace || !self.cgroups.exists(&rec.cgroup) {
-            return;
-        }
-        for _ in 0..50 {
-            match self.cgroups.signal_all(&rec.cgroup, Signal::SIGKILL) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
+        if !rec.own_pid_namespace {
+            let _ = self.cgroups.kill_all(&rec.cgroup).await;
         }
     }
 
@@ -1295,7 +1265,7 @@ impl Containers {
         tokio::spawn(async move {
             let _op = entry.op.lock().await;
             let rec = entry.snapshot();
-            if !matches!(rec.state, ContainerState::Created | ContainerState::Running) {
+            if !live(rec.state) {
                 return Err(ContainerError::FailedPrecondition(format!(
                     "container {} is not running",
                     rec.id
@@ -1341,7 +1311,7 @@ impl Containers {
 }
 
 /// Whether a container has (or may still have) a running process.
-fn live(s: ContainerState) -> bool {
+pub(crate) fn live(s: ContainerState) -> bool {
     matches!(s, ContainerState::Created | ContainerState::Running)
 }
 

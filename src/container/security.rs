@@ -109,11 +109,27 @@ const CAP_LAST_CAP: &str = "/proc/sys/kernel/cap_last_cap";
 /// Every capability this kernel knows, by number: those up to
 /// `/proc/sys/kernel/cap_last_cap`, or all peapod knows when that file
 /// cannot be read.
+/// Read once: the kernel's list does not change while it runs.
 pub fn known_capabilities() -> Vec<&'static str> {
-    let last = std::fs::read_to_string(CAP_LAST_CAP)
-        .ok()
-        .and_then(|s| s.trim().parse::<usize>().ok());
-    capabilities_up_to(last)
+    static KNOWN: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    KNOWN
+        .get_or_init(|| {
+            let last = std::fs::read_to_string(CAP_LAST_CAP)
+                .ok()
+                .and_then(|s| s.trim().parse::<usize>().ok());
+            capabilities_up_to(last)
+        })
+        .clone()
+}
+
+/// A capability mask of this process from `/proc/self/status`, e.g.
+/// `CapBnd` or `CapEff`.
+pub fn own_capability_mask(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
 }
 
 fn capabilities_up_to(last: Option<usize>) -> Vec<&'static str> {
@@ -200,24 +216,22 @@ pub fn capability_set(
 /// added) means these, as in other runtimes: root may lack some (e.g.
 /// CAP_SYS_RESOURCE in a restricted VM), and the OCI runtime cannot grant
 /// what its caller does not hold.
+/// Read once: a bounding set only ever shrinks, and peapod drops nothing.
 pub fn held_capabilities() -> Vec<&'static str> {
-    let bounding = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapBnd:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        });
-    let known = known_capabilities();
-    match bounding {
-        Some(mask) => known
-            .into_iter()
-            .enumerate()
-            .filter(|(bit, _)| *bit < 64 && mask & (1u64 << bit) != 0)
-            .map(|(_, c)| c)
-            .collect(),
-        None => known,
-    }
+    static HELD: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    HELD.get_or_init(|| {
+        let known = known_capabilities();
+        match own_capability_mask("CapBnd") {
+            Some(mask) => known
+                .into_iter()
+                .enumerate()
+                .filter(|(bit, _)| *bit < 64 && mask & (1u64 << bit) != 0)
+                .map(|(_, c)| c)
+                .collect(),
+            None => known,
+        }
+    })
+    .clone()
 }
 
 fn capability_set_within(

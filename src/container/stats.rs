@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{ContainerError, ContainerFilter, ContainerRecord, ContainerState, Containers};
+use super::{ContainerError, ContainerFilter, ContainerRecord, Containers};
 use crate::cgroups::CgroupStats;
 
 /// One container's usage, each part with the time it was read.
@@ -72,7 +72,7 @@ impl Containers {
         let records: Vec<Arc<ContainerRecord>> = self
             .list(&filter)
             .into_iter()
-            .filter(|r| matches!(r.state, ContainerState::Created | ContainerState::Running))
+            .filter(|r| super::live(r.state))
             .collect();
         let this = self.arc();
         tokio::task::spawn_blocking(move || {

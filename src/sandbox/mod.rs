@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use tracing::{debug, error, info, warn};
 
 pub use spec::*;
@@ -519,21 +518,9 @@ impl Sandboxes {
         }
         // Anything else left in the pod's cgroup (e.g. a process that joined
         // the pod's namespaces) goes too.
-        if self.cgroups.exists(&rec.cgroup) {
-            for _ in 0..50 {
-                match self.cgroups.signal_all(&rec.cgroup, Signal::SIGKILL) {
-                    Ok(0) => break,
-                    Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-                    Err(e) => {
-                        return Err(SandboxError::Internal(format!(
-                            "kill processes in cgroup {}: {e}",
-                            rec.cgroup
-                        )))
-                    }
-                }
-            }
-        }
-        Ok(())
+        self.cgroups.kill_all(&rec.cgroup).await.map_err(|e| {
+            SandboxError::Internal(format!("kill processes in cgroup {}: {e}", rec.cgroup))
+        })
     }
 
     /// Marks the sandbox NOTREADY when its infra process exits, without
