@@ -691,6 +691,22 @@ async fn kubelet_container_requests() {
     assert_eq!(r.oom_score_adj, want["oom_score_adj"].as_i64().unwrap());
     // No hugetlb controller here: as containerd, no hugepage limits in force.
     assert!(r.hugepage_limits.is_empty());
+    // And the kernel holds what the status says.
+    let pid = d.cpid(&bb).await;
+    let cg = common::containers::proc_cgroup(pid, "cpu");
+    let file = |c: &str, f: &str| common::containers::cgroup_v1_file(c, &cg, f);
+    assert_eq!(file("cpu", "cpu.shares"), r.cpu_shares.to_string());
+    assert_eq!(file("cpu", "cpu.cfs_quota_us"), r.cpu_quota.to_string());
+    assert_eq!(
+        file("memory", "memory.limit_in_bytes"),
+        r.memory_limit_in_bytes.to_string()
+    );
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))
+            .unwrap()
+            .trim(),
+        r.oom_score_adj.to_string()
+    );
 
     // An API pod (Guaranteed, oom_score_adj -997) with a token mount.
     let (sb2, pod2, config) = fixture_container(
