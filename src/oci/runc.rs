@@ -21,6 +21,20 @@ pub struct CliRuntime {
 }
 
 impl CliRuntime {
+    /// The runtime with its global options and a JSON log at `log`, ready
+    /// for a subcommand.
+    fn logged_argv(&self, log: &Path) -> Vec<OsString> {
+        let mut argv: Vec<OsString> = vec![self.path.clone().into()];
+        argv.extend(self.global_args());
+        argv.extend([
+            "--log".into(),
+            log.as_os_str().to_owned(),
+            "--log-format".into(),
+            "json".into(),
+        ]);
+        argv
+    }
+
     /// `path` is the binary, `root` its `--root` state directory.
     pub fn new(name: &str, path: &Path, root: &Path, systemd_cgroup: bool) -> CliRuntime {
         CliRuntime {
@@ -136,13 +150,8 @@ impl OciRuntime for CliRuntime {
     }
 
     fn create_argv(&self, id: &str, paths: &CreatePaths<'_>) -> Vec<OsString> {
-        let mut argv: Vec<OsString> = vec![self.path.clone().into()];
-        argv.extend(self.global_args());
+        let mut argv = self.logged_argv(paths.log);
         argv.extend([
-            "--log".into(),
-            paths.log.as_os_str().to_owned(),
-            "--log-format".into(),
-            "json".into(),
             "create".into(),
             "--bundle".into(),
             paths.bundle.as_os_str().to_owned(),
@@ -213,13 +222,8 @@ impl OciRuntime for CliRuntime {
         pid_file: &Path,
         log: &Path,
     ) -> Vec<OsString> {
-        let mut argv: Vec<OsString> = vec![self.path.clone().into()];
-        argv.extend(self.global_args());
+        let mut argv = self.logged_argv(log);
         argv.extend([
-            "--log".into(),
-            log.as_os_str().to_owned(),
-            "--log-format".into(),
-            "json".into(),
             "exec".into(),
             "--detach".into(),
             "--process".into(),

@@ -984,6 +984,8 @@ impl Monitor {
                     .finish(&mut |c, tag| log.write(&ts, out.stream, tag, c));
             }
         }
+        // The control socket goes whatever happens below.
+        sys::unlink(&self.socket_path);
         let Some(exit) = self.exit else {
             return 1;
         };
@@ -996,7 +998,6 @@ impl Monitor {
             .unwrap_or(0);
         let oom_killed = oom_kills > 0 && exit.signal == libc::SIGKILL;
         let written = write_atomically(&self.opts.exit_file, &exit_file_text(&exit, oom_killed));
-        sys::unlink(&self.socket_path);
         match written {
             Ok(()) => 0,
             Err(_) => 1,
