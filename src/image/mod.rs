@@ -200,17 +200,34 @@ pub struct PinGuard<'a> {
     keys: Vec<String>,
 }
 
-impl Drop for PinGuard<'_> {
-    fn drop(&mut self) {
-        let mut counts = self.pins.counts.lock().unwrap_or_else(|e| e.into_inner());
-        for k in &self.keys {
+impl Pins {
+    fn hold(&self, keys: &[String]) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        for k in keys {
+            *counts.entry(k.clone()).or_default() += 1;
+        }
+    }
+
+    /// Ends one [`Pins::hold`]; true when a key is no longer held at all.
+    fn release(&self, keys: &[String]) -> bool {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut freed = false;
+        for k in keys {
             if let Some(n) = counts.get_mut(k) {
                 *n -= 1;
                 if *n == 0 {
                     counts.remove(k);
+                    freed = true;
                 }
             }
         }
+        freed
+    }
+}
+
+impl Drop for PinGuard<'_> {
+    fn drop(&mut self) {
+        self.pins.release(&self.keys);
     }
 }
 
@@ -455,34 +472,22 @@ impl Images {
     /// Keeps layers from collection while a container's rootfs stacks them
     /// (counted: each call needs its own release).
     pub fn hold_layers(&self, chain_ids: &[String]) {
-        let mut counts = self.pins.counts.lock().unwrap_or_else(|e| e.into_inner());
-        for k in chain_ids {
-            *counts.entry(k.clone()).or_default() += 1;
-        }
+        self.pins.hold(chain_ids);
     }
 
     /// Ends one [`Images::hold_layers`]; layers no image and no container
-    /// uses any more are deleted.
+    /// uses any more are deleted (looked for only when a layer is no
+    /// longer held by anyone).
     pub async fn release_layers(&self, chain_ids: &[String]) -> Result<(), ImageError> {
-        {
-            let mut counts = self.pins.counts.lock().unwrap_or_else(|e| e.into_inner());
-            for k in chain_ids {
-                if let Some(n) = counts.get_mut(k) {
-                    *n -= 1;
-                    if *n == 0 {
-                        counts.remove(k);
-                    }
-                }
-            }
+        if self.pins.release(chain_ids) {
+            self.delete_garbage().await
+        } else {
+            Ok(())
         }
-        self.delete_garbage().await
     }
 
     fn pin(&self, keys: &[String]) -> PinGuard<'_> {
-        let mut counts = self.pins.counts.lock().unwrap_or_else(|e| e.into_inner());
-        for k in keys {
-            *counts.entry(k.clone()).or_default() += 1;
-        }
+        self.pins.hold(keys);
         PinGuard {
             pins: &self.pins,
             keys: keys.to_vec(),
