@@ -889,6 +889,68 @@ impl CgroupLayout {
     }
 }
 
+/// The cgroup operations the pod and container lifecycles use, so that
+/// their rollback and recovery can be tested over a fake. The real one is
+/// [`CgroupLayout`]; see its methods.
+#[tonic::async_trait]
+pub trait CgroupManager: Send + Sync {
+    fn check_path(&self, path: &str) -> Result<String, CgroupError>;
+    fn create(&self, path: &str) -> Result<(), CgroupError>;
+    fn add_process(&self, path: &str, pid: i32) -> Result<(), CgroupError>;
+    async fn kill_all(&self, path: &str) -> Result<(), CgroupError>;
+    fn signal_all(&self, path: &str, sig: Signal) -> Result<usize, CgroupError>;
+    /// Blocks while a busy cgroup is retried: call it off the async workers.
+    fn remove(&self, path: &str) -> Result<(), CgroupError>;
+    fn dirs(&self, path: &str) -> Vec<PathBuf>;
+    fn oom_file(&self, path: &str) -> Option<PathBuf>;
+    fn stats(&self, path: &str) -> Result<CgroupStats, CgroupError>;
+}
+
+#[tonic::async_trait]
+impl CgroupManager for CgroupLayout {
+    fn check_path(&self, path: &str) -> Result<String, CgroupError> {
+        CgroupLayout::check_path(self, path)
+    }
+    fn create(&self, path: &str) -> Result<(), CgroupError> {
+        CgroupLayout::create(self, path)
+    }
+    fn add_process(&self, path: &str, pid: i32) -> Result<(), CgroupError> {
+        CgroupLayout::add_process(self, path, pid)
+    }
+    async fn kill_all(&self, path: &str) -> Result<(), CgroupError> {
+        CgroupLayout::kill_all(self, path).await
+    }
+    fn signal_all(&self, path: &str, sig: Signal) -> Result<usize, CgroupError> {
+        CgroupLayout::signal_all(self, path, sig)
+    }
+    fn remove(&self, path: &str) -> Result<(), CgroupError> {
+        CgroupLayout::remove(self, path)
+    }
+    fn dirs(&self, path: &str) -> Vec<PathBuf> {
+        CgroupLayout::dirs(self, path)
+    }
+    fn oom_file(&self, path: &str) -> Option<PathBuf> {
+        CgroupLayout::oom_file(self, path)
+    }
+    fn stats(&self, path: &str) -> Result<CgroupStats, CgroupError> {
+        CgroupLayout::stats(self, path)
+    }
+}
+
+/// Removes `path` off the async workers (removal retries a busy cgroup
+/// for up to a second).
+pub async fn remove_blocking(
+    cgroups: &std::sync::Arc<dyn CgroupManager>,
+    path: &str,
+) -> Result<(), String> {
+    let (cgroups, owned) = (cgroups.clone(), path.to_string());
+    match tokio::task::spawn_blocking(move || cgroups.remove(&owned)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("remove cgroup {path}: {e}")),
+        Err(e) => Err(format!("remove cgroup {path}: {e}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,8 +2,9 @@
 //!
 //! The daemon (`peapod serve`) answers the CRI v1 `RuntimeService` and
 //! `ImageService` on a unix socket. Layers depend downward:
-//! `server` (gRPC adapters) → `sandbox`, `image` (domain) → `store`, `cgroups`,
-//! `process` (mechanisms).
+//! `server` (gRPC adapters) → `pods` → `sandbox`, `container`, `image`
+//! (domain) → `objects`, `oci`, `monitor`, `cgroups`, `host`, `store`
+//! (mechanisms). Sandboxes hand containers a [`pod::PodContext`].
 
 /// Types and client/server code generated from `proto/api.proto`
 /// (package `runtime.v1`).
@@ -16,13 +17,18 @@ pub mod cgroups;
 pub mod client;
 pub mod config;
 pub mod container;
-pub mod fsutil;
+pub mod errors;
+pub mod host;
 pub mod ids;
 pub mod image;
 pub mod monitor;
-pub mod names;
+pub mod objects;
 pub mod oci;
+pub mod pod;
+pub mod pods;
 pub mod process;
 pub mod sandbox;
 pub mod server;
 pub mod store;
+#[cfg(test)]
+pub mod testing;

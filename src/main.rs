@@ -11,12 +11,14 @@ use tracing::{info, warn};
 
 use peapod::api::image_service_server::ImageServiceServer;
 use peapod::api::runtime_service_server::RuntimeServiceServer;
-use peapod::cgroups::CgroupLayout;
+use peapod::cgroups::{CgroupLayout, CgroupManager};
 use peapod::config::Config;
-use peapod::container::Containers;
+use peapod::container::{ContainerDeps, Containers};
+use peapod::host::{Host, HostOps};
 use peapod::image::registry::RegistrySettings;
 use peapod::image::{ImageSettings, Images};
-use peapod::sandbox::Sandboxes;
+use peapod::pods::Pods;
+use peapod::sandbox::{CniPlugins, PauseMonitor, SandboxDeps, Sandboxes, INFRA_START_TIMEOUT};
 use peapod::server::{Daemon, ImageApi, RuntimeApi};
 use peapod::store::Store;
 
@@ -183,7 +185,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Arc::new(Store::open(&config.database_path()).with_context(|| {
             format!("open metadata store {}", config.database_path().display())
         })?);
-    let cgroups = Arc::new(CgroupLayout::detect().context("detect cgroup hierarchies")?);
+    let layout = CgroupLayout::detect().context("detect cgroup hierarchies")?;
+    let facts = peapod::container::host_facts(&config, &layout);
+    let cgroups: Arc<dyn CgroupManager> = Arc::new(layout);
+    let host: Arc<dyn HostOps> = Arc::new(Host);
     let held = peapod::container::held_layers(&store).context("read container records")?;
     let images = {
         let (dir, store, settings) = (config.images_dir(), store.clone(), image_settings(&config));
@@ -193,20 +198,32 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .context("open image store")?
     };
     let images = Arc::new(images);
-    let sandboxes = Sandboxes::recover(config.clone(), store.clone(), cgroups.clone())
+    let sandbox_deps = SandboxDeps {
+        cgroups: cgroups.clone(),
+        host: host.clone(),
+        network: Arc::new(CniPlugins::new(&config)),
+        infra: Arc::new(PauseMonitor {
+            binary: config.monitor_binary(),
+            timeout: INFRA_START_TIMEOUT,
+        }),
+    };
+    let sandboxes = Sandboxes::recover(config.clone(), store.clone(), sandbox_deps)
         .await
         .context("recover sandboxes")?;
-    let containers = Containers::recover(
-        config.clone(),
-        store,
+    let container_deps = ContainerDeps {
+        pods: sandboxes.clone(),
+        images: images.clone(),
         cgroups,
-        sandboxes.clone(),
-        images.clone(),
-    )
-    .await
-    .context("recover containers")?;
+        host,
+        runtimes: peapod::container::runtimes(&config),
+        facts,
+    };
+    let containers = Containers::recover(config.clone(), store, container_deps)
+        .await
+        .context("recover containers")?;
     let daemon = Arc::new(Daemon {
         config: config.clone(),
+        pods: Pods::new(sandboxes.clone(), containers.clone()),
         sandboxes,
         images,
         containers,

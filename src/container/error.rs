@@ -1,69 +1,37 @@
-//! The container layer's error, mapped once to a gRPC status by `server`.
+//! The container layer's error is [`crate::errors::Error`]; here is how the
+//! errors of the parts it uses become one.
 
 use super::security::SecurityError;
 use super::user::UserError;
+use crate::errors::Error;
 use crate::oci::OciError;
-use crate::store::StoreError;
 
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ContainerError {
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{field}: {message}")]
-    InvalidArgument { field: String, message: String },
-    #[error("{0}")]
-    AlreadyExists(String),
-    #[error("{0}")]
-    FailedPrecondition(String),
-    #[error("{0}")]
-    DeadlineExceeded(String),
-    #[error("{0}")]
-    Internal(String),
-}
+/// The container layer's error.
+pub type ContainerError = Error;
 
-impl ContainerError {
-    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
-        ContainerError::InvalidArgument {
-            field: field.to_string(),
-            message: message.into(),
+impl From<OciError> for Error {
+    fn from(e: OciError) -> Self {
+        match e {
+            e @ OciError::Refused { .. } => Error::FailedPrecondition(e.to_string()),
+            e => Error::Internal(e.to_string()),
         }
     }
-
-    pub fn internal(what: &str, e: impl std::fmt::Display) -> Self {
-        ContainerError::Internal(format!("{what}: {e}"))
-    }
 }
 
-impl From<StoreError> for ContainerError {
-    fn from(e: StoreError) -> Self {
-        ContainerError::Internal(e.to_string())
-    }
-}
-
-impl From<OciError> for ContainerError {
-    fn from(e: OciError) -> Self {
-        ContainerError::Internal(e.to_string())
-    }
-}
-
-impl From<SecurityError> for ContainerError {
+impl From<SecurityError> for Error {
     fn from(e: SecurityError) -> Self {
         match e {
-            SecurityError::Invalid { field, message } => {
-                ContainerError::InvalidArgument { field, message }
-            }
-            SecurityError::Unsupported(m) => ContainerError::FailedPrecondition(m),
+            SecurityError::Invalid { field, message } => Error::InvalidArgument { field, message },
+            SecurityError::Unsupported(m) => Error::FailedPrecondition(m),
         }
     }
 }
 
-impl From<UserError> for ContainerError {
+impl From<UserError> for Error {
     fn from(e: UserError) -> Self {
         match e {
-            UserError::Invalid { field, message } => {
-                ContainerError::InvalidArgument { field, message }
-            }
-            UserError::Io(m) => ContainerError::Internal(m),
+            UserError::Invalid { field, message } => Error::InvalidArgument { field, message },
+            UserError::Io(m) => Error::Internal(m),
         }
     }
 }

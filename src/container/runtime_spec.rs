@@ -18,12 +18,9 @@ use super::error::ContainerError;
 use super::security;
 use super::spec::{ContainerRecord, PidMode, Propagation, Resources, SeccompSpec};
 use super::user::ResolvedUser;
+use crate::host::DEFAULT_PATH;
 use crate::image::manifest::RunConfig;
-use crate::sandbox::{NamespaceMode, SandboxRecord};
-
-/// The search path a container gets when neither its image nor its config
-/// sets one.
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+use crate::pod::PodContext;
 
 /// What the host offers, found once at start.
 #[derive(Debug, Clone, Default)]
@@ -68,7 +65,7 @@ pub struct ResolvedDevice {
 /// Everything the spec is made from.
 pub struct SpecInputs<'a> {
     pub rec: &'a ContainerRecord,
-    pub sandbox: &'a SandboxRecord,
+    pub pod: &'a PodContext,
     pub image: &'a RunConfig,
     pub user: &'a ResolvedUser,
     pub mounts: &'a [ResolvedMount],
@@ -183,24 +180,19 @@ fn proc_ns(pid: i32, ns: &str) -> PathBuf {
 /// The container's namespaces: its own mount (and PID, by default)
 /// namespace, the pod's network, IPC and UTS namespaces.
 pub fn namespaces(
-    sandbox: &SandboxRecord,
+    pod: &PodContext,
     pid_mode: &PidMode,
     target_pid: Option<i32>,
     cgroup_v2: bool,
     privileged: bool,
 ) -> Result<Vec<LinuxNamespace>, ContainerError> {
-    let infra = sandbox.infra.map(|p| p.pid).ok_or_else(|| {
-        ContainerError::FailedPrecondition(format!(
-            "pod sandbox {} has no infra process",
-            sandbox.id
-        ))
-    })?;
+    let pod_ns = pod.namespaces()?;
     let mut out = vec![namespace(LinuxNamespaceType::Mount, None)];
     match pid_mode {
         PidMode::Container => out.push(namespace(LinuxNamespaceType::Pid, None)),
         PidMode::Pod => out.push(namespace(
             LinuxNamespaceType::Pid,
-            Some(proc_ns(infra, "pid")),
+            Some(pod_ns.pid.clone()),
         )),
         PidMode::Node => {}
         PidMode::Target(id) => {
@@ -213,22 +205,14 @@ pub fn namespaces(
             ));
         }
     }
-    if sandbox.spec.network == NamespaceMode::Pod {
-        let path = sandbox
-            .netns_path
-            .clone()
-            .unwrap_or_else(|| proc_ns(infra, "net"));
-        out.push(namespace(LinuxNamespaceType::Network, Some(path)));
-        out.push(namespace(
-            LinuxNamespaceType::Uts,
-            Some(proc_ns(infra, "uts")),
-        ));
+    if let Some(net) = &pod_ns.network {
+        out.push(namespace(LinuxNamespaceType::Network, Some(net.clone())));
     }
-    if sandbox.spec.ipc != NamespaceMode::Node {
-        out.push(namespace(
-            LinuxNamespaceType::Ipc,
-            Some(proc_ns(infra, "ipc")),
-        ));
+    if let Some(uts) = &pod_ns.uts {
+        out.push(namespace(LinuxNamespaceType::Uts, Some(uts.clone())));
+    }
+    if let Some(ipc) = &pod_ns.ipc {
+        out.push(namespace(LinuxNamespaceType::Ipc, Some(ipc.clone())));
     }
     // A cgroup namespace shows a v2 container only its own subtree, as
     // other runtimes do on v2 hosts; on v1 runtimes leave it shared.
@@ -340,10 +324,9 @@ fn device_rule(
 
 /// The `cgroupsPath` the runtime gets: the absolute cgroup path, or
 /// `slice:prefix:name` for the systemd driver.
-pub fn cgroups_path(rec: &ContainerRecord, sandbox: &SandboxRecord, systemd: bool) -> String {
+pub fn cgroups_path(rec: &ContainerRecord, pod: &PodContext, systemd: bool) -> String {
     if systemd {
-        let slice = sandbox
-            .spec
+        let slice = pod
             .cgroup_parent
             .rsplit('/')
             .find(|s| !s.is_empty())
@@ -368,13 +351,7 @@ pub fn build(i: &SpecInputs<'_>) -> Result<Spec, ContainerError> {
 
     // ---- process ----
     let argv = command_line(&spec.command, &spec.args, i.image)?;
-    let hostname = if i.sandbox.spec.network == NamespaceMode::Pod {
-        i.sandbox.spec.hostname.clone()
-    } else {
-        nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    };
+    let hostname = i.pod.container_hostname();
     let env = environment(&i.image.env, &hostname, &spec.envs);
     let cwd = if !spec.working_dir.is_empty() {
         spec.working_dir.clone()
@@ -476,7 +453,7 @@ pub fn build(i: &SpecInputs<'_>) -> Result<Spec, ContainerError> {
         ),
     ];
     if !taken("/dev/shm") {
-        let shm = match &i.sandbox.shm_path {
+        let shm = match &i.pod.files.shm {
             Some(p) => p.clone(),
             None => PathBuf::from("/dev/shm"),
         };
@@ -498,14 +475,14 @@ pub fn build(i: &SpecInputs<'_>) -> Result<Spec, ContainerError> {
     if !taken("/etc/hostname") {
         mounts.push(bind(
             "/etc/hostname",
-            &i.sandbox.hostname_path(),
+            &i.pod.files.hostname,
             file_opts(),
         ));
     }
     if !taken("/etc/resolv.conf") {
         mounts.push(bind(
             "/etc/resolv.conf",
-            &i.sandbox.resolv_conf_path(),
+            &i.pod.files.resolv_conf,
             file_opts(),
         ));
     }
@@ -604,11 +581,11 @@ pub fn build(i: &SpecInputs<'_>) -> Result<Spec, ContainerError> {
     linux.set_resources(Some(res));
     linux.set_cgroups_path(Some(PathBuf::from(cgroups_path(
         rec,
-        i.sandbox,
+        i.pod,
         i.host.systemd_cgroup,
     ))));
     linux.set_namespaces(Some(namespaces(
-        i.sandbox,
+        i.pod,
         &sec.pid,
         i.target_pid,
         i.host.cgroup_v2,
@@ -653,7 +630,7 @@ pub fn build(i: &SpecInputs<'_>) -> Result<Spec, ContainerError> {
     );
     annotations.insert(
         "io.kubernetes.cri.sandbox-id".to_string(),
-        i.sandbox.id.clone(),
+        i.pod.id.clone(),
     );
     annotations.insert(
         "io.kubernetes.cri.container-name".to_string(),
@@ -807,42 +784,31 @@ mod tests {
         assert_eq!(json["hugepageLimits"][0]["limit"], 4194304);
     }
 
-    fn sandbox(network: NamespaceMode) -> SandboxRecord {
-        use crate::sandbox::{SandboxMetadata, SandboxSpec, SandboxState};
-        SandboxRecord {
+    /// The pod `sb`: its infra process 4242, on a network of its own or the
+    /// host's.
+    fn sandbox(host_network: bool) -> PodContext {
+        use crate::pod::{PodFiles, PodNamespaces};
+        let ns = |name: &str| PathBuf::from(format!("/proc/4242/ns/{name}"));
+        PodContext {
             id: "sb".into(),
-            spec: SandboxSpec {
-                metadata: SandboxMetadata {
-                    name: "p".into(),
-                    uid: "u".into(),
-                    namespace: "n".into(),
-                    attempt: 0,
-                },
-                hostname: "pod-host".into(),
-                log_directory: "/logs".into(),
-                dns: None,
-                port_mappings: vec![],
-                labels: Default::default(),
-                annotations: Default::default(),
-                cgroup_parent: "/kubepods/burstable/podu".into(),
-                network,
-                pid: NamespaceMode::Container,
-                ipc: NamespaceMode::Pod,
-                sysctls: Default::default(),
-                runtime_handler: String::new(),
-            },
-            state: SandboxState::Ready,
-            created_at: 1,
-            infra: Some(crate::process::ProcessRef {
-                pid: 4242,
-                start_time: 1,
-            }),
-            dir: PathBuf::from("/run/peapod/sandboxes/sb"),
-            netns_path: Some(PathBuf::from("/run/peapod/netns/sb")),
-            shm_path: Some(PathBuf::from("/run/peapod/sandboxes/sb/shm")),
-            cgroup: "/kubepods/burstable/podu/sb".into(),
-            cni_network: None,
+            ready: true,
+            runtime_handler: String::new(),
+            cgroup_parent: "/kubepods/burstable/podu".into(),
+            log_directory: "/logs".into(),
+            hostname: "pod-host".into(),
             ips: vec!["10.1.0.2".into()],
+            host_network,
+            namespaces: Some(PodNamespaces {
+                network: (!host_network).then(|| PathBuf::from("/run/peapod/netns/sb")),
+                uts: (!host_network).then(|| ns("uts")),
+                ipc: Some(ns("ipc")),
+                pid: ns("pid"),
+            }),
+            files: PodFiles {
+                hostname: PathBuf::from("/run/peapod/sandboxes/sb/hostname"),
+                resolv_conf: PathBuf::from("/run/peapod/sandboxes/sb/resolv.conf"),
+                shm: Some(PathBuf::from("/run/peapod/sandboxes/sb/shm")),
+            },
         }
     }
 
@@ -932,7 +898,7 @@ mod tests {
 
     fn built(
         rec: &ContainerRecord,
-        sb: &SandboxRecord,
+        sb: &PodContext,
         mounts: &[ResolvedMount],
     ) -> serde_json::Value {
         let user = ResolvedUser {
@@ -948,7 +914,7 @@ mod tests {
         };
         let spec = build(&SpecInputs {
             rec,
-            sandbox: sb,
+            pod: sb,
             image: &image(&[], &["sh"]),
             user: &user,
             mounts,
@@ -963,7 +929,7 @@ mod tests {
 
     #[test]
     fn a_pod_container_spec() {
-        let sb = sandbox(NamespaceMode::Pod);
+        let sb = sandbox(false);
         let rec = record(security());
         let mounts = [ResolvedMount {
             container_path: "/etc/hosts".into(),
@@ -1054,7 +1020,7 @@ mod tests {
 
     #[test]
     fn host_network_and_privileged() {
-        let sb = sandbox(NamespaceMode::Node);
+        let sb = sandbox(true);
         let mut sec = security();
         sec.privileged = true;
         sec.pid = crate::container::spec::PidMode::Node;

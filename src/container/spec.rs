@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::monitor::ExitStatus;
+use crate::oci::{ContainerHandle, ExitStatus};
 use crate::process::ProcessRef;
 
 /// The identity kubelet gives a container inside its sandbox.
@@ -265,27 +265,23 @@ impl ContainerRecord {
     pub fn rootfs(&self) -> PathBuf {
         self.dir.join("rootfs")
     }
-    pub fn exit_file(&self) -> PathBuf {
-        self.dir.join("exit")
-    }
-    pub fn pid_file(&self) -> PathBuf {
-        self.dir.join("init.pid")
-    }
-    pub fn socket(&self) -> PathBuf {
-        self.socket.clone()
-    }
-    /// Where the runtime sends a terminal's pty master.
-    pub fn console_socket(&self) -> PathBuf {
-        self.socket.with_extension("console")
-    }
-    pub fn runtime_log(&self) -> PathBuf {
-        self.dir.join("runtime.log")
-    }
     pub fn upper_dir(&self) -> PathBuf {
         self.layer_dir.join("upper")
     }
     pub fn work_dir(&self) -> PathBuf {
         self.layer_dir.join("work")
+    }
+
+    /// The container as its runtime backend finds it.
+    pub fn handle(&self) -> ContainerHandle {
+        ContainerHandle {
+            id: self.id.clone(),
+            bundle: self.bundle(),
+            socket: self.socket.clone(),
+            monitor: self.monitor,
+            init: self.init,
+            state_deleted: self.runtime_deleted,
+        }
     }
 
     /// Records an exit the monitor reported.

@@ -22,7 +22,7 @@ pub struct ContainerStatsView {
 
 impl Containers {
     fn stats_of(&self, rec: Arc<ContainerRecord>) -> Option<ContainerStatsView> {
-        let cgroup = self.cgroups.stats(&rec.cgroup).ok()?;
+        let cgroup = self.deps.cgroups.stats(&rec.cgroup).ok()?;
         // A container removed between list and read has no cgroup left.
         cgroup.cpu_usage_ns.or(cgroup.memory_usage)?;
         let timestamp = crate::ids::now_nanos();
@@ -37,7 +37,7 @@ impl Containers {
             }
         });
         let (writable_bytes, writable_inodes) =
-            crate::fsutil::usage(&rec.upper_dir()).unwrap_or((0, 0));
+            crate::host::fs::usage(&rec.upper_dir()).unwrap_or((0, 0));
         Some(ContainerStatsView {
             timestamp,
             cgroup,

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::fsutil::usage;
+use crate::host::fs::usage;
 use crate::store::{Store, StoreError, Table};
 use manifest::{ManifestError, RunConfig};
 use reference::{Reference, ReferenceError};

@@ -1,17 +1,20 @@
-//! OCI runtime backends behind one trait. The default backend drives any
-//! runtime with runc's command line (runc, crun, youki): runtime handlers
-//! from the config are instances of it with another binary and state root.
-//!
-//! `create` is special: the container's init must be the child of its
-//! monitor, never of the daemon, so the daemon only builds the create
-//! command ([`OciRuntime::create_argv`]) and the monitor runs it. Every
-//! other command the daemon runs itself, as a short-lived child.
+//! OCI runtime backends behind one trait shaped by what the container
+//! lifecycle does to a container — create, start, signal, exec, attach,
+//! delete, update, and learn of its exit — not by any runtime's command
+//! line. The default backend ([`CliRuntime`]) drives any runtime with
+//! runc's command line (runc, crun, youki) under a `peapod-monitor` per
+//! container; runtime handlers from the config are instances of it with
+//! another binary and state root. An in-process or VM backend implements
+//! the same trait; tests use a fake.
 
 mod runc;
 
-use std::ffi::OsString;
-use std::path::Path;
+use std::path::PathBuf;
+use std::time::Duration;
 
+use oci_spec::runtime::LinuxResources;
+
+pub use crate::monitor::{ExitStatus, Launched};
 pub use runc::CliRuntime;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -32,14 +35,20 @@ pub enum OciError {
         id: String,
         secs: u64,
     },
-}
-
-/// What `<runtime> state` says of a container.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuntimeState {
-    /// `creating`, `created`, `running`, `paused` or `stopped`.
-    pub status: String,
-    pub pid: i32,
+    /// The runtime refused to create the container: its own words.
+    #[error("the OCI runtime {runtime} refused to create the container: {message}")]
+    Refused { runtime: String, message: String },
+    /// The container's monitor failed (not the runtime).
+    #[error("container monitor: {0}")]
+    Monitor(String),
+    /// An exec'd process could not be started.
+    #[error("{runtime} exec failed: {message}")]
+    ExecFailed { runtime: String, message: String },
+    /// An exec'd process ran past its timeout and was killed.
+    #[error("timed out after {elapsed:?}")]
+    ExecTimeout { elapsed: Duration },
+    #[error("{0}")]
+    Io(String),
 }
 
 /// What a runtime handler supports, from `<runtime> features`.
@@ -49,14 +58,44 @@ pub struct RuntimeFeatures {
     pub recursive_read_only_mounts: bool,
 }
 
-/// The paths a create command uses.
-pub struct CreatePaths<'a> {
-    pub bundle: &'a Path,
-    pub pid_file: &'a Path,
-    /// The runtime's own log (JSON lines), read for its error messages.
-    pub log: &'a Path,
-    /// Set for a terminal: the runtime sends the pty master here.
-    pub console_socket: Option<&'a Path>,
+/// A container as a backend finds it: its bundle (with `config.json`), the
+/// processes recorded for it, and where its monitor listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerHandle {
+    pub id: String,
+    /// The bundle directory: `config.json`, and the backend's own files.
+    pub bundle: PathBuf,
+    /// The monitor's control socket (a unix socket path, under 108 bytes).
+    pub socket: PathBuf,
+    /// The container's monitor, once created.
+    pub monitor: Option<crate::process::ProcessRef>,
+    /// The container's init, once created.
+    pub init: Option<crate::process::ProcessRef>,
+    /// The runtime's state of the exited container is deleted already.
+    pub state_deleted: bool,
+}
+
+/// Where a container's stdio goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerIo {
+    /// The CRI log; `None`: output is read and dropped.
+    pub log_path: Option<PathBuf>,
+    /// Longer lines become partial log records.
+    pub log_max_line: usize,
+    pub tty: bool,
+    pub stdin: bool,
+    pub stdin_once: bool,
+    /// The container cgroup's OOM kill counter (`memory.oom_control` or
+    /// `memory.events`), read at the exit.
+    pub oom_file: Option<PathBuf>,
+}
+
+/// What an exec'd command printed and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub exit_code: i32,
 }
 
 #[tonic::async_trait]
@@ -64,47 +103,55 @@ pub trait OciRuntime: Send + Sync {
     /// The handler's name, for messages.
     fn name(&self) -> &str;
 
-    /// The command line that creates container `id` from its bundle; the
-    /// container's monitor runs it.
-    fn create_argv(&self, id: &str, paths: &CreatePaths<'_>) -> Vec<OsString>;
-
-    /// Starts the created container's process.
-    async fn start(&self, id: &str) -> Result<(), OciError>;
-
-    /// The runtime's view of a container; `None` when it does not know it.
-    async fn state(&self, id: &str) -> Result<Option<RuntimeState>, OciError>;
-
-    /// Sends `signal` to the container's init, or with `all` to every
-    /// process of the container. A container that is not running is not an
-    /// error.
-    async fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), OciError>;
-
-    /// Deletes the runtime's state and cgroup of the container; `force`
-    /// kills it first. A container the runtime does not know is not an
-    /// error.
-    async fn delete(&self, id: &str, force: bool) -> Result<(), OciError>;
-
-    /// The command line that starts a process inside a running container,
-    /// described by an OCI process JSON file, detached: the command exits
-    /// once the process runs, its pid (in the host's PID namespace) in
-    /// `pid_file` and the runtime's own errors in `log` (JSON lines). The
-    /// process inherits the command's stdio. (Attached, a runtime waits for
-    /// every process the command leaves behind; `peapod-monitor exec` waits
-    /// for this one.)
-    fn exec_argv(
-        &self,
-        id: &str,
-        process_json: &Path,
-        pid_file: &Path,
-        log: &Path,
-    ) -> Vec<OsString>;
-
-    /// Applies new cgroup limits (an OCI `linux.resources` JSON file) to a
-    /// created or running container.
-    async fn update(&self, id: &str, resources_json: &Path) -> Result<(), OciError>;
-
     /// What the runtime supports.
     async fn features(&self) -> RuntimeFeatures;
+
+    /// Creates the container from its bundle. Its init is never the
+    /// daemon's child: it runs under a monitor that outlives the daemon.
+    async fn create(&self, c: &ContainerHandle, io: &ContainerIo) -> Result<Launched, OciError>;
+
+    /// Starts the created container's process.
+    async fn start(&self, c: &ContainerHandle) -> Result<(), OciError>;
+
+    /// Sends signal `sig` to the container's init; an init that is gone
+    /// is not an error.
+    fn signal(&self, c: &ContainerHandle, sig: i32) -> Result<(), OciError>;
+
+    /// SIGKILLs the container's init and waits up to `timeout` until it is
+    /// gone; true when it is.
+    async fn kill(&self, c: &ContainerHandle, timeout: Duration) -> Result<bool, OciError>;
+
+    /// Runs a process (OCI process JSON) inside the running container
+    /// with output collected, for at most `timeout`.
+    async fn exec(
+        &self,
+        c: &ContainerHandle,
+        process: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<ExecOutput, OciError>;
+
+    /// Deletes the runtime's state of the container. With `force`, first
+    /// kills whatever of it still runs, including the monitor of a
+    /// creation a crash cut short. A container the runtime does not know
+    /// is not an error.
+    async fn delete(&self, c: &ContainerHandle, force: bool) -> Result<(), OciError>;
+
+    /// Applies new cgroup limits to a created or running container.
+    async fn update(&self, c: &ContainerHandle, resources: &LinuxResources)
+        -> Result<(), OciError>;
+
+    /// Resolves once the container has exited and its exit is recorded
+    /// (or can no longer be), without polling.
+    async fn wait(&self, c: &ContainerHandle) -> Result<(), OciError>;
+
+    /// The exit recorded for the container; `None` while it runs.
+    fn exit_status(&self, c: &ContainerHandle) -> Result<Option<ExitStatus>, OciError>;
+
+    /// Whether whatever watches the container (its monitor) still runs.
+    fn is_running(&self, c: &ContainerHandle) -> bool;
+
+    /// Reopens the container's CRI log (after kubelet renamed it).
+    async fn reopen_log(&self, c: &ContainerHandle) -> Result<(), OciError>;
 }
 
 /// The message of the last error a runtime wrote to its JSON log

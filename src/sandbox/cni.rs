@@ -7,7 +7,7 @@
 //! dir, the result of a successful ADD is cached on disk so DEL and CHECK can
 //! pass it as `prevResult`, and plugins are looked up in the bin dirs in order.
 
-use crate::container::runtime_spec::DEFAULT_PATH;
+use crate::host::DEFAULT_PATH;
 use std::io;
 use std::net::IpAddr;
 use std::os::unix::fs::DirBuilderExt;

@@ -116,6 +116,27 @@ pub async fn start(
     )))
 }
 
+/// Starts a pod's infra process: the real one runs `peapod-monitor pause`,
+/// tests use a fake.
+#[tonic::async_trait]
+pub trait PodInfra: Send + Sync {
+    /// The infra process of a new pod, once its namespaces exist.
+    async fn start(&self, spec: &SandboxSpec) -> Result<ProcessRef, InfraError>;
+}
+
+/// The infra process made by `peapod-monitor pause`.
+pub struct PauseMonitor {
+    pub binary: std::path::PathBuf,
+    pub timeout: Duration,
+}
+
+#[tonic::async_trait]
+impl PodInfra for PauseMonitor {
+    async fn start(&self, spec: &SandboxSpec) -> Result<ProcessRef, InfraError> {
+        start(&self.binary, spec, self.timeout).await
+    }
+}
+
 /// SIGKILLs every process whose parent is `parent` (from /proc).
 fn kill_children_of(parent: i32) {
     let Ok(dir) = std::fs::read_dir("/proc") else {

@@ -15,9 +15,11 @@ use tonic::{Response, Status};
 use tracing::{debug, error, warn};
 
 use crate::config::Config;
-use crate::container::{ContainerError, Containers};
+use crate::container::Containers;
+use crate::errors::Error;
 use crate::image::Images;
-use crate::sandbox::{SandboxError, Sandboxes};
+use crate::pods::Pods;
+use crate::sandbox::Sandboxes;
 
 pub use image::ImageApi;
 pub use runtime::{RuntimeApi, CRI_VERSION};
@@ -28,28 +30,18 @@ pub struct Daemon {
     pub sandboxes: Arc<Sandboxes>,
     pub images: Arc<Images>,
     pub containers: Arc<Containers>,
+    pub pods: Pods,
 }
 
-/// An error of any layer, as one gRPC status.
-pub fn status_of(e: SandboxError) -> Status {
+/// A sandbox or container error as a gRPC status: the one mapping.
+pub fn status_of(e: Error) -> Status {
     match e {
-        SandboxError::NotFound(m) => Status::not_found(m),
-        e @ SandboxError::InvalidArgument { .. } => Status::invalid_argument(e.to_string()),
-        SandboxError::AlreadyExists(m) => Status::already_exists(m),
-        SandboxError::FailedPrecondition(m) => Status::failed_precondition(m),
-        SandboxError::Internal(m) => Status::internal(m),
-    }
-}
-
-/// A container error as a gRPC status.
-pub fn container_status_of(e: ContainerError) -> Status {
-    match e {
-        ContainerError::NotFound(m) => Status::not_found(m),
-        e @ ContainerError::InvalidArgument { .. } => Status::invalid_argument(e.to_string()),
-        ContainerError::AlreadyExists(m) => Status::already_exists(m),
-        ContainerError::FailedPrecondition(m) => Status::failed_precondition(m),
-        ContainerError::DeadlineExceeded(m) => Status::deadline_exceeded(m),
-        ContainerError::Internal(m) => Status::internal(m),
+        Error::NotFound(m) => Status::not_found(m),
+        e @ Error::InvalidArgument { .. } => Status::invalid_argument(e.to_string()),
+        Error::AlreadyExists(m) => Status::already_exists(m),
+        Error::FailedPrecondition(m) => Status::failed_precondition(m),
+        Error::DeadlineExceeded(m) => Status::deadline_exceeded(m),
+        Error::Internal(m) => Status::internal(m),
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tonic::{Request, Response, Status};
 
 use super::sandbox::{filter_from_request, spec_from_request, to_pod_sandbox, to_status};
-use super::{container, container_status_of, rpc, status_of, unimplemented, Daemon};
+use super::{container, rpc, status_of, unimplemented, Daemon};
 use crate::api;
 use crate::api::runtime_service_server::RuntimeService;
 use crate::cgroups::CgroupDriver;
@@ -52,7 +52,7 @@ impl RuntimeService for RuntimeApi {
         let verbose = req.into_inner().verbose;
         rpc("Status", "", async {
             let cfg = &self.daemon.config;
-            let network = match self.daemon.sandboxes.cni_network() {
+            let network = match self.daemon.sandboxes.network() {
                 Ok(Some(_)) => api::RuntimeCondition {
                     r#type: "NetworkReady".into(),
                     status: true,
@@ -203,27 +203,7 @@ impl RuntimeService for RuntimeApi {
     ) -> Result<Response<api::StopPodSandboxResponse>, Status> {
         let id = req.into_inner().pod_sandbox_id;
         rpc("StopPodSandbox", &id, async {
-            // The pod's containers first, then the sandbox, in a task of
-            // its own: a client that gives up does not stop it half way.
-            let daemon = self.daemon.clone();
-            let id = id.clone();
-            tokio::spawn(async move {
-                let full = daemon
-                    .sandboxes
-                    .status(&id)
-                    .map_err(status_of)?
-                    .record
-                    .id
-                    .clone();
-                daemon
-                    .containers
-                    .stop_sandbox(&full)
-                    .await
-                    .map_err(container_status_of)?;
-                daemon.sandboxes.stop(&full).await.map_err(status_of)
-            })
-            .await
-            .map_err(|e| Status::internal(format!("stop task: {e}")))??;
+            self.daemon.pods.stop(&id).await.map_err(status_of)?;
             Ok(api::StopPodSandboxResponse {})
         })
         .await
@@ -235,29 +215,7 @@ impl RuntimeService for RuntimeApi {
     ) -> Result<Response<api::RemovePodSandboxResponse>, Status> {
         let id = req.into_inner().pod_sandbox_id;
         rpc("RemovePodSandbox", &id, async {
-            if id.is_empty() {
-                return Err(Status::invalid_argument(
-                    "pod_sandbox_id: must not be empty",
-                ));
-            }
-            let daemon = self.daemon.clone();
-            let id = id.clone();
-            tokio::spawn(async move {
-                let full = match daemon.sandboxes.status(&id) {
-                    Ok(v) => v.record.id.clone(),
-                    // Already removed.
-                    Err(crate::sandbox::SandboxError::NotFound(_)) => return Ok(()),
-                    Err(e) => return Err(status_of(e)),
-                };
-                daemon
-                    .containers
-                    .remove_sandbox(&full)
-                    .await
-                    .map_err(container_status_of)?;
-                daemon.sandboxes.remove(&full).await.map_err(status_of)
-            })
-            .await
-            .map_err(|e| Status::internal(format!("remove task: {e}")))??;
+            self.daemon.pods.remove(&id).await.map_err(status_of)?;
             Ok(api::RemovePodSandboxResponse {})
         })
         .await
@@ -373,7 +331,7 @@ impl RuntimeService for RuntimeApi {
                 .containers
                 .stats(&id)
                 .await
-                .map_err(container_status_of)?;
+                .map_err(status_of)?;
             Ok(api::ContainerStatsResponse {
                 stats: Some(container::to_stats(&s)),
             })
@@ -393,13 +351,13 @@ impl RuntimeService for RuntimeApi {
             .map(|m| format!("{}/{}", req.pod_sandbox_id, m.name))
             .unwrap_or_default();
         rpc("CreateContainer", &name, async {
-            let spec = container::spec_from_request(req).map_err(container_status_of)?;
+            let spec = container::spec_from_request(req).map_err(status_of)?;
             let id = self
                 .daemon
                 .containers
                 .create(spec)
                 .await
-                .map_err(container_status_of)?;
+                .map_err(status_of)?;
             Ok(api::CreateContainerResponse { container_id: id })
         })
         .await
@@ -415,7 +373,7 @@ impl RuntimeService for RuntimeApi {
                 .containers
                 .start(&id)
                 .await
-                .map_err(container_status_of)?;
+                .map_err(status_of)?;
             Ok(api::StartContainerResponse {})
         })
         .await
@@ -432,7 +390,7 @@ impl RuntimeService for RuntimeApi {
                 .containers
                 .stop(&req.container_id, timeout)
                 .await
-                .map_err(container_status_of)?;
+                .map_err(status_of)?;
             Ok(api::StopContainerResponse {})
         })
         .await
@@ -451,7 +409,7 @@ impl RuntimeService for RuntimeApi {
                 .containers
                 .remove(&id)
                 .await
-                .map_err(container_status_of)?;
+                .map_err(status_of)?;
             Ok(api::RemoveContainerResponse {})
         })
         .await
@@ -467,7 +425,7 @@ impl RuntimeService for RuntimeApi {
                 .daemon
                 .containers
                 .status(&req.container_id)
-                .map_err(container_status_of)?;
+                .map_err(status_of)?;
             let mut info = std::collections::HashMap::new();
             if req.verbose {
                 let detail = serde_json::json!({
@@ -499,12 +457,12 @@ impl RuntimeService for RuntimeApi {
         let req = req.into_inner();
         rpc("UpdateContainerResources", &req.container_id, async {
             let update =
-                container::resources_from(req.linux, "linux").map_err(container_status_of)?;
+                container::resources_from(req.linux, "linux").map_err(status_of)?;
             self.daemon
                 .containers
                 .update_resources(&req.container_id, update)
                 .await
-                .map_err(container_status_of)?;
+                .map_err(status_of)?;
             Ok(api::UpdateContainerResourcesResponse {})
         })
         .await
@@ -520,7 +478,7 @@ impl RuntimeService for RuntimeApi {
                 .containers
                 .reopen_log(&id)
                 .await
-                .map_err(container_status_of)?;
+                .map_err(status_of)?;
             Ok(api::ReopenContainerLogResponse {})
         })
         .await
@@ -541,7 +499,7 @@ impl RuntimeService for RuntimeApi {
                 .containers
                 .exec_sync(&req.container_id, req.cmd, timeout)
                 .await
-                .map_err(container_status_of)?;
+                .map_err(status_of)?;
             Ok(api::ExecSyncResponse {
                 stdout: out.stdout,
                 stderr: out.stderr,

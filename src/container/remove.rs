@@ -1,0 +1,128 @@
+//! RemoveContainer, and the one idempotent `release` that serves rollback,
+//! removal and recovery alike.
+
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use super::{ContainerRecord, ContainerState, Containers};
+use crate::errors::Error;
+use crate::host::fs::remove_dir;
+
+impl Containers {
+    /// RemoveContainer: kills it if needed and removes everything of it.
+    /// An unknown id succeeds (already removed).
+    pub async fn remove(&self, id: &str) -> Result<(), Error> {
+        let entry = match self.registry.lookup(id) {
+            Ok(e) => e,
+            Err(Error::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let this = self.arc();
+        tokio::spawn(async move {
+            let _op = entry.lock().await;
+            let id = entry.snapshot().id.clone();
+            if this.registry.lookup(&id).is_err() {
+                return Ok(());
+            }
+            if let Err(e) = this.stop_locked(&entry, Duration::ZERO).await {
+                warn!(container = %id, "removing a container that did not stop: {e}");
+            }
+            // Waits for the runtime delete the exit started (while Removing
+            // is stored) instead of running another.
+            let removing = this
+                .registry
+                .transition(&entry, |r| r.state = ContainerState::Removing);
+            let deleted = async { *entry.extra.runtime_deleted.lock().await };
+            let (removing, deleted) = tokio::join!(removing, deleted);
+            removing?;
+            let mut rec = (*entry.snapshot()).clone();
+            rec.runtime_deleted = deleted;
+            if let Err(e) = this.release(&mut rec).await {
+                this.registry
+                    .transition(&entry, |r| r.state = ContainerState::Exited)
+                    .await?;
+                return Err(e);
+            }
+            this.registry.remove(&entry).await?;
+            this.forget_samples(&id);
+            this.release_layers(&rec).await;
+            info!(container = %id, "container removed");
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("remove task: {e}")))?
+    }
+
+    /// Releases everything a container holds: its processes, the runtime's
+    /// state, its cgroup, mounts and directories. Idempotent.
+    pub(super) async fn release(&self, rec: &mut ContainerRecord) -> Result<(), Error> {
+        let mut problems = Vec::new();
+        match self.runtime(&rec.runtime_handler) {
+            Ok(rt) => {
+                if let Err(e) = rt.delete(&rec.handle(), true).await {
+                    problems.push(e.to_string());
+                }
+            }
+            Err(e) => problems.push(e.to_string()),
+        }
+        // Whatever else is in its cgroup (a host-PID container's children).
+        if let Err(e) = self.deps.cgroups.kill_all(&rec.cgroup).await {
+            problems.push(format!("kill the processes of cgroup {}: {e}", rec.cgroup));
+        }
+        if let Err(e) = self.deps.host.unmount_all(&rec.rootfs()) {
+            problems.push(format!("unmount {}: {e}", rec.rootfs().display()));
+        }
+        if problems.is_empty() {
+            for d in [&rec.dir, &rec.layer_dir] {
+                if let Err(e) = remove_dir(d) {
+                    problems.push(format!("remove {}: {e}", d.display()));
+                }
+            }
+        }
+        if let Err(e) = crate::cgroups::remove_blocking(&self.deps.cgroups, &rec.cgroup).await {
+            problems.push(e);
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Internal(problems.join("; ")))
+        }
+    }
+
+    /// Lets the image store delete layers no image or container holds.
+    pub(super) async fn release_layers(&self, rec: &ContainerRecord) {
+        if let Err(e) = self.deps.images.release_layers(&rec.layers).await {
+            warn!(container = %rec.id, "deleting unused layers: {e}");
+        }
+    }
+
+    fn forget_samples(&self, id: &str) {
+        self.cpu_samples
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+    }
+
+    /// Stops every container of a sandbox (StopPodSandbox).
+    pub async fn stop_sandbox(&self, sandbox_id: &str) -> Result<(), Error> {
+        let mut first = None;
+        for id in self.ids_in_sandbox(sandbox_id) {
+            if let Err(e) = self.stop(&id, Duration::ZERO).await {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Removes every container of a sandbox (RemovePodSandbox).
+    pub async fn remove_sandbox(&self, sandbox_id: &str) -> Result<(), Error> {
+        let mut first = None;
+        for id in self.ids_in_sandbox(sandbox_id) {
+            if let Err(e) = self.remove(&id).await {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}

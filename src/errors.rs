@@ -1,0 +1,42 @@
+//! The error of the pod sandbox and container layers: what kind of failure
+//! it is, in the classes the CRI API reports (containerd calls them
+//! errdefs), mapped once to a gRPC status by `server`.
+
+use crate::store::StoreError;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    NotFound(String),
+    /// A request field is wrong; `field` is its path in the request.
+    #[error("{field}: {message}")]
+    InvalidArgument { field: String, message: String },
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// An internal failure of `what`.
+    pub fn internal(what: &str, e: impl std::fmt::Display) -> Self {
+        Error::Internal(format!("{what}: {e}"))
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        Error::Internal(e.to_string())
+    }
+}

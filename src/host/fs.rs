@@ -1,0 +1,145 @@
+//! File-system helpers shared by the pod sandbox, container and image
+//! stores: replacing a file whole, removing what may already be gone,
+//! unmounting, measuring a directory tree. Every removal here is
+//! idempotent: what is already gone is not an error.
+
+use std::io;
+use std::path::Path;
+
+use nix::mount::{umount2, MntFlags};
+
+/// Writes a file atomically (temp file + rename), so a crash never leaves a
+/// half-written one for a container to bind-mount.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    write_replacing(path, contents, mode, true)
+}
+
+/// [`write_atomic`] without the fsync, for files whose loss in a power
+/// failure does not matter (a container's bundle: what they belong to is
+/// rolled back or gone after a reboot anyway). Readers still never see a
+/// half-written file.
+pub fn write_volatile(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    write_replacing(path, contents, mode, false)
+}
+
+fn write_replacing(path: &Path, contents: &[u8], mode: u32, sync: bool) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)?;
+    f.write_all(contents)?;
+    if sync {
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// Unmounts everything mounted on `path` (stacked mounts included).
+pub fn unmount_all(path: &Path) -> io::Result<()> {
+    loop {
+        match umount2(path, MntFlags::MNT_DETACH) {
+            Ok(()) => continue,
+            // EINVAL: not a mount point (any more). ENOENT: gone.
+            Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => return Ok(()),
+            Err(e) => return Err(io::Error::from(e)),
+        }
+    }
+}
+
+/// Unmounts and deletes a file or directory mount point.
+pub fn remove_mount_point(path: &Path) -> io::Result<()> {
+    unmount_all(path)?;
+    let r = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) => Err(e),
+    };
+    match r {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
+}
+
+/// Removes a directory tree; only the mounts we made are expected inside,
+/// and they must already be gone (never follow a mount into a filesystem).
+pub fn remove_dir(path: &Path) -> io::Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
+}
+
+/// Bytes (allocated, as `du`) and inodes below `dir`, not crossing into
+/// other filesystems; a missing directory uses nothing.
+pub fn usage(dir: &Path) -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let root = match std::fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, 0)),
+        Err(e) => return Err(e),
+    };
+    let (mut bytes, mut inodes) = (0u64, 0u64);
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = match std::fs::symlink_metadata(&p) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if m.dev() != root.dev() || !seen.insert(m.ino()) {
+            continue;
+        }
+        inodes += 1;
+        bytes += m.blocks() * 512;
+        if m.is_dir() {
+            match std::fs::read_dir(&p) {
+                Ok(entries) => {
+                    for e in entries.flatten() {
+                        stack.push(e.path());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok((bytes, inodes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        write_atomic(&p, b"one", 0o644).unwrap();
+        write_atomic(&p, b"two", 0o644).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "two");
+        assert!(!dir.path().join("f.tmp").exists());
+    }
+
+    #[test]
+    fn removing_what_is_gone_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        remove_mount_point(&dir.path().join("nothing")).unwrap();
+        remove_dir(&dir.path().join("nothing")).unwrap();
+    }
+
+    #[test]
+    fn usage_of_a_tree() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("f"), vec![0u8; 5000]).unwrap();
+        let (b, i) = usage(d.path()).unwrap();
+        assert_eq!(i, 2);
+        assert!(b >= 4096);
+        assert_eq!(usage(&d.path().join("missing")).unwrap(), (0, 0));
+    }
+}

@@ -1,0 +1,40 @@
+//! The objects kubelet creates — pod sandboxes and containers — kept alike:
+//! one store-backed [`Registry`] per kind holds the in-memory index (lookup
+//! by id or unique id prefix, List and Status without waiting), the names
+//! kubelet gives them ([`names`]), the scan that reloads them at start, and
+//! the one [`Registry::transition`] through which every change of a record
+//! goes: it persists the record, swaps it into the index and publishes an
+//! [`Event`]. Nothing else writes a record.
+
+pub mod names;
+mod registry;
+
+pub use registry::{Entry, Event, Registry};
+
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::store::Table;
+
+/// A kind of object the registry keeps.
+pub trait Record: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
+    type State: Copy + Eq + Debug + Send + Sync + 'static;
+    /// kubelet's identity of the object; two live objects never share it.
+    type Name: Hash + Eq + Clone + Send + Sync + 'static;
+    /// What an entry holds besides the record (per-object locks).
+    type Extra: Default + Send + Sync + 'static;
+    /// Where the records are stored.
+    const TABLE: Table;
+    /// What the object is called in messages ("pod sandbox").
+    const KIND: &'static str;
+    /// The request field that carries its id ("pod_sandbox_id").
+    const ID_FIELD: &'static str;
+
+    fn id(&self) -> &str;
+    fn name(&self) -> Self::Name;
+    fn state(&self) -> Self::State;
+    /// Whether clients see the object: not while it is being created.
+    fn visible(&self) -> bool;
+}

@@ -1,0 +1,292 @@
+//! [`Registry`]: the records of one kind, in the store and in memory.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use tokio::sync::{broadcast, watch, Mutex, MutexGuard};
+
+use super::names::{Names, Taken};
+use super::Record;
+use crate::errors::Error;
+use crate::ids::{lookup, Lookup};
+use crate::store::Store;
+
+/// Events kept for a subscriber that falls behind.
+const EVENT_BACKLOG: usize = 1024;
+
+/// One object: its newest record and what serialises changes to it.
+pub struct Entry<R: Record> {
+    /// Replaced whole on change, so readers (List every second) share it
+    /// instead of copying it.
+    record: std::sync::RwLock<Arc<R>>,
+    /// The state, for waiters (StopContainer waits for an exit).
+    state: watch::Sender<R::State>,
+    /// Serialises the operations on one object (Start, Stop, Remove...).
+    op: Mutex<()>,
+    /// Serialises transitions, so the store always ends with the newest
+    /// record.
+    commit: Mutex<()>,
+    pub extra: R::Extra,
+}
+
+impl<R: Record> Entry<R> {
+    fn new(rec: R) -> Arc<Self> {
+        let (state, _) = watch::channel(rec.state());
+        Arc::new(Entry {
+            record: std::sync::RwLock::new(Arc::new(rec)),
+            state,
+            op: Mutex::new(()),
+            commit: Mutex::new(()),
+            extra: R::Extra::default(),
+        })
+    }
+
+    /// The newest record.
+    pub fn snapshot(&self) -> Arc<R> {
+        self.record
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Follows the object's state.
+    pub fn watch_state(&self) -> watch::Receiver<R::State> {
+        self.state.subscribe()
+    }
+
+    /// Held for the whole of an operation on the object.
+    pub async fn lock(&self) -> MutexGuard<'_, ()> {
+        self.op.lock().await
+    }
+
+    fn swap(&self, rec: Arc<R>) {
+        let state = rec.state();
+        *self.record.write().unwrap_or_else(|e| e.into_inner()) = rec;
+        self.state.send_replace(state);
+    }
+}
+
+/// A change of one object, as subscribers see it.
+#[derive(Clone)]
+pub struct Event<R: Record> {
+    /// The state before; `None` when clients did not see the object yet.
+    pub from: Option<R::State>,
+    /// The record after the change (its last, when `removed`).
+    pub record: Arc<R>,
+    pub removed: bool,
+}
+
+/// Visible objects and those being created, apart, so that an id prefix
+/// never matches an object no client has seen.
+struct Index<R: Record> {
+    visible: HashMap<String, Arc<Entry<R>>>,
+    hidden: HashMap<String, Arc<Entry<R>>>,
+}
+
+/// Every object of one kind.
+pub struct Registry<R: Record> {
+    store: Arc<Store>,
+    index: RwLock<Index<R>>,
+    names: Arc<Names<R::Name, Error>>,
+    events: broadcast::Sender<Event<R>>,
+}
+
+impl<R: Record> Registry<R> {
+    pub fn new(store: Arc<Store>) -> Registry<R> {
+        Registry {
+            store,
+            index: RwLock::new(Index {
+                visible: HashMap::new(),
+                hidden: HashMap::new(),
+            }),
+            names: Names::new(),
+            events: broadcast::channel(EVENT_BACKLOG).0,
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Index<R>> {
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Index<R>> {
+        self.index.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Indexes every stored record (at start, before reconciling them with
+    /// the host). A corrupt record is an error, never silently dropped.
+    pub fn load(&self) -> Result<Vec<Arc<Entry<R>>>, Error> {
+        let records: Vec<(String, R)> = self.store.load_all(R::TABLE)?;
+        Ok(records
+            .into_iter()
+            .map(|(_, rec)| self.index_new(rec))
+            .collect())
+    }
+
+    fn index_new(&self, rec: R) -> Arc<Entry<R>> {
+        let (id, visible, name) = (rec.id().to_string(), rec.visible(), rec.name());
+        let entry = Entry::new(rec);
+        let mut index = self.write();
+        if visible {
+            self.names.insert(name, id.clone());
+            index.visible.insert(id, entry.clone());
+        } else {
+            index.hidden.insert(id, entry.clone());
+        }
+        entry
+    }
+
+    /// A new object: stored before anything of it exists, so a crash at
+    /// any later point leaves a record the next start reconciles.
+    pub async fn add(&self, rec: R) -> Result<Arc<Entry<R>>, Error> {
+        self.persist(&rec).await?;
+        let entry = self.index_new(rec);
+        let record = entry.snapshot();
+        if record.visible() {
+            self.publish(None, record, false);
+        }
+        Ok(entry)
+    }
+
+    /// Changes an object's record with `f`: stored, then swapped into the
+    /// index (also when storing failed: memory follows what happened, and
+    /// the error is returned), then published.
+    pub async fn transition<T>(
+        &self,
+        entry: &Entry<R>,
+        f: impl FnOnce(&mut R) -> T,
+    ) -> Result<T, Error> {
+        let _commit = entry.commit.lock().await;
+        let (before, after, out) = Self::changed(entry, f);
+        let stored = self.persist(&after).await;
+        self.apply(entry, &before, after);
+        stored.map(|()| out)
+    }
+
+    /// [`Self::transition`] without storing: for a step the next transition
+    /// stores, whose loss in a crash the next start redoes anyway.
+    pub async fn transition_unsaved<T>(&self, entry: &Entry<R>, f: impl FnOnce(&mut R) -> T) -> T {
+        let _commit = entry.commit.lock().await;
+        let (before, after, out) = Self::changed(entry, f);
+        self.apply(entry, &before, after);
+        out
+    }
+
+    fn changed<T>(entry: &Entry<R>, f: impl FnOnce(&mut R) -> T) -> (Arc<R>, R, T) {
+        let before = entry.snapshot();
+        let mut after = (*before).clone();
+        let out = f(&mut after);
+        (before, after, out)
+    }
+
+    fn apply(&self, entry: &Entry<R>, before: &R, after: R) {
+        let after = Arc::new(after);
+        entry.swap(after.clone());
+        if !before.visible() && after.visible() {
+            self.reveal(&after);
+        }
+        if before.visible() || after.visible() {
+            self.publish(before.visible().then(|| before.state()), after, false);
+        }
+    }
+
+    /// Moves an object that clients can now see into the visible index.
+    fn reveal(&self, rec: &R) {
+        let mut index = self.write();
+        if let Some(entry) = index.hidden.remove(rec.id()) {
+            self.names.insert(rec.name(), rec.id().to_string());
+            index.visible.insert(rec.id().to_string(), entry);
+        }
+    }
+
+    /// Removes an object from the store, the index and the names.
+    pub async fn remove(&self, entry: &Entry<R>) -> Result<(), Error> {
+        let _commit = entry.commit.lock().await;
+        let rec = entry.snapshot();
+        self.store
+            .delete_async(R::TABLE, rec.id().to_string())
+            .await?;
+        {
+            let mut index = self.write();
+            index.visible.remove(rec.id());
+            index.hidden.remove(rec.id());
+        }
+        if rec.visible() {
+            self.names.remove(&rec.name());
+            self.publish(Some(rec.state()), rec, true);
+        }
+        Ok(())
+    }
+
+    async fn persist(&self, rec: &R) -> Result<(), Error> {
+        Ok(self
+            .store
+            .put_async(R::TABLE, rec.id().to_string(), rec.clone())
+            .await?)
+    }
+
+    fn publish(&self, from: Option<R::State>, record: Arc<R>, removed: bool) {
+        // No subscriber is not an error.
+        let _ = self.events.send(Event {
+            from,
+            record,
+            removed,
+        });
+    }
+
+    /// Every change from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event<R>> {
+        self.events.subscribe()
+    }
+
+    /// A visible object by id or unique id prefix.
+    pub fn lookup(&self, id: &str) -> Result<Arc<Entry<R>>, Error> {
+        if id.is_empty() {
+            return Err(Error::invalid(R::ID_FIELD, "must not be empty"));
+        }
+        match lookup(&self.read().visible, id) {
+            Lookup::Found(e) => Ok(e.clone()),
+            Lookup::Ambiguous => Err(Error::NotFound(format!(
+                "{} id prefix {id:?} is ambiguous",
+                R::KIND
+            ))),
+            Lookup::Missing => Err(Error::NotFound(format!("{} {id:?} not found", R::KIND))),
+        }
+    }
+
+    /// Every visible object.
+    pub fn entries(&self) -> Vec<Arc<Entry<R>>> {
+        self.read().visible.values().cloned().collect()
+    }
+
+    /// The records of every visible object.
+    pub fn records(&self) -> Vec<Arc<R>> {
+        self.read()
+            .visible
+            .values()
+            .map(|e| e.snapshot())
+            .collect()
+    }
+
+    /// Creates the object named `name` with `create` in a task of its own,
+    /// unless the name is being created (then that creation's result) or
+    /// taken (then `exists(name, id)`). See [`Names::create`].
+    pub async fn create_named<F>(
+        &self,
+        name: R::Name,
+        create: F,
+        exists: impl FnOnce(&R::Name, &str) -> Error,
+    ) -> Result<String, Error>
+    where
+        F: Future<Output = Result<String, Error>> + Send + 'static,
+    {
+        self.names
+            .create(
+                name,
+                create,
+                |name, Taken::Exists(id)| exists(name, id),
+                Error::Internal,
+            )
+            .await
+    }
+}

@@ -1,0 +1,160 @@
+//! Running the runtime's commands: the global options, a time limit, and
+//! the runtime's own words when it fails.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use super::{CliRuntime, OciError, RuntimeFeatures};
+
+/// How long one runtime command may take before it is killed.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl CliRuntime {
+    /// The runtime with its global options and a JSON log at `log`, ready
+    /// for a subcommand.
+    pub(super) fn logged_argv(&self, log: &Path) -> Vec<OsString> {
+        let mut argv: Vec<OsString> = vec![self.path.clone().into()];
+        argv.extend(self.global_args());
+        argv.extend([
+            "--log".into(),
+            log.as_os_str().to_owned(),
+            "--log-format".into(),
+            "json".into(),
+        ]);
+        argv
+    }
+
+    fn global_args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec!["--root".into(), self.root.clone().into()];
+        if self.systemd_cgroup {
+            args.push("--systemd-cgroup".into());
+        }
+        args
+    }
+
+    fn command(&self) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(&self.path);
+        cmd.args(self.global_args())
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    fn spawn_error(&self, e: std::io::Error) -> OciError {
+        OciError::Spawn {
+            runtime: format!("{} ({})", self.name, self.path.display()),
+            message: e.to_string(),
+        }
+    }
+
+    /// Runs one command; `Ok(stdout)` on success, `Err(message)` with the
+    /// runtime's own words on failure.
+    pub(super) async fn run(
+        &self,
+        command: &'static str,
+        id: &str,
+        args: &[OsString],
+    ) -> Result<Result<Vec<u8>, String>, OciError> {
+        let child = self
+            .command()
+            .arg(command)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| self.spawn_error(e))?;
+        let out = match tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output()).await {
+            Ok(out) => out.map_err(|e| self.spawn_error(e))?,
+            Err(_) => {
+                return Err(OciError::Timeout {
+                    runtime: self.name.clone(),
+                    command,
+                    id: id.to_string(),
+                    secs: COMMAND_TIMEOUT.as_secs(),
+                })
+            }
+        };
+        if out.status.success() {
+            return Ok(Ok(out.stdout));
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let message = error_message(&stderr)
+            .unwrap_or_else(|| format!("exited with {} and no message", out.status));
+        Ok(Err(message))
+    }
+
+    pub(super) fn failed(&self, command: &'static str, id: &str, message: String) -> OciError {
+        OciError::Failed {
+            runtime: self.name.clone(),
+            command,
+            id: id.to_string(),
+            message,
+        }
+    }
+
+    /// `<runtime> delete [--force] ID`; a container it does not know is
+    /// deleted already.
+    pub(super) async fn delete_state(&self, id: &str, force: bool) -> Result<(), OciError> {
+        let mut args: Vec<OsString> = Vec::new();
+        if force {
+            args.push("--force".into());
+        }
+        args.push(id.into());
+        match self.run("delete", id, &args).await? {
+            Ok(_) => Ok(()),
+            Err(m) if is_gone(&m) => Ok(()),
+            Err(m) => Err(self.failed("delete", id, m)),
+        }
+    }
+
+    /// `<runtime> features`. Older runtimes have no such command: they
+    /// support none of the optional features.
+    pub(super) async fn read_features(&self) -> RuntimeFeatures {
+        let out = match self.run("features", "", &[]).await {
+            Ok(Ok(out)) => out,
+            _ => return RuntimeFeatures::default(),
+        };
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap_or_default();
+        let rro = v["mountOptions"]
+            .as_array()
+            .is_some_and(|opts| opts.iter().any(|o| o == "rro"));
+        RuntimeFeatures {
+            recursive_read_only_mounts: rro,
+        }
+    }
+}
+
+/// The runtime's error from what it wrote on stderr: the last line, which
+/// runc writes plainly after its log line; a JSON log line gives its msg.
+fn error_message(stderr: &str) -> Option<String> {
+    let line = stderr.lines().rev().find(|l| !l.trim().is_empty())?.trim();
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+        if let Some(m) = v["msg"].as_str() {
+            return Some(m.to_string());
+        }
+    }
+    Some(line.to_string())
+}
+
+/// Messages that mean "the container is not there (any more)".
+fn is_gone(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("does not exist") || m.contains("not found") || m.contains("no such file")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_messages() {
+        let stderr = "time=\"2026-12-03T10:00:00Z\" level=error msg=\"container does not exist\"\ncontainer does not exist\n";
+        assert_eq!(error_message(stderr).unwrap(), "container does not exist");
+        assert!(is_gone("container does not exist"));
+        let json = "{\"level\":\"error\",\"msg\":\"container not running\",\"time\":\"x\"}\n";
+        assert_eq!(error_message(json).unwrap(), "container not running");
+        assert_eq!(error_message("\n  \n"), None);
+    }
+}

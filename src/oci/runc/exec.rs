@@ -1,0 +1,241 @@
+//! `exec`: a process run inside a running container through the runtime's
+//! detached `exec` under `peapod-monitor exec`, with its output collected
+//! and a deadline that covers the process and the reading of its output.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Child;
+use tokio::task::JoinHandle;
+use tracing::warn;
+
+use super::{CliRuntime, ContainerHandle, ExecOutput, OciError};
+use crate::host::fs::write_volatile;
+use crate::oci::last_error_in_log;
+
+/// Output kept per stream; the rest is read and dropped, so a chatty
+/// command never blocks on a full pipe. kubelet keeps far less of a probe.
+pub const OUTPUT_LIMIT: usize = 4 * 1024 * 1024;
+
+/// `peapod-monitor exec`'s exit code when the runtime failed.
+const EXIT_RUNTIME: i32 = 255;
+
+/// How long output is still read after the command exited, for a
+/// background child that keeps the command's stdout open.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
+
+/// The files of one exec in the bundle, removed when it ends.
+struct ExecFiles {
+    process: PathBuf,
+    pid: PathBuf,
+    log: PathBuf,
+}
+
+impl ExecFiles {
+    fn new(bundle: &Path) -> ExecFiles {
+        let tag = &crate::ids::new_id()[..16];
+        ExecFiles {
+            process: bundle.join(format!("exec-{tag}.json")),
+            pid: bundle.join(format!("exec-{tag}.pid")),
+            log: bundle.join(format!("exec-{tag}.log")),
+        }
+    }
+}
+
+impl Drop for ExecFiles {
+    fn drop(&mut self) {
+        for f in [&self.process, &self.pid, &self.log] {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+type Buffer = Arc<Mutex<Vec<u8>>>;
+
+/// The readers of the command's stdout and stderr.
+struct Output {
+    stdout: Buffer,
+    stderr: Buffer,
+    readers: Vec<JoinHandle<()>>,
+}
+
+impl Output {
+    fn collect(child: &mut Child) -> Output {
+        let (stdout, stderr) = (Buffer::default(), Buffer::default());
+        let mut readers = Vec::new();
+        if let Some(s) = child.stdout.take() {
+            readers.push(tokio::spawn(collect(s, stdout.clone())));
+        }
+        if let Some(s) = child.stderr.take() {
+            readers.push(tokio::spawn(collect(s, stderr.clone())));
+        }
+        Output {
+            stdout,
+            stderr,
+            readers,
+        }
+    }
+
+    /// Waits for the output's end: EOF, or a little after the exit when a
+    /// background child still holds the pipes (never past the deadline).
+    async fn drain(&mut self, deadline: Option<Instant>, id: &str) {
+        let mut until = Instant::now() + DRAIN_AFTER_EXIT;
+        if let Some(d) = deadline {
+            until = until.min(d);
+        }
+        for r in self.readers.drain(..) {
+            let abort = r.abort_handle();
+            if tokio::time::timeout_at(until.into(), r).await.is_err() {
+                abort.abort();
+                warn!(container = %id, "exec output still open after the command exited; returning what was read");
+            }
+        }
+    }
+
+    fn abort(&self) {
+        for r in &self.readers {
+            r.abort();
+        }
+    }
+
+    fn take(b: &Buffer) -> Vec<u8> {
+        std::mem::take(&mut *b.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Reads a stream to its end, keeping at most [`OUTPUT_LIMIT`] bytes.
+async fn collect(mut r: impl AsyncRead + Unpin, out: Buffer) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                let mut o = out.lock().unwrap_or_else(|e| e.into_inner());
+                let room = OUTPUT_LIMIT.saturating_sub(o.len());
+                o.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
+    }
+}
+
+fn exit_code(status: ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(255)
+}
+
+impl CliRuntime {
+    pub(super) async fn exec_detached(
+        &self,
+        c: &ContainerHandle,
+        process: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<ExecOutput, OciError> {
+        let started = Instant::now();
+        let deadline = timeout.map(|t| started + t);
+        let files = ExecFiles::new(&c.bundle);
+        write_volatile(&files.process, process, 0o600)
+            .map_err(|e| OciError::Io(format!("write the exec process: {e}")))?;
+        let mut child = self.spawn_exec(c, &files)?;
+        let mut output = Output::collect(&mut child);
+        let waited = match deadline {
+            Some(d) => tokio::time::timeout_at(d.into(), child.wait()).await.ok(),
+            None => Some(child.wait().await),
+        };
+        let status = match waited {
+            Some(Ok(status)) => status,
+            Some(Err(e)) => return Err(OciError::Io(format!("wait for the exec process: {e}"))),
+            None => {
+                kill_exec(&files, &mut child).await;
+                output.abort();
+                return Err(OciError::ExecTimeout {
+                    elapsed: started.elapsed(),
+                });
+            }
+        };
+        output.drain(deadline, &c.id).await;
+        self.exec_result(&files, status, &output)
+    }
+
+    /// `peapod-monitor exec` around the runtime's detached exec.
+    fn spawn_exec(&self, c: &ContainerHandle, files: &ExecFiles) -> Result<Child, OciError> {
+        tokio::process::Command::new(&self.monitor)
+            .arg("exec")
+            .arg("--pid-file")
+            .arg(&files.pid)
+            .arg("--")
+            .args(self.exec_argv(&c.id, files))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| OciError::Io(format!("run {}: {e}", self.monitor.display())))
+    }
+
+    /// The runtime's command that starts the process detached: it exits
+    /// once the process runs, its pid (in the host's PID namespace) in the
+    /// pid file and the runtime's own errors in the log. (Attached, a
+    /// runtime waits for every process the command leaves behind;
+    /// `peapod-monitor exec` waits for this one.)
+    fn exec_argv(&self, id: &str, files: &ExecFiles) -> Vec<std::ffi::OsString> {
+        let mut argv = self.logged_argv(&files.log);
+        argv.extend([
+            "exec".into(),
+            "--detach".into(),
+            "--process".into(),
+            files.process.as_os_str().to_owned(),
+            "--pid-file".into(),
+            files.pid.as_os_str().to_owned(),
+            id.into(),
+        ]);
+        argv
+    }
+
+    /// The command's output, or the runtime's error when the process never
+    /// started.
+    fn exec_result(
+        &self,
+        files: &ExecFiles,
+        status: ExitStatus,
+        output: &Output,
+    ) -> Result<ExecOutput, OciError> {
+        let log = std::fs::read_to_string(&files.log).unwrap_or_default();
+        let started = files.pid.exists();
+        let runtime_error = last_error_in_log(&log);
+        if !started || (status.code() == Some(EXIT_RUNTIME) && runtime_error.is_some()) {
+            return Err(OciError::ExecFailed {
+                runtime: self.name.clone(),
+                message: runtime_error
+                    .unwrap_or_else(|| format!("the process did not start ({status})")),
+            });
+        }
+        Ok(ExecOutput {
+            stdout: Output::take(&output.stdout),
+            stderr: Output::take(&output.stderr),
+            exit_code: exit_code(status),
+        })
+    }
+}
+
+/// Kills a command past its deadline: the process, not just the runtime's
+/// exec command (killing only the latter would leave the former running in
+/// the container), then the wrapper and anything left under it (it is a
+/// subreaper).
+async fn kill_exec(files: &ExecFiles, child: &mut Child) {
+    let pid = std::fs::read_to_string(&files.pid)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok());
+    if let Some(p) = pid.and_then(crate::process::ProcessRef::of) {
+        let _ = crate::process::kill_and_wait(p, Duration::from_secs(5)).await;
+    }
+    if let Some(pid) = child.id() {
+        crate::process::kill_descendants(pid as i32);
+    }
+    let _ = child.kill().await;
+}
