@@ -947,6 +947,8 @@ pub async fn remove_blocking(
     match tokio::task::spawn_blocking(move || cgroups.remove(&owned)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("remove cgroup {path}: {e}")),
+        // A bug, not a failure to report.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(e) => Err(format!("remove cgroup {path}: {e}")),
     }
 }

@@ -112,9 +112,8 @@ impl Containers {
     async fn clean_up_exited(&self, rec: &ContainerRecord) -> bool {
         let id = rec.id.as_str();
         let (host, rootfs) = (self.deps.host.clone(), rec.rootfs());
-        let unmount = tokio::task::spawn_blocking(move || {
-            host.unmount_all(&rootfs).map_err(|e| (rootfs, e))
-        });
+        let unmount =
+            tokio::task::spawn_blocking(move || host.unmount_all(&rootfs).map_err(|e| (rootfs, e)));
         let delete = async {
             let runtime = self.runtime(&rec.runtime_handler).ok()?;
             runtime

@@ -134,7 +134,11 @@ impl Containers {
 
     /// SIGKILL, and to every process of the container without a PID
     /// namespace of its own; waits for the exit.
-    async fn stop_by_force(&self, entry: &ContainerEntry, rec: &ContainerRecord) -> Result<(), Error> {
+    async fn stop_by_force(
+        &self,
+        entry: &ContainerEntry,
+        rec: &ContainerRecord,
+    ) -> Result<(), Error> {
         if let Ok(runtime) = self.runtime(&rec.runtime_handler) {
             let _ = runtime.signal(&rec.handle(), Signal::SIGKILL as i32);
         }

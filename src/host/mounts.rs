@@ -106,7 +106,6 @@ pub fn mount_overlay(
     .map_err(io::Error::from)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -261,11 +261,7 @@ impl<R: Record> Registry<R> {
 
     /// The records of every visible object.
     pub fn records(&self) -> Vec<Arc<R>> {
-        self.read()
-            .visible
-            .values()
-            .map(|e| e.snapshot())
-            .collect()
+        self.read().visible.values().map(|e| e.snapshot()).collect()
     }
 
     /// Creates the object named `name` with `create` in a task of its own,

@@ -121,7 +121,9 @@ impl Sandboxes {
     }
 
     /// Every change of a sandbox, from now on.
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::objects::Event<SandboxRecord>> {
+    pub fn subscribe(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<crate::objects::Event<SandboxRecord>> {
         self.registry.subscribe()
     }
 

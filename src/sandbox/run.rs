@@ -11,6 +11,7 @@ use super::{
 };
 use crate::errors::Error;
 use crate::host::fs::write_atomic;
+use crate::process::ProcessRef;
 
 impl Sandboxes {
     /// RunPodSandbox. A call with the metadata of a sandbox still being
@@ -121,12 +122,15 @@ impl Sandboxes {
             .cgroups
             .create(&rec.cgroup)
             .map_err(|e| Error::internal(&format!("create cgroup {}", rec.cgroup), e))?;
-        self.start_infra(rec).await?;
+        rec.infra = Some(self.start_infra(&rec.spec).await?);
+        // Known before anything else can fail: from here on a crash leaves
+        // a record by which the next start finds and kills it.
+        self.record(entry, rec).await?;
+        self.place_infra(rec)?;
         rec.cni_network = network.map(|n| n.name().to_string());
-        // The infra process and the network are known before the network
-        // is attached, so that a crash during ADD is undone by a DEL.
-        let known = rec.clone();
-        self.registry.transition(entry, |r| *r = known).await?;
+        // The network is known before it is attached, so that a crash
+        // during ADD is undone by a DEL.
+        self.record(entry, rec).await?;
         if let Some(net) = network {
             self.attach_network(rec, net).await?;
         }
@@ -149,29 +153,32 @@ impl Sandboxes {
             .map_err(|e| Error::internal("write resolv.conf", e))
     }
 
-    /// The infra process, in the pod's cgroup, its network namespace bound
-    /// to a file.
-    async fn start_infra(&self, rec: &mut SandboxRecord) -> Result<(), Error> {
-        let infra = self
-            .deps
-            .infra
-            .start(&rec.spec)
-            .await
-            .map_err(|e| match e {
-                super::InfraError::Sysctl(m) => Error::invalid("config.linux.sysctls", m),
-                e => Error::Internal(e.to_string()),
-            })?;
-        rec.infra = Some(infra);
-        // Into its cgroup first, so that from here on the cgroup names every
-        // process of the pod even if the daemon dies.
+    /// Stores what exists of a pod being created.
+    async fn record(&self, entry: &SandboxEntry, rec: &SandboxRecord) -> Result<(), Error> {
+        let known = rec.clone();
+        self.registry.transition(entry, |r| *r = known).await
+    }
+
+    /// The infra process, holding the pod's new namespaces.
+    async fn start_infra(&self, spec: &SandboxSpec) -> Result<ProcessRef, Error> {
+        self.deps.infra.start(spec).await.map_err(|e| match e {
+            super::InfraError::Sysctl(m) => Error::invalid("config.linux.sysctls", m),
+            e => Error::Internal(e.to_string()),
+        })
+    }
+
+    /// The infra process into the pod's cgroup (from then on the cgroup
+    /// names every process of the pod), its network namespace bound to a
+    /// file.
+    fn place_infra(&self, rec: &SandboxRecord) -> Result<(), Error> {
+        let Some(infra) = rec.infra else {
+            return Ok(());
+        };
         self.deps
             .cgroups
             .add_process(&rec.cgroup, infra.pid)
             .map_err(|e| {
-                Error::internal(
-                    &format!("move infra process into cgroup {}", rec.cgroup),
-                    e,
-                )
+                Error::internal(&format!("move infra process into cgroup {}", rec.cgroup), e)
             })?;
         if let Some(netns) = &rec.netns_path {
             self.deps
@@ -182,7 +189,11 @@ impl Sandboxes {
         Ok(())
     }
 
-    async fn attach_network(&self, rec: &mut SandboxRecord, net: &dyn PodNetwork) -> Result<(), Error> {
+    async fn attach_network(
+        &self,
+        rec: &mut SandboxRecord,
+        net: &dyn PodNetwork,
+    ) -> Result<(), Error> {
         let netns = rec.netns_path.clone().unwrap_or_default();
         let ports = cni_ports(&rec.spec.port_mappings);
         let cidr = self.pod_cidr();

@@ -79,9 +79,7 @@ impl Sandboxes {
                 let cidr = self.pod_cidr();
                 net.del(&attachment(rec, &netns, &ports, cidr.as_deref()))
                     .await
-                    .map_err(|e| {
-                        Error::Internal(format!("CNI DEL from network {name:?}: {e}"))
-                    })?;
+                    .map_err(|e| Error::Internal(format!("CNI DEL from network {name:?}: {e}")))?;
             }
             Some(net) => {
                 warn!(sandbox = %rec.id, "CNI network {name:?} was replaced by {:?}: cannot detach from it", net.name())

@@ -326,12 +326,7 @@ impl RuntimeService for RuntimeApi {
     ) -> Result<Response<api::ContainerStatsResponse>, Status> {
         let id = req.into_inner().container_id;
         rpc("ContainerStats", &id, async {
-            let s = self
-                .daemon
-                .containers
-                .stats(&id)
-                .await
-                .map_err(status_of)?;
+            let s = self.daemon.containers.stats(&id).await.map_err(status_of)?;
             Ok(api::ContainerStatsResponse {
                 stats: Some(container::to_stats(&s)),
             })
@@ -369,11 +364,7 @@ impl RuntimeService for RuntimeApi {
     ) -> Result<Response<api::StartContainerResponse>, Status> {
         let id = req.into_inner().container_id;
         rpc("StartContainer", &id, async {
-            self.daemon
-                .containers
-                .start(&id)
-                .await
-                .map_err(status_of)?;
+            self.daemon.containers.start(&id).await.map_err(status_of)?;
             Ok(api::StartContainerResponse {})
         })
         .await
@@ -456,8 +447,7 @@ impl RuntimeService for RuntimeApi {
     ) -> Result<Response<api::UpdateContainerResourcesResponse>, Status> {
         let req = req.into_inner();
         rpc("UpdateContainerResources", &req.container_id, async {
-            let update =
-                container::resources_from(req.linux, "linux").map_err(status_of)?;
+            let update = container::resources_from(req.linux, "linux").map_err(status_of)?;
             self.daemon
                 .containers
                 .update_resources(&req.container_id, update)

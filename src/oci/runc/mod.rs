@@ -160,10 +160,16 @@ impl OciRuntime for CliRuntime {
         let file = BundleFiles(c).resources();
         write_volatile(&file, &json, 0o600)
             .map_err(|e| OciError::Io(format!("write resources.json: {e}")))?;
-        let args = vec!["--resources".into(), file.clone().into(), c.id.as_str().into()];
+        let args = vec![
+            "--resources".into(),
+            file.clone().into(),
+            c.id.as_str().into(),
+        ];
         let applied = self.run("update", &c.id, &args).await;
         let _ = std::fs::remove_file(&file);
-        applied?.map(|_| ()).map_err(|m| self.failed("update", &c.id, m))
+        applied?
+            .map(|_| ())
+            .map_err(|m| self.failed("update", &c.id, m))
     }
 
     async fn wait(&self, c: &ContainerHandle) -> Result<(), OciError> {
