@@ -1,1 +1,410 @@
+//! The container lifecycle over the fakes of [`crate::testing`], in a pod
+//! of the sandbox layer over the same fakes: every step of create, start,
+//! stop and remove made to fail, or the daemon to die there, and what is
+//! left checked.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::image::registry::RegistrySettings;
+use crate::image::{ImageRecord, ImageSettings, LayerRecord};
+use crate::pods::Pods;
+use crate::sandbox::tests::{pod_spec, Harness};
+use crate::sandbox::Sandboxes;
+use crate::testing::{FakeCgroups, FakeHost, FakeRuntime, Fault};
+
+const IMAGE: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+const LAYER: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+/// One daemon: sandboxes and containers over the harness's store and world.
+struct Daemon {
+    sandboxes: Arc<Sandboxes>,
+    containers: Arc<Containers>,
+}
+
+impl Daemon {
+    fn pods(&self) -> Pods {
+        Pods::new(self.sandboxes.clone(), self.containers.clone())
+    }
+}
+
+/// The image `busybox:test` with one (empty) layer, in the store before
+/// the first daemon starts.
+fn add_image(h: &Harness) {
+    let layer_dir = h.config.images_dir().join("layers").join(&LAYER[7..]);
+    std::fs::create_dir_all(&layer_dir).unwrap();
+    let image = ImageRecord {
+        id: IMAGE.into(),
+        repo_tags: vec!["docker.io/library/busybox:test".into()],
+        repo_digests: vec![],
+        size: 1,
+        manifest_digest: "sha256:3".into(),
+        layers: vec![LayerRecord {
+            digest: "sha256:4".into(),
+            diff_id: LAYER.into(),
+            chain_id: LAYER.into(),
+            size: 1,
+        }],
+        run: crate::image::manifest::RunConfig {
+            cmd: vec!["sh".into()],
+            ..Default::default()
+        },
+        pulled_at: 1,
+    };
+    h.store.put(Table::Images, IMAGE, &image).unwrap();
+}
+
+async fn start(h: &Harness) -> Daemon {
+    let sandboxes = h.sandboxes().await;
+    let held = held_layers(&h.store).unwrap();
+    let settings = ImageSettings {
+        registry: RegistrySettings::default(),
+        max_concurrent_downloads: 1,
+    };
+    let images = Images::open(h.config.images_dir(), h.store.clone(), settings, &held).unwrap();
+    let runtime: Arc<dyn OciRuntime> = Arc::new(FakeRuntime(h.world.clone()));
+    let deps = ContainerDeps {
+        pods: sandboxes.clone(),
+        images: Arc::new(images),
+        cgroups: Arc::new(FakeCgroups(h.world.clone())),
+        host: Arc::new(FakeHost(h.world.clone())),
+        runtimes: [("runc".to_string(), runtime)].into(),
+        facts: HostFacts::default(),
+    };
+    let containers = Containers::recover(h.config.clone(), h.store.clone(), deps)
+        .await
+        .unwrap();
+    Daemon {
+        sandboxes,
+        containers,
+    }
+}
+
+fn container_spec(sandbox_id: &str, name: &str) -> ContainerSpec {
+    ContainerSpec {
+        sandbox_id: sandbox_id.into(),
+        metadata: ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        },
+        image: "busybox:test".into(),
+        user_specified_image: String::new(),
+        command: vec![],
+        args: vec![],
+        working_dir: String::new(),
+        envs: vec![],
+        mounts: vec![],
+        devices: vec![],
+        labels: Default::default(),
+        annotations: Default::default(),
+        log_path: String::new(),
+        stdin: false,
+        stdin_once: false,
+        tty: false,
+        resources: Resources::default(),
+        security: SecuritySpec {
+            privileged: false,
+            pid: PidMode::Container,
+            run_as_user: None,
+            run_as_group: None,
+            run_as_username: String::new(),
+            supplemental_groups: vec![],
+            supplemental_groups_strict: false,
+            readonly_rootfs: false,
+            add_capabilities: vec![],
+            drop_capabilities: vec![],
+            no_new_privs: false,
+            masked_paths: vec![],
+            readonly_paths: vec![],
+            seccomp: SeccompSpec::Unconfined,
+            apparmor: AppArmorSpec {
+                profile_type: 1,
+                localhost_ref: String::new(),
+            },
+            selinux: None,
+        },
+        stop_signal: 0,
+    }
+}
+
+/// A harness with the image and a ready pod; the pod's id.
+async fn with_pod() -> (Harness, Daemon, String) {
+    let h = Harness::new();
+    add_image(&h);
+    let d = start(&h).await;
+    let pod = d.sandboxes.run(pod_spec("web")).await.unwrap();
+    (h, d, pod)
+}
+
+fn stored(h: &Harness) -> Vec<ContainerRecord> {
+    h.store
+        .load_all::<ContainerRecord>(Table::Containers)
+        .unwrap()
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect()
+}
+
+/// Nothing of any container is left: only the pod's own resources.
+fn assert_only_the_pod_left(h: &Harness, d: &Daemon, pod: &str, when: &str) {
+    assert!(stored(h).is_empty(), "{when}: records {:?}", stored(h));
+    assert!(h.world.runtime_containers().is_empty(), "{when}");
+    let rec = d.sandboxes.status(pod).unwrap().record;
+    assert_eq!(
+        h.world.cgroups(),
+        std::slice::from_ref(&rec.cgroup),
+        "{when}"
+    );
+    assert_eq!(h.world.mounts().len(), 2, "{when}: {:?}", h.world.mounts());
+    assert_eq!(h.world.live_processes(), [rec.infra.unwrap().pid], "{when}");
+    let dirs = std::fs::read_dir(h.config.containers_dir())
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(dirs, 0, "{when}: container directories left");
+}
+
+/// The operations before now are not counted for the fault.
+fn fault_after(h: &Harness, n: usize, fault: Fault) {
+    h.world.fault_at(h.world.log().len() + n, fault);
+}
+
+async fn wait_for_state(d: &Daemon, id: &str, state: ContainerState) {
+    for _ in 0..200 {
+        if d.containers.status(id).unwrap().state == state {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("container {id} never became {state:?}");
+}
+
+#[tokio::test]
+async fn a_container_lives_and_goes_leaving_nothing() {
+    let (h, d, pod) = with_pod().await;
+    let mut events = d.containers.subscribe();
+    let id = d
+        .containers
+        .create(container_spec(&pod, "app"))
+        .await
+        .unwrap();
+    assert_eq!(h.world.runtime_containers(), std::slice::from_ref(&id));
+    let rec = d.containers.status(&id).unwrap();
+    assert!(h.world.cgroups().contains(&rec.cgroup));
+    assert!(h.world.mounts().contains(&rec.rootfs()));
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(rec.dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["process"]["args"], serde_json::json!(["sh"]));
+    d.containers.start(&id).await.unwrap();
+    d.containers
+        .stop(&id, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let exited = d.containers.status(&id).unwrap();
+    assert_eq!(
+        (exited.state, exited.exit_code),
+        (ContainerState::Exited, 128 + libc::SIGTERM)
+    );
+    assert_eq!(stored(&h)[0].state, ContainerState::Exited);
+    d.pods().remove(&pod).await.unwrap();
+    assert_eq!(h.world.leftovers(), Vec::<String>::new());
+    assert!(stored(&h).is_empty());
+    let states: Vec<(Option<ContainerState>, ContainerState, bool)> = (0..4)
+        .map(|_| events.try_recv().unwrap())
+        .map(|e| (e.from, e.record.state, e.removed))
+        .collect();
+    use ContainerState::*;
+    assert_eq!(
+        states,
+        [
+            (None, Created, false),
+            (Some(Created), Running, false),
+            (Some(Running), Exited, false),
+            (Some(Exited), Removing, false),
+        ]
+    );
+    let removed = events.try_recv().unwrap();
+    assert!(removed.removed);
+}
+
+/// Runs `make` with a fault at each of its operations in turn; the number
+/// of operations it has.
+async fn at_every_step<F, C>(make: F, check: C) -> usize
+where
+    F: AsyncFn(&Harness, &Daemon, &str, usize),
+    C: AsyncFn(&Harness, &Daemon, &str, &str),
+{
+    for n in 1.. {
+        let (h, d, pod) = with_pod().await;
+        make(&h, &d, &pod, n).await;
+        let hit = h.world.hit();
+        if hit.is_empty() {
+            return n - 1;
+        }
+        h.world.clear_faults();
+        check(&h, &d, &pod, &format!("fault at step {n} ({})", hit[0])).await;
+    }
+    unreachable!()
+}
+
+#[tokio::test]
+async fn a_failure_at_any_step_of_create_leaves_only_the_pod() {
+    let steps = at_every_step(
+        async |h, d, pod, n| {
+            fault_after(h, n, Fault::Fail);
+            let r = d.containers.create(container_spec(pod, "app")).await;
+            assert_eq!(r.is_err(), !h.world.hit().is_empty(), "{r:?}");
+        },
+        async |h, d, pod, when| {
+            assert_only_the_pod_left(h, d, pod, when);
+            // The name is free again.
+            d.containers
+                .create(container_spec(pod, "app"))
+                .await
+                .unwrap();
+        },
+    )
+    .await;
+    assert_eq!(steps, 2, "the root filesystem and the runtime's create");
+}
+
+#[tokio::test]
+async fn a_crash_at_any_step_of_create_is_undone_by_the_next_start() {
+    at_every_step(
+        async |h, d, pod, n| {
+            fault_after(h, n, Fault::Crash);
+            let _ = d.containers.create(container_spec(pod, "app")).await;
+        },
+        async |h, _, pod, when| {
+            let restarted = start(h).await;
+            assert_only_the_pod_left(h, &restarted, pod, when);
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_failure_at_any_step_of_remove_keeps_the_container_for_a_retry() {
+    let steps = at_every_step(
+        async |h, d, pod, n| {
+            let id = d
+                .containers
+                .create(container_spec(pod, "app"))
+                .await
+                .unwrap();
+            d.containers.start(&id).await.unwrap();
+            fault_after(h, n, Fault::Fail);
+            if d.containers.remove(&id).await.is_err() {
+                let kept = d.containers.status(&id).unwrap();
+                assert_eq!(kept.state, ContainerState::Exited);
+                assert_eq!(stored(h)[0].state, ContainerState::Exited);
+            }
+        },
+        async |h, d, pod, when| {
+            for rec in d.containers.list(&ContainerFilter::default()) {
+                d.containers.remove(&rec.id).await.unwrap();
+            }
+            assert_only_the_pod_left(h, d, pod, when);
+        },
+    )
+    .await;
+    assert!(steps >= 4, "{steps}");
+}
+
+#[tokio::test]
+async fn a_crash_at_any_step_of_remove_is_finished_by_the_next_start() {
+    at_every_step(
+        async |h, d, pod, n| {
+            let id = d
+                .containers
+                .create(container_spec(pod, "app"))
+                .await
+                .unwrap();
+            d.containers.start(&id).await.unwrap();
+            // Stopped first: a crash of the exit's own handling would leave
+            // this daemon waiting for an exit it can no longer record.
+            d.containers.stop(&id, Duration::ZERO).await.unwrap();
+            fault_after(h, n, Fault::Crash);
+            let _ = d.containers.remove(&id).await;
+        },
+        async |h, _, pod, when| {
+            let restarted = start(h).await;
+            // A removal cut short is finished; one that never began leaves
+            // the exited container for kubelet to remove.
+            for rec in restarted.containers.list(&ContainerFilter::default()) {
+                assert_eq!(rec.state, ContainerState::Exited, "{when}");
+                restarted.containers.remove(&rec.id).await.unwrap();
+            }
+            assert_only_the_pod_left(h, &restarted, pod, when);
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_refused_start_is_an_exit_that_cannot_run() {
+    let (h, d, pod) = with_pod().await;
+    let id = d
+        .containers
+        .create(container_spec(&pod, "app"))
+        .await
+        .unwrap();
+    fault_after(&h, 1, Fault::Fail);
+    let err = d.containers.start(&id).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("injected failure of runtime start"),
+        "{err}"
+    );
+    let rec = d.containers.status(&id).unwrap();
+    assert_eq!(
+        (rec.state, rec.exit_code, rec.reason.as_str()),
+        (ContainerState::Exited, 128, "ContainerCannotRun")
+    );
+    d.containers.remove(&id).await.unwrap();
+    assert_only_the_pod_left(&h, &d, &pod, "after remove");
+}
+
+#[tokio::test]
+async fn exits_while_the_daemon_is_down_are_recorded_at_start() {
+    let (h, d, pod) = with_pod().await;
+    let exits = d
+        .containers
+        .create(container_spec(&pod, "exits"))
+        .await
+        .unwrap();
+    let lost = d
+        .containers
+        .create(container_spec(&pod, "lost"))
+        .await
+        .unwrap();
+    let runs = d
+        .containers
+        .create(container_spec(&pod, "runs"))
+        .await
+        .unwrap();
+    for id in [&exits, &lost, &runs] {
+        d.containers.start(id).await.unwrap();
+    }
+    let lost_monitor = d.containers.status(&lost).unwrap().monitor.unwrap();
+    drop(d);
+    h.world.exit_container(&exits, 3);
+    h.world.end_process(lost_monitor.pid);
+    let restarted = start(&h).await;
+    let rec = restarted.containers.status(&exits).unwrap();
+    assert_eq!(
+        (rec.state, rec.exit_code, rec.reason.as_str()),
+        (ContainerState::Exited, 3, "Error")
+    );
+    let rec = restarted.containers.status(&lost).unwrap();
+    assert_eq!((rec.state, rec.exit_code), (ContainerState::Exited, 255));
+    assert_eq!(
+        restarted.containers.status(&runs).unwrap().state,
+        ContainerState::Running
+    );
+    // The one still running is watched again.
+    h.world.exit_container(&runs, 0);
+    wait_for_state(&restarted, &runs, ContainerState::Exited).await;
+    let rec = restarted.containers.status(&runs).unwrap();
+    assert_eq!((rec.exit_code, rec.reason.as_str()), (0, "Completed"));
+}

@@ -17,7 +17,7 @@ mod run;
 mod spec;
 mod teardown;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

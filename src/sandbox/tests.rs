@@ -135,8 +135,8 @@ async fn run_makes_the_pod_and_remove_releases_it() {
     let rec = sandboxes.status(&id).unwrap().record;
     assert_eq!(rec.state, SandboxState::Ready);
     assert_eq!(rec.ips, ["10.88.0.2"]);
-    assert_eq!(h.world.attachments(), [id.clone()]);
-    assert_eq!(h.world.cgroups(), [rec.cgroup.clone()]);
+    assert_eq!(h.world.attachments(), std::slice::from_ref(&id));
+    assert_eq!(h.world.cgroups(), std::slice::from_ref(&rec.cgroup));
     assert_eq!(h.world.mounts().len(), 2, "shm and netns");
     assert!(h.world.live_processes().contains(&rec.infra.unwrap().pid));
     assert_eq!(
