@@ -286,3 +286,155 @@ impl<R: Record> Registry<R> {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Table;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    struct Thing {
+        id: String,
+        name: String,
+        state: u8,
+    }
+
+    /// State 0 is "being created".
+    impl Record for Thing {
+        type State = u8;
+        type Name = String;
+        type Extra = ();
+        const TABLE: Table = Table::Meta;
+        const KIND: &'static str = "thing";
+        const ID_FIELD: &'static str = "thing_id";
+        fn id(&self) -> &str {
+            &self.id
+        }
+        fn name(&self) -> String {
+            self.name.clone()
+        }
+        fn state(&self) -> u8 {
+            self.state
+        }
+        fn visible(&self) -> bool {
+            self.state != 0
+        }
+    }
+
+    fn thing(id: &str, state: u8) -> Thing {
+        Thing {
+            id: id.into(),
+            name: format!("name-{id}"),
+            state,
+        }
+    }
+
+    fn registry() -> (tempfile::TempDir, Arc<Store>, Registry<Thing>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
+        let registry = Registry::new(store.clone());
+        (dir, store, registry)
+    }
+
+    #[tokio::test]
+    async fn an_object_being_created_is_stored_but_not_seen_until_it_is_made() {
+        let (_dir, store, registry) = registry();
+        let mut events = registry.subscribe();
+        let entry = registry.add(thing("abc1", 0)).await.unwrap();
+        assert_eq!(
+            store
+                .get::<Thing>(Table::Meta, "abc1")
+                .unwrap()
+                .unwrap()
+                .state,
+            0
+        );
+        assert!(matches!(registry.lookup("abc"), Err(Error::NotFound(_))));
+        assert!(registry.records().is_empty());
+        assert!(events.try_recv().is_err(), "no event for a hidden object");
+        registry.transition(&entry, |t| t.state = 1).await.unwrap();
+        assert_eq!(registry.lookup("abc").unwrap().snapshot().state, 1);
+        assert_eq!(
+            store
+                .get::<Thing>(Table::Meta, "abc1")
+                .unwrap()
+                .unwrap()
+                .state,
+            1
+        );
+        let e = events.try_recv().unwrap();
+        assert_eq!((e.from, e.record.state, e.removed), (None, 1, false));
+        assert_eq!(*entry.watch_state().borrow(), 1);
+    }
+
+    #[tokio::test]
+    async fn lookups_name_the_field_and_the_kind() {
+        let (_dir, _store, registry) = registry();
+        registry.add(thing("ab1", 1)).await.unwrap();
+        registry.add(thing("ab2", 1)).await.unwrap();
+        assert_eq!(
+            registry.lookup("").err().unwrap().to_string(),
+            "thing_id: must not be empty"
+        );
+        assert_eq!(
+            registry.lookup("ab").err().unwrap().to_string(),
+            "thing id prefix \"ab\" is ambiguous"
+        );
+        assert_eq!(
+            registry.lookup("zz").err().unwrap().to_string(),
+            "thing \"zz\" not found"
+        );
+        assert_eq!(registry.lookup("ab2").unwrap().snapshot().id, "ab2");
+    }
+
+    #[tokio::test]
+    async fn removal_frees_the_name_and_is_published() {
+        let (_dir, store, registry) = registry();
+        let entry = registry.add(thing("x", 1)).await.unwrap();
+        let taken = registry
+            .create_named("name-x".into(), async { Ok("never".into()) }, |n, id| {
+                Error::AlreadyExists(format!("{n} {id}"))
+            })
+            .await;
+        assert_eq!(taken, Err(Error::AlreadyExists("name-x x".into())));
+        let mut events = registry.subscribe();
+        registry.remove(&entry).await.unwrap();
+        assert!(events.try_recv().unwrap().removed);
+        assert_eq!(store.get::<Thing>(Table::Meta, "x").unwrap(), None);
+        let again = registry
+            .create_named("name-x".into(), async { Ok("y".into()) }, |_, _| {
+                Error::Internal("taken".into())
+            })
+            .await;
+        assert_eq!(again, Ok("y".into()));
+    }
+
+    #[tokio::test]
+    async fn load_indexes_what_the_store_holds() {
+        let (_dir, store, registry) = registry();
+        store.put(Table::Meta, "seen", &thing("seen", 2)).unwrap();
+        store
+            .put(Table::Meta, "hidden", &thing("hidden", 0))
+            .unwrap();
+        let entries = registry.load().unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(registry.records().len(), 1);
+        assert!(registry.lookup("hidden").is_err());
+        let unsaved = registry
+            .transition_unsaved(&registry.lookup("seen").unwrap(), |t| {
+                t.state = 3;
+                t.state
+            })
+            .await;
+        assert_eq!(unsaved, 3);
+        assert_eq!(
+            store
+                .get::<Thing>(Table::Meta, "seen")
+                .unwrap()
+                .unwrap()
+                .state,
+            2
+        );
+    }
+}
