@@ -5,7 +5,7 @@ use oci_spec::runtime::Arch;
 use serde::Deserialize;
 
 use super::super::capabilities::{has_capability, normalize_capability};
-use super::parse_arch;
+use super::{parse_arch, parse_each};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -119,11 +119,26 @@ fn kernel_release(release: &str) -> Option<(u64, u64, u64)> {
     Some((major, minor, patch))
 }
 
+/// Whether a profile entry applies here: its `includes` holds and its
+/// `excludes` does not. Both are checked before deciding, so a mistake is
+/// reported even in an entry that would not apply here.
+pub(super) fn entry_applies(
+    includes: Option<&Condition>,
+    excludes: Option<&Condition>,
+    caps: &[String],
+    host: &ProfileHost,
+    at: &str,
+) -> Result<bool, String> {
+    let included = condition_holds(includes, true, caps, host, &format!("{at}.includes"))?;
+    let excluded = condition_holds(excludes, false, caps, host, &format!("{at}.excludes"))?;
+    Ok(included && !excluded)
+}
+
 /// Evaluates an `includes` (`all_must_hold`: every capability present, the
 /// host among the arches, the kernel at least minKernel) or an `excludes`
 /// (any of them holding excludes the entry). An absent condition gives
 /// "include" for includes and "do not exclude" for excludes.
-pub(super) fn condition_holds(
+fn condition_holds(
     cond: Option<&Condition>,
     all_must_hold: bool,
     caps: &[String],
@@ -133,46 +148,73 @@ pub(super) fn condition_holds(
     let Some(cond) = cond else {
         return Ok(all_must_hold);
     };
-    let mut tests = Vec::new();
-    if let Some(list) = &cond.caps {
-        let mut present = Vec::new();
-        for (i, c) in list.iter().enumerate() {
-            let cap = normalize_capability(c)
-                .ok_or_else(|| format!("{at}.caps[{i}]: unknown capability {c:?}"))?;
-            present.push(has_capability(caps, cap));
-        }
-        if !present.is_empty() {
-            tests.push(if all_must_hold {
-                present.iter().all(|p| *p)
-            } else {
-                present.iter().any(|p| *p)
-            });
-        }
-    }
-    if let Some(list) = &cond.arches {
-        for (i, a) in list.iter().enumerate() {
-            if !CONDITION_ARCHES.contains(&a.as_str()) && parse_arch(a).is_none() {
-                return Err(format!("{at}.arches[{i}]: unknown architecture {a:?}"));
-            }
-        }
-        if !list.is_empty() {
-            tests.push(list.iter().any(|a| host.matches_arch(a)));
-        }
-    }
-    if let Some(min) = &cond.min_kernel {
-        let wanted = kernel_release(min)
-            .filter(|_| min.chars().all(|c| c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| {
-                format!("{at}.minKernel: {min:?} is not a kernel version such as \"4.8\"")
-            })?;
-        // An unknown running kernel satisfies no minimum.
-        tests.push(host.kernel.is_some_and(|k| k >= wanted));
-    }
-    Ok(if all_must_hold {
-        tests.iter().all(|t| *t)
+    let tests = [
+        caps_test(cond.caps.as_deref(), all_must_hold, caps, at)?,
+        arches_test(cond.arches.as_deref(), host, at)?,
+        min_kernel_test(cond.min_kernel.as_deref(), host, at)?,
+    ];
+    Ok(combine(tests.into_iter().flatten(), all_must_hold))
+}
+
+/// All of `tests` hold (an `includes`), or any of them (an `excludes`).
+fn combine(tests: impl IntoIterator<Item = bool>, all_must_hold: bool) -> bool {
+    let mut tests = tests.into_iter();
+    if all_must_hold {
+        tests.all(|t| t)
     } else {
-        tests.iter().any(|t| *t)
-    })
+        tests.any(|t| t)
+    }
+}
+
+/// The container holds the condition's capabilities (all of them, or any
+/// for an `excludes`); None when it names none.
+fn caps_test(
+    list: Option<&[String]>,
+    all_must_hold: bool,
+    caps: &[String],
+    at: &str,
+) -> Result<Option<bool>, String> {
+    let wanted = parse_each(
+        list.unwrap_or_default(),
+        &format!("{at}.caps"),
+        "capability",
+        normalize_capability,
+    )?;
+    let held = wanted.iter().map(|cap| has_capability(caps, cap));
+    Ok((!wanted.is_empty()).then(|| combine(held, all_must_hold)))
+}
+
+/// The host is among the condition's architectures; None when it names
+/// none.
+fn arches_test(
+    list: Option<&[String]>,
+    host: &ProfileHost,
+    at: &str,
+) -> Result<Option<bool>, String> {
+    let list = list.unwrap_or_default();
+    parse_each(list, &format!("{at}.arches"), "architecture", |a| {
+        (CONDITION_ARCHES.contains(&a) || parse_arch(a).is_some()).then_some(())
+    })?;
+    Ok((!list.is_empty()).then(|| list.iter().any(|a| host.matches_arch(a))))
+}
+
+/// The running kernel is at least the condition's `minKernel`; None when
+/// it gives none.
+fn min_kernel_test(
+    min: Option<&str>,
+    host: &ProfileHost,
+    at: &str,
+) -> Result<Option<bool>, String> {
+    let Some(min) = min else {
+        return Ok(None);
+    };
+    let wanted = kernel_release(min)
+        .filter(|_| min.chars().all(|c| c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| {
+            format!("{at}.minKernel: {min:?} is not a kernel version such as \"4.8\"")
+        })?;
+    // An unknown running kernel satisfies no minimum.
+    Ok(Some(host.kernel.is_some_and(|k| k >= wanted)))
 }
 
 #[cfg(test)]

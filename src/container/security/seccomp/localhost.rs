@@ -4,13 +4,14 @@
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag,
+    LinuxSeccompOperator, LinuxSyscall,
 };
 use serde::Deserialize;
 
 use super::super::SecurityError;
-use super::conditions::{condition_holds, Condition, ProfileHost};
-use super::{from_json_string, parse_arch, seccomp_arg, syscall_rule};
+use super::conditions::{entry_applies, Condition, ProfileHost};
+use super::{from_json_string, parse_arch, parse_each, parse_named, seccomp_arg, syscall_rule};
 
 const SECCOMP_REF_FIELD: &str = "config.linux.security_context.seccomp.localhost_ref";
 
@@ -97,115 +98,14 @@ fn seccomp_from_json(
     host: &ProfileHost,
 ) -> Result<LinuxSeccomp, String> {
     let file: ProfileFile = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
-
-    let default_action = match &file.default_action {
-        Some(a) => parse_action(a).ok_or_else(|| format!("defaultAction: unknown action {a:?}"))?,
-        None => return Err("defaultAction is missing".to_string()),
-    };
-
-    let architectures = match (&file.architectures, &file.arch_map) {
-        (Some(a), Some(m)) if !a.is_empty() && !m.is_empty() => {
-            return Err("architectures and archMap are both set; use one".to_string())
-        }
-        (_, Some(map)) if !map.is_empty() => {
-            let native = host.native();
-            let mut arches = Vec::new();
-            for (i, entry) in map.iter().enumerate() {
-                let arch = parse_arch(&entry.architecture).ok_or_else(|| {
-                    format!(
-                        "archMap[{i}].architecture: unknown architecture {:?}",
-                        entry.architecture
-                    )
-                })?;
-                let mut subs = Vec::new();
-                for (j, sub) in entry.sub_architectures.iter().flatten().enumerate() {
-                    subs.push(parse_arch(sub).ok_or_else(|| {
-                        format!("archMap[{i}].subArchitectures[{j}]: unknown architecture {sub:?}")
-                    })?);
-                }
-                if Some(arch) == native {
-                    arches.push(arch);
-                    arches.extend(subs);
-                }
-            }
-            arches
-        }
-        (Some(list), _) => list
-            .iter()
-            .enumerate()
-            .map(|(i, a)| {
-                parse_arch(a)
-                    .ok_or_else(|| format!("architectures[{i}]: unknown architecture {a:?}"))
-            })
-            .collect::<Result<_, _>>()?,
-        (None, _) => Vec::new(),
-    };
-
-    let flags = match &file.flags {
-        Some(list) => Some(
-            list.iter()
-                .enumerate()
-                .map(|(i, f)| {
-                    from_json_string::<LinuxSeccompFilterFlag>(f)
-                        .ok_or_else(|| format!("flags[{i}]: unknown flag {f:?}"))
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
-        None => None,
-    };
-
-    let mut rules = Vec::new();
-    for (i, entry) in file.syscalls.iter().flatten().enumerate() {
-        let at = format!("syscalls[{i}]");
-        let names = match (&entry.names, &entry.name) {
-            (Some(list), Some(_)) if !list.is_empty() => {
-                return Err(format!("{at}: name and names are both set; use one"))
-            }
-            (Some(list), _) if !list.is_empty() => list.clone(),
-            (_, Some(name)) => vec![name.clone()],
-            _ => return Err(format!("{at}.names: no syscall named")),
-        };
-        if let Some(j) = names.iter().position(|n| n.trim().is_empty()) {
-            return Err(format!("{at}.names[{j}]: empty syscall name"));
-        }
-        let action = match &entry.action {
-            Some(a) => {
-                parse_action(a).ok_or_else(|| format!("{at}.action: unknown action {a:?}"))?
-            }
-            None => return Err(format!("{at}.action is missing")),
-        };
-        let mut args = Vec::new();
-        for (j, arg) in entry.args.iter().flatten().enumerate() {
-            let op = from_json_string::<LinuxSeccompOperator>(&arg.op)
-                .ok_or_else(|| format!("{at}.args[{j}].op: unknown operator {:?}", arg.op))?;
-            if arg.index > 5 {
-                return Err(format!(
-                    "{at}.args[{j}].index: {} is not a syscall argument (0 to 5)",
-                    arg.index
-                ));
-            }
-            args.push(seccomp_arg(arg.index, arg.value, arg.value_two, op));
-        }
-        // Validate both conditions before deciding, so a mistake is
-        // reported even in an entry that would not apply here.
-        let included = condition_holds(
-            entry.includes.as_ref(),
-            true,
-            caps,
-            host,
-            &format!("{at}.includes"),
-        )?;
-        let excluded = condition_holds(
-            entry.excludes.as_ref(),
-            false,
-            caps,
-            host,
-            &format!("{at}.excludes"),
-        )?;
-        if included && !excluded {
-            rules.push(syscall_rule(names, action, entry.errno_ret, args));
-        }
-    }
+    let default_action = required_action(file.default_action.as_deref(), "defaultAction")?;
+    let architectures = profile_architectures(&file, host)?;
+    let flags: Option<Vec<LinuxSeccompFilterFlag>> = file
+        .flags
+        .as_deref()
+        .map(|list| parse_each(list, "flags", "flag", from_json_string))
+        .transpose()?;
+    let rules = applicable_rules(file.syscalls.as_deref().unwrap_or_default(), caps, host)?;
 
     let mut profile = LinuxSeccomp::default();
     profile
@@ -219,8 +119,129 @@ fn seccomp_from_json(
     Ok(profile)
 }
 
-fn parse_action(s: &str) -> Option<LinuxSeccompAction> {
-    from_json_string(s)
+/// An action the profile must give; `at` says where (`defaultAction`,
+/// `syscalls[i].action`).
+fn required_action(action: Option<&str>, at: &str) -> Result<LinuxSeccompAction, String> {
+    match action {
+        Some(a) => parse_named(a, at, "action", from_json_string),
+        None => Err(format!("{at} is missing")),
+    }
+}
+
+/// The profile's `architectures`, or from a Docker profile's `archMap`
+/// this host's own architecture and its sub-architectures.
+fn profile_architectures(file: &ProfileFile, host: &ProfileHost) -> Result<Vec<Arch>, String> {
+    match (&file.architectures, &file.arch_map) {
+        (Some(a), Some(m)) if !a.is_empty() && !m.is_empty() => {
+            Err("architectures and archMap are both set; use one".to_string())
+        }
+        (_, Some(map)) if !map.is_empty() => arch_map_for(map, host.native()),
+        (Some(list), _) => parse_each(list, "architectures", "architecture", parse_arch),
+        (None, _) => Ok(Vec::new()),
+    }
+}
+
+/// The entry of an `archMap` for the `native` architecture, flattened;
+/// every entry is checked, also those for other hosts.
+fn arch_map_for(map: &[ArchMapEntry], native: Option<Arch>) -> Result<Vec<Arch>, String> {
+    let mut arches = Vec::new();
+    for (i, entry) in map.iter().enumerate() {
+        let at = format!("archMap[{i}]");
+        let arch = parse_named(
+            &entry.architecture,
+            &format!("{at}.architecture"),
+            "architecture",
+            parse_arch,
+        )?;
+        let subs = parse_each(
+            entry.sub_architectures.as_deref().unwrap_or_default(),
+            &format!("{at}.subArchitectures"),
+            "architecture",
+            parse_arch,
+        )?;
+        if Some(arch) == native {
+            arches.push(arch);
+            arches.extend(subs);
+        }
+    }
+    Ok(arches)
+}
+
+/// The rules of the profile's `syscalls` entries that apply to this
+/// container on this host, in the profile's order.
+fn applicable_rules(
+    entries: &[SyscallEntry],
+    caps: &[String],
+    host: &ProfileHost,
+) -> Result<Vec<LinuxSyscall>, String> {
+    entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, entry)| {
+            entry_rule(entry, &format!("syscalls[{i}]"), caps, host).transpose()
+        })
+        .collect()
+}
+
+/// One `syscalls` entry as a rule, or None when its conditions leave it
+/// out here.
+fn entry_rule(
+    entry: &SyscallEntry,
+    at: &str,
+    caps: &[String],
+    host: &ProfileHost,
+) -> Result<Option<LinuxSyscall>, String> {
+    let names = entry_names(entry, at)?;
+    let action = required_action(entry.action.as_deref(), &format!("{at}.action"))?;
+    let args = entry_args(entry.args.as_deref().unwrap_or_default(), at)?;
+    let applies = entry_applies(
+        entry.includes.as_ref(),
+        entry.excludes.as_ref(),
+        caps,
+        host,
+        at,
+    )?;
+    Ok(applies.then(|| syscall_rule(names, action, entry.errno_ret, args)))
+}
+
+/// The syscalls an entry names: its `names`, or a Docker profile's
+/// singular `name`.
+fn entry_names(entry: &SyscallEntry, at: &str) -> Result<Vec<String>, String> {
+    let names = match (&entry.names, &entry.name) {
+        (Some(list), Some(_)) if !list.is_empty() => {
+            return Err(format!("{at}: name and names are both set; use one"))
+        }
+        (Some(list), _) if !list.is_empty() => list.clone(),
+        (_, Some(name)) => vec![name.clone()],
+        _ => return Err(format!("{at}.names: no syscall named")),
+    };
+    if let Some(j) = names.iter().position(|n| n.trim().is_empty()) {
+        return Err(format!("{at}.names[{j}]: empty syscall name"));
+    }
+    Ok(names)
+}
+
+/// The argument conditions of an entry.
+fn entry_args(args: &[ArgEntry], at: &str) -> Result<Vec<LinuxSeccompArg>, String> {
+    args.iter()
+        .enumerate()
+        .map(|(j, arg)| {
+            let at = format!("{at}.args[{j}]");
+            let op = parse_named(
+                &arg.op,
+                &format!("{at}.op"),
+                "operator",
+                from_json_string::<LinuxSeccompOperator>,
+            )?;
+            if arg.index > 5 {
+                return Err(format!(
+                    "{at}.index: {} is not a syscall argument (0 to 5)",
+                    arg.index
+                ));
+            }
+            Ok(seccomp_arg(arg.index, arg.value, arg.value_two, op))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -229,7 +250,6 @@ mod tests {
     use crate::container::security::capabilities::DEFAULT_CAPABILITIES;
     use crate::container::security::seccomp::default_seccomp;
     use crate::container::security::test_support::{invalid_field, strings};
-    use oci_spec::runtime::Arch;
 
     fn x86_host() -> ProfileHost {
         ProfileHost {

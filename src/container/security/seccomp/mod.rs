@@ -59,3 +59,28 @@ fn from_json_string<T: for<'de> Deserialize<'de>>(s: &str) -> Option<T> {
 fn parse_arch(s: &str) -> Option<Arch> {
     from_json_string(s)
 }
+
+/// `value` through `parse`, or the error a profile reader reports:
+/// `{at}: unknown {what} "value"`.
+fn parse_named<T>(
+    value: &str,
+    at: &str,
+    what: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<T, String> {
+    parse(value).ok_or_else(|| format!("{at}: unknown {what} {value:?}"))
+}
+
+/// Every value of the list `at` through `parse`; the first one it does not
+/// know is reported as `{at}[i]: unknown {what} "value"`.
+fn parse_each<T>(
+    list: &[String],
+    at: &str,
+    what: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Vec<T>, String> {
+    list.iter()
+        .enumerate()
+        .map(|(i, value)| parse_named(value, &format!("{at}[{i}]"), what, &parse))
+        .collect()
+}
