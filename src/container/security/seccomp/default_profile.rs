@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use oci_spec::runtime::{
-    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator, LinuxSyscall,
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompOperator, LinuxSyscall,
 };
 
 use super::super::capabilities::has_capability;
@@ -28,6 +28,16 @@ fn allow<S: AsRef<str>>(names: &[S]) -> LinuxSyscall {
     syscall_rule(names, LinuxSeccompAction::ScmpActAllow, None, Vec::new())
 }
 
+/// `name` allowed when its arguments meet `arg`.
+fn allow_if(name: &str, arg: LinuxSeccompArg) -> LinuxSyscall {
+    syscall_rule(
+        vec![name.to_string()],
+        LinuxSeccompAction::ScmpActAllow,
+        None,
+        vec![arg],
+    )
+}
+
 /// The seccomp architectures of this host: its own and the 32-bit ones its
 /// kernel also runs, so a 32-bit binary cannot dodge the filter.
 fn host_seccomp_arches() -> Vec<Arch> {
@@ -46,8 +56,25 @@ fn host_seccomp_arches() -> Vec<Arch> {
 /// Same effect as the well-known Docker/containerd default (io_uring stays
 /// denied, as in their current profiles).
 pub fn default_seccomp(caps: &[String]) -> LinuxSeccomp {
-    let sys_admin = has_capability(caps, "CAP_SYS_ADMIN");
-    let ordinary: Vec<&str> = [
+    let mut rules = vec![allow(&ordinary_syscalls())];
+    rules.extend(argument_checked_rules());
+    if !has_capability(caps, "CAP_SYS_ADMIN") {
+        rules.extend(clone_without_namespaces());
+    }
+    rules.extend(capability_gated_rule(caps));
+
+    let mut profile = LinuxSeccomp::default();
+    profile
+        .set_default_action(LinuxSeccompAction::ScmpActErrno)
+        .set_default_errno_ret(Some(EPERM))
+        .set_architectures(Some(host_seccomp_arches()))
+        .set_syscalls(Some(rules));
+    profile
+}
+
+/// The calls every container may make, whatever their arguments.
+fn ordinary_syscalls() -> Vec<&'static str> {
+    [
         FILE_SYSCALLS,
         MOUNT_INFO_SYSCALLS,
         EVENT_SYSCALLS,
@@ -59,71 +86,58 @@ pub fn default_seccomp(caps: &[String]) -> LinuxSeccomp {
         TIME_SYSCALLS,
         ARCH_SYSCALLS,
     ]
-    .concat();
+    .concat()
+}
 
-    let mut rules = vec![allow(&ordinary)];
+/// The calls every container may make with some arguments only.
+fn argument_checked_rules() -> Vec<LinuxSyscall> {
     // vsock is not network-namespaced: it would reach the host or its
     // hypervisor directly.
-    rules.push(syscall_rule(
-        vec!["socket".to_string()],
-        LinuxSeccompAction::ScmpActAllow,
-        None,
-        vec![seccomp_arg(
-            0,
-            AF_VSOCK,
-            None,
-            LinuxSeccompOperator::ScmpCmpNe,
-        )],
-    ));
+    let not_vsock = seccomp_arg(0, AF_VSOCK, None, LinuxSeccompOperator::ScmpCmpNe);
+    let mut rules = vec![allow_if("socket", not_vsock)];
     // Execution domains other than these change how the kernel treats the
     // process (e.g. READ_IMPLIES_EXEC); one rule per value, since the
     // conditions of one rule must all hold.
-    for value in ALLOWED_PERSONALITIES {
-        rules.push(syscall_rule(
-            vec!["personality".to_string()],
-            LinuxSeccompAction::ScmpActAllow,
-            None,
-            vec![seccomp_arg(0, value, None, LinuxSeccompOperator::ScmpCmpEq)],
-        ));
-    }
-    if !sys_admin {
-        // Threads and forks yes, new namespaces no.
-        rules.push(syscall_rule(
-            vec!["clone".to_string()],
-            LinuxSeccompAction::ScmpActAllow,
-            None,
-            vec![seccomp_arg(
-                0,
-                CLONE_NAMESPACE_FLAGS,
-                Some(0),
-                LinuxSeccompOperator::ScmpCmpMaskedEq,
-            )],
-        ));
+    rules.extend(ALLOWED_PERSONALITIES.into_iter().map(|value| {
+        allow_if(
+            "personality",
+            seccomp_arg(0, value, None, LinuxSeccompOperator::ScmpCmpEq),
+        )
+    }));
+    rules
+}
+
+/// For a container without CAP_SYS_ADMIN: threads and forks yes, new
+/// namespaces no.
+fn clone_without_namespaces() -> [LinuxSyscall; 2] {
+    let no_namespace_flag = seccomp_arg(
+        0,
+        CLONE_NAMESPACE_FLAGS,
+        Some(0),
+        LinuxSeccompOperator::ScmpCmpMaskedEq,
+    );
+    [
+        allow_if("clone", no_namespace_flag),
         // clone3 passes its flags in memory, out of the filter's sight:
         // ENOSYS makes libc fall back to clone, which is checked above.
-        rules.push(syscall_rule(
+        syscall_rule(
             vec!["clone3".to_string()],
             LinuxSeccompAction::ScmpActErrno,
             Some(ENOSYS),
             Vec::new(),
-        ));
-    }
+        ),
+    ]
+}
+
+/// One rule allowing the calls of every capability the container holds,
+/// each name once; None when it holds none of those capabilities.
+fn capability_gated_rule(caps: &[String]) -> Option<LinuxSyscall> {
     let gated: BTreeSet<&str> = CAPABILITY_GATED
         .iter()
         .filter(|(cap, _)| has_capability(caps, cap))
         .flat_map(|(_, names)| names.iter().copied())
         .collect();
-    if !gated.is_empty() {
-        rules.push(allow(&gated.into_iter().collect::<Vec<_>>()));
-    }
-
-    let mut profile = LinuxSeccomp::default();
-    profile
-        .set_default_action(LinuxSeccompAction::ScmpActErrno)
-        .set_default_errno_ret(Some(EPERM))
-        .set_architectures(Some(host_seccomp_arches()))
-        .set_syscalls(Some(rules));
-    profile
+    (!gated.is_empty()).then(|| allow(&gated.into_iter().collect::<Vec<_>>()))
 }
 
 #[cfg(test)]
