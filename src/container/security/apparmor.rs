@@ -70,30 +70,34 @@ impl AppArmorHost {
             ProfileType::RuntimeDefault => Ok((self.enabled()
                 && self.profile_loaded(DEFAULT_APPARMOR_PROFILE))
             .then(|| DEFAULT_APPARMOR_PROFILE.to_string())),
-            ProfileType::Localhost => {
-                let name = localhost_ref
-                    .strip_prefix("localhost/")
-                    .unwrap_or(localhost_ref);
-                if name.is_empty() {
-                    return Err(SecurityError::invalid(
-                        APPARMOR_REF_FIELD,
-                        "a Localhost AppArmor profile needs a profile name",
-                    ));
-                }
-                if !self.enabled() {
-                    return Err(SecurityError::Unsupported(format!(
-                        "AppArmor profile {name} was requested but AppArmor is not enabled on this host"
-                    )));
-                }
-                if !self.profile_loaded(name) {
-                    return Err(SecurityError::invalid(
-                        APPARMOR_REF_FIELD,
-                        format!("AppArmor profile {name} is not loaded on this host"),
-                    ));
-                }
-                Ok(Some(name.to_string()))
-            }
+            ProfileType::Localhost => self.localhost_profile(localhost_ref).map(Some),
         }
+    }
+
+    /// A Localhost profile (`localhost/<name>` or a bare name), which must
+    /// be loaded, on a host with AppArmor.
+    fn localhost_profile(&self, localhost_ref: &str) -> Result<String, SecurityError> {
+        let name = localhost_ref
+            .strip_prefix("localhost/")
+            .unwrap_or(localhost_ref);
+        if name.is_empty() {
+            return Err(SecurityError::invalid(
+                APPARMOR_REF_FIELD,
+                "a Localhost AppArmor profile needs a profile name",
+            ));
+        }
+        if !self.enabled() {
+            return Err(SecurityError::Unsupported(format!(
+                "AppArmor profile {name} was requested but AppArmor is not enabled on this host"
+            )));
+        }
+        if !self.profile_loaded(name) {
+            return Err(SecurityError::invalid(
+                APPARMOR_REF_FIELD,
+                format!("AppArmor profile {name} is not loaded on this host"),
+            ));
+        }
+        Ok(name.to_string())
     }
 }
 
