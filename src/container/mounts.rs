@@ -68,57 +68,10 @@ pub fn resolve_mounts(
     let mut out = Vec::new();
     for (i, m) in mounts.iter().enumerate() {
         let field = format!("config.mounts[{i}]");
-        let source = std::fs::canonicalize(&m.host_path).map_err(|e| {
-            ContainerError::invalid(
-                &format!("{field}.host_path"),
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    format!("{:?} does not exist on the host", m.host_path)
-                } else {
-                    format!("{:?}: {e}", m.host_path)
-                },
-            )
-        })?;
-        if m.recursive_read_only {
-            if !rro {
-                return Err(ContainerError::invalid(
-                    &format!("{field}.recursive_read_only"),
-                    "the runtime handler does not support recursively read-only mounts",
-                ));
-            }
-            if !m.readonly || m.propagation != Propagation::Private {
-                return Err(ContainerError::invalid(
-                    &format!("{field}.recursive_read_only"),
-                    "needs readonly and private propagation",
-                ));
-            }
-        }
+        let source = host_source(m, &field)?;
+        check_recursive_read_only(m, rro, &field)?;
         if m.propagation != Propagation::Private {
-            let host = holding_mount(&table, &source).ok_or_else(|| {
-                ContainerError::internal(
-                    "find the mount of a host path",
-                    format!(
-                        "{} is on no mount in /proc/self/mountinfo",
-                        source.display()
-                    ),
-                )
-            })?;
-            let (ok, want, flag) = match m.propagation {
-                Propagation::Bidirectional => (host.shared, "shared", "--make-rshared"),
-                _ => (
-                    host.shared || host.slave,
-                    "shared or slave",
-                    "--make-rshared",
-                ),
-            };
-            if !ok {
-                return Err(ContainerError::FailedPrecondition(format!(
-                    "{field}.propagation: {} is on the mount {:?}, which is not a {want} mount; \
-                     `mount {flag} {}` on the host first",
-                    source.display(),
-                    host.path,
-                    host.path
-                )));
-            }
+            check_propagation(&table, &source, m.propagation, &field)?;
         }
         out.push(ResolvedMount {
             container_path: m.container_path.clone(),
@@ -129,6 +82,78 @@ pub fn resolve_mounts(
         });
     }
     Ok(out)
+}
+
+/// The mount's host path with every symlink resolved; it must exist.
+fn host_source(m: &MountSpec, field: &str) -> Result<PathBuf, ContainerError> {
+    std::fs::canonicalize(&m.host_path).map_err(|e| {
+        ContainerError::invalid(
+            &format!("{field}.host_path"),
+            if e.kind() == std::io::ErrorKind::NotFound {
+                format!("{:?} does not exist on the host", m.host_path)
+            } else {
+                format!("{:?}: {e}", m.host_path)
+            },
+        )
+    })
+}
+
+/// A recursively read-only mount needs the handler's support, `readonly`
+/// and private propagation.
+fn check_recursive_read_only(m: &MountSpec, rro: bool, field: &str) -> Result<(), ContainerError> {
+    if !m.recursive_read_only {
+        return Ok(());
+    }
+    if !rro {
+        return Err(ContainerError::invalid(
+            &format!("{field}.recursive_read_only"),
+            "the runtime handler does not support recursively read-only mounts",
+        ));
+    }
+    if !m.readonly || m.propagation != Propagation::Private {
+        return Err(ContainerError::invalid(
+            &format!("{field}.recursive_read_only"),
+            "needs readonly and private propagation",
+        ));
+    }
+    Ok(())
+}
+
+/// Propagation other than private needs the host mount holding `source`
+/// to propagate: shared for bidirectional, shared or slave otherwise.
+fn check_propagation(
+    table: &[MountPoint],
+    source: &Path,
+    propagation: Propagation,
+    field: &str,
+) -> Result<(), ContainerError> {
+    let host = holding_mount(table, source).ok_or_else(|| {
+        ContainerError::internal(
+            "find the mount of a host path",
+            format!(
+                "{} is on no mount in /proc/self/mountinfo",
+                source.display()
+            ),
+        )
+    })?;
+    let (ok, want, flag) = match propagation {
+        Propagation::Bidirectional => (host.shared, "shared", "--make-rshared"),
+        _ => (
+            host.shared || host.slave,
+            "shared or slave",
+            "--make-rshared",
+        ),
+    };
+    if !ok {
+        return Err(ContainerError::FailedPrecondition(format!(
+            "{field}.propagation: {} is on the mount {:?}, which is not a {want} mount; \
+             `mount {flag} {}` on the host first",
+            source.display(),
+            host.path,
+            host.path
+        )));
+    }
+    Ok(())
 }
 
 fn device_of(path: &Path, container_path: &str, permissions: &str) -> Option<ResolvedDevice> {

@@ -257,117 +257,193 @@ fn user_not_found(field: &str, name: &str) -> UserError {
 /// those of `/etc/group` listing the user's name, then
 /// `supplemental_groups`, without repeats or the primary group.
 pub fn resolve_user(rootfs: &Path, req: &UserRequest) -> Result<ResolvedUser, UserError> {
-    let run_as_user = req
-        .run_as_user
-        .map(|v| request_id(v, FIELD_RUN_AS_USER))
-        .transpose()?;
-    let run_as_group = req
-        .run_as_group
-        .map(|v| request_id(v, FIELD_RUN_AS_GROUP))
-        .transpose()?;
-    if run_as_group.is_some() && run_as_user.is_none() && req.run_as_username.is_empty() {
+    let ids = RequestedIds::of(req)?;
+    let accounts = Accounts::read(rootfs)?;
+    let mut identity = primary_identity(req, ids.run_as_user, &accounts)?;
+    if let Some(gid) = ids.run_as_group {
+        identity.gid = gid;
+    }
+    let additional_gids = additional_gids(&accounts.groups, &identity, &ids.supplemental);
+    Ok(ResolvedUser {
+        uid: identity.uid,
+        gid: identity.gid,
+        additional_gids,
+        username: identity.entry.map(|e| e.name.clone()),
+        home: identity.entry.and_then(|e| e.home.clone()),
+    })
+}
+
+/// The ids of a [`UserRequest`], checked.
+struct RequestedIds {
+    run_as_user: Option<u32>,
+    run_as_group: Option<u32>,
+    supplemental: Vec<u32>,
+}
+
+impl RequestedIds {
+    fn of(req: &UserRequest) -> Result<Self, UserError> {
+        let run_as_user = req
+            .run_as_user
+            .map(|v| request_id(v, FIELD_RUN_AS_USER))
+            .transpose()?;
+        let run_as_group = req
+            .run_as_group
+            .map(|v| request_id(v, FIELD_RUN_AS_GROUP))
+            .transpose()?;
+        if run_as_group.is_some() && run_as_user.is_none() && req.run_as_username.is_empty() {
+            return Err(UserError::invalid(
+                FIELD_RUN_AS_GROUP,
+                "run_as_group requires run_as_user or run_as_username",
+            ));
+        }
+        let supplemental = req
+            .supplemental_groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                request_id(
+                    *g,
+                    &format!("config.linux.security_context.supplemental_groups[{i}]"),
+                )
+            })
+            .collect::<Result<Vec<u32>, _>>()?;
+        Ok(RequestedIds {
+            run_as_user,
+            run_as_group,
+            supplemental,
+        })
+    }
+}
+
+/// The container's `/etc/passwd` and `/etc/group`, empty where missing.
+struct Accounts {
+    passwd: Vec<PasswdEntry>,
+    groups: Vec<GroupEntry>,
+}
+
+impl Accounts {
+    fn read(rootfs: &Path) -> Result<Self, UserError> {
+        let passwd = read_container_file(rootfs, "/etc/passwd")?
+            .map(|t| parse_passwd(&t))
+            .unwrap_or_default();
+        let groups = read_container_file(rootfs, "/etc/group")?
+            .map(|t| parse_group(&t))
+            .unwrap_or_default();
+        Ok(Accounts { passwd, groups })
+    }
+
+    /// The user `/etc/passwd` lists as `name`, with its primary group;
+    /// `field` is the request field that named it.
+    fn by_name(&self, name: &str, field: &str) -> Result<Identity<'_>, UserError> {
+        let entry = self
+            .passwd
+            .iter()
+            .find(|e| e.name == name)
+            .ok_or_else(|| user_not_found(field, name))?;
+        Ok(Identity {
+            uid: entry.uid,
+            gid: entry.gid,
+            entry: Some(entry),
+        })
+    }
+
+    /// `uid`, with the primary group `/etc/passwd` gives it, else 0.
+    fn by_uid(&self, uid: u32) -> Identity<'_> {
+        let entry = self.passwd.iter().find(|e| e.uid == uid);
+        Identity {
+            uid,
+            gid: entry.map_or(0, |e| e.gid),
+            entry,
+        }
+    }
+}
+
+/// A uid and primary gid, with the uid's `/etc/passwd` entry if it has one.
+struct Identity<'a> {
+    uid: u32,
+    gid: u32,
+    entry: Option<&'a PasswdEntry>,
+}
+
+/// The user before `run_as_group` applies: `run_as_username`, else
+/// `run_as_user`, else the image's `User`, else root.
+fn primary_identity<'a>(
+    req: &UserRequest,
+    run_as_user: Option<u32>,
+    accounts: &'a Accounts,
+) -> Result<Identity<'a>, UserError> {
+    if !req.run_as_username.is_empty() {
+        accounts.by_name(&req.run_as_username, FIELD_RUN_AS_USERNAME)
+    } else if let Some(uid) = run_as_user {
+        Ok(accounts.by_uid(uid))
+    } else if !req.image_user.is_empty() {
+        image_identity(&req.image_user, accounts)
+    } else {
+        Ok(accounts.by_uid(0))
+    }
+}
+
+/// The image config's `User`: `user` or `user:group`, each a name or an id.
+fn image_identity<'a>(image_user: &str, accounts: &'a Accounts) -> Result<Identity<'a>, UserError> {
+    let (user, group) = match image_user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (image_user, None),
+    };
+    let mut identity = if is_numeric(user) {
+        accounts.by_uid(image_id(user)?)
+    } else if user.is_empty() {
         return Err(UserError::invalid(
-            FIELD_RUN_AS_GROUP,
-            "run_as_group requires run_as_user or run_as_username",
+            FIELD_IMAGE_USER,
+            format!("{image_user:?} names no user"),
+        ));
+    } else {
+        accounts.by_name(user, FIELD_IMAGE_USER)?
+    };
+    if let Some(group) = group {
+        identity.gid = image_group(image_user, group, accounts)?;
+    }
+    Ok(identity)
+}
+
+/// The gid of the `group` part of the image's `user:group`.
+fn image_group(image_user: &str, group: &str, accounts: &Accounts) -> Result<u32, UserError> {
+    if is_numeric(group) {
+        return image_id(group);
+    }
+    if group.is_empty() {
+        return Err(UserError::invalid(
+            FIELD_IMAGE_USER,
+            format!("{image_user:?} names no group after ':'"),
         ));
     }
-    let supplemental = req
-        .supplemental_groups
+    accounts
+        .groups
         .iter()
-        .enumerate()
-        .map(|(i, g)| {
-            request_id(
-                *g,
-                &format!("config.linux.security_context.supplemental_groups[{i}]"),
+        .find(|e| e.name == group)
+        .map(|e| e.gid)
+        .ok_or_else(|| {
+            UserError::invalid(
+                FIELD_IMAGE_USER,
+                format!("group {group} not found in the container's /etc/group"),
             )
         })
-        .collect::<Result<Vec<u32>, _>>()?;
+}
 
-    let passwd = read_container_file(rootfs, "/etc/passwd")?
-        .map(|t| parse_passwd(&t))
-        .unwrap_or_default();
-    let groups = read_container_file(rootfs, "/etc/group")?
-        .map(|t| parse_group(&t))
-        .unwrap_or_default();
-    let by_name = |name: &str| passwd.iter().find(|e| e.name == name);
-    let by_uid = |uid: u32| passwd.iter().find(|e| e.uid == uid);
-
-    // (uid, primary gid, passwd entry)
-    let (uid, mut gid, entry) = if !req.run_as_username.is_empty() {
-        let name = req.run_as_username.as_str();
-        let e = by_name(name).ok_or_else(|| user_not_found(FIELD_RUN_AS_USERNAME, name))?;
-        (e.uid, e.gid, Some(e))
-    } else if let Some(uid) = run_as_user {
-        let e = by_uid(uid);
-        (uid, e.map_or(0, |e| e.gid), e)
-    } else if !req.image_user.is_empty() {
-        let (user, group) = match req.image_user.split_once(':') {
-            Some((u, g)) => (u, Some(g)),
-            None => (req.image_user.as_str(), None),
-        };
-        let (uid, gid, e) = if is_numeric(user) {
-            let uid = image_id(user)?;
-            let e = by_uid(uid);
-            (uid, e.map_or(0, |e| e.gid), e)
-        } else if user.is_empty() {
-            return Err(UserError::invalid(
-                FIELD_IMAGE_USER,
-                format!("{:?} names no user", req.image_user),
-            ));
-        } else {
-            let e = by_name(user).ok_or_else(|| user_not_found(FIELD_IMAGE_USER, user))?;
-            (e.uid, e.gid, Some(e))
-        };
-        let gid = match group {
-            None => gid,
-            Some(g) if is_numeric(g) => image_id(g)?,
-            Some("") => {
-                return Err(UserError::invalid(
-                    FIELD_IMAGE_USER,
-                    format!("{:?} names no group after ':'", req.image_user),
-                ))
-            }
-            Some(g) => {
-                groups
-                    .iter()
-                    .find(|e| e.name == g)
-                    .ok_or_else(|| {
-                        UserError::invalid(
-                            FIELD_IMAGE_USER,
-                            format!("group {g} not found in the container's /etc/group"),
-                        )
-                    })?
-                    .gid
-            }
-        };
-        (uid, gid, e)
-    } else {
-        let e = by_uid(0);
-        (0, e.map_or(0, |e| e.gid), e)
-    };
-    if let Some(g) = run_as_group {
-        gid = g;
-    }
-
-    let member_of = entry.map(|e| e.name.as_str());
-    let mut additional_gids = Vec::new();
+/// The groups of `/etc/group` listing the user's name, then the
+/// supplemental groups, without repeats or the primary group.
+fn additional_gids(groups: &[GroupEntry], identity: &Identity, supplemental: &[u32]) -> Vec<u32> {
+    let member_of = identity.entry.map(|e| e.name.as_str());
     let from_group_file = groups
         .iter()
         .filter(|g| member_of.is_some_and(|name| g.members.iter().any(|m| m == name)))
         .map(|g| g.gid);
-    for g in from_group_file.chain(supplemental) {
-        if g != gid && !additional_gids.contains(&g) {
-            additional_gids.push(g);
+    let mut gids = Vec::new();
+    for g in from_group_file.chain(supplemental.iter().copied()) {
+        if g != identity.gid && !gids.contains(&g) {
+            gids.push(g);
         }
     }
-
-    Ok(ResolvedUser {
-        uid,
-        gid,
-        additional_gids,
-        username: entry.map(|e| e.name.clone()),
-        home: entry.and_then(|e| e.home.clone()),
-    })
+    gids
 }
 
 #[cfg(test)]
