@@ -8,9 +8,9 @@
 //! flight. Status and List read an in-memory index and never wait for an
 //! operation on another sandbox.
 
-pub mod cni;
 pub(crate) mod files;
 mod infra;
+pub mod network;
 mod spec;
 
 use std::collections::HashMap;
@@ -238,8 +238,8 @@ impl Sandboxes {
     }
 
     /// The CNI network in force, if a config exists.
-    pub fn cni_network(&self) -> Result<Option<cni::CniNetwork>, cni::CniError> {
-        let net = cni::CniNetwork::load(
+    pub fn cni_network(&self) -> Result<Option<network::CniNetwork>, network::CniError> {
+        let net = network::CniNetwork::load(
             &self.config.cni.conf_dir,
             &self.config.cni.bin_dirs,
             &self.config.cni_cache_dir(),
@@ -357,7 +357,7 @@ impl Sandboxes {
     async fn set_up(
         &self,
         rec: &mut SandboxRecord,
-        network: Option<&cni::CniNetwork>,
+        network: Option<&network::CniNetwork>,
     ) -> Result<(), SandboxError> {
         let internal =
             |what: &str, e: &dyn std::fmt::Display| SandboxError::Internal(format!("{what}: {e}"));
@@ -666,11 +666,11 @@ fn view(record: Arc<SandboxRecord>) -> SandboxView {
     SandboxView { record, ready }
 }
 
-fn cni_ports(ports: &[PortMapping]) -> Vec<cni::PortMapping> {
+fn cni_ports(ports: &[PortMapping]) -> Vec<network::PortMapping> {
     ports
         .iter()
         .filter(|p| p.host_port > 0)
-        .map(|p| cni::PortMapping {
+        .map(|p| network::PortMapping {
             protocol: p.protocol.clone(),
             container_port: p.container_port,
             host_port: p.host_port,
@@ -682,10 +682,10 @@ fn cni_ports(ports: &[PortMapping]) -> Vec<cni::PortMapping> {
 fn attachment<'a>(
     rec: &'a SandboxRecord,
     netns: &'a Path,
-    ports: &'a [cni::PortMapping],
+    ports: &'a [network::PortMapping],
     cidr: Option<&'a str>,
-) -> cni::Attachment<'a> {
-    cni::Attachment {
+) -> network::Attachment<'a> {
+    network::Attachment {
         container_id: &rec.id,
         netns,
         ifname: "eth0",
