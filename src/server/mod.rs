@@ -2,10 +2,9 @@
 //! Every RPC goes through [`rpc`], which logs it with its duration and maps
 //! domain errors to gRPC codes in one place.
 
-mod container;
+mod convert;
 mod image;
 mod runtime;
-mod sandbox;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,6 +17,9 @@ use crate::config::Config;
 use crate::container::{ContainerError, Containers};
 use crate::image::Images;
 use crate::sandbox::{SandboxError, Sandboxes};
+
+// The services name the conversions by family.
+use convert::{container, sandbox};
 
 pub use image::ImageApi;
 pub use runtime::{RuntimeApi, CRI_VERSION};
