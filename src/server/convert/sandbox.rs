@@ -40,12 +40,7 @@ pub fn spec_from_request(
         .unwrap_or_default();
     let namespaces = namespaces_from(&ns)?;
     let sysctls = sysctls_from(linux.sysctls, &namespaces)?;
-    let cgroup_parent = cgroups::normalize_parent(
-        &linux.cgroup_parent,
-        config.cgroup_driver,
-        &config.default_cgroup_parent,
-    )
-    .map_err(|e| invalid("config.linux.cgroup_parent", e.to_string()))?;
+    let cgroup_parent = cgroup_parent_from(config, &linux.cgroup_parent)?;
     let port_mappings = port_mappings_from(&c.port_mappings)?;
     let dns = dns_from(c.dns_config)?;
     Ok(SandboxSpec {
@@ -176,6 +171,17 @@ fn sysctls_from(
         sysctls.insert(key, value);
     }
     Ok(sysctls)
+}
+
+/// The pod's cgroup as an absolute path for the configured driver; empty
+/// means the configured default.
+fn cgroup_parent_from(config: &Config, requested: &str) -> Result<String, SandboxError> {
+    cgroups::normalize_parent(
+        requested,
+        config.cgroup_driver,
+        &config.default_cgroup_parent,
+    )
+    .map_err(|e| invalid("config.linux.cgroup_parent", e.to_string()))
 }
 
 fn port_mappings_from(ports: &[api::PortMapping]) -> Result<Vec<PortMapping>, SandboxError> {
