@@ -235,33 +235,29 @@ impl Config {
         Ok(true)
     }
 
+    /// Checks every section; the error names the first invalid key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, message: &str| ConfigError::Invalid {
-            key: key.to_string(),
-            message: message.to_string(),
-        };
+        self.validate_locations()?;
+        self.cni.validate()?;
+        self.validate_pod_defaults()?;
+        self.validate_log_level()?;
+        self.images.validate()?;
+        self.validate_container_log()?;
+        self.validate_runtimes()
+    }
+
+    fn validate_locations(&self) -> Result<(), ConfigError> {
         for (key, path) in [
             ("socket", &self.socket),
             ("root_dir", &self.root_dir),
             ("state_dir", &self.state_dir),
-            ("cni.conf_dir", &self.cni.conf_dir),
         ] {
-            if !path.is_absolute() {
-                return Err(invalid(
-                    key,
-                    &format!("{} is not an absolute path", path.display()),
-                ));
-            }
+            require_absolute(key, path)?;
         }
-        if self.cni.bin_dirs.iter().any(|p| !p.is_absolute()) {
-            return Err(invalid(
-                "cni.bin_dirs",
-                "every entry must be an absolute path",
-            ));
-        }
-        if self.cni.plugin_timeout_secs == 0 {
-            return Err(invalid("cni.plugin_timeout_secs", "must be at least 1"));
-        }
+        Ok(())
+    }
+
+    fn validate_pod_defaults(&self) -> Result<(), ConfigError> {
         if self.shm_size < 4096 {
             return Err(invalid("shm_size", "must be at least 4096 bytes"));
         }
@@ -271,35 +267,30 @@ impl Config {
                 "must be an absolute cgroup path",
             ));
         }
+        Ok(())
+    }
+
+    fn validate_log_level(&self) -> Result<(), ConfigError> {
         if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
             return Err(invalid(
                 "log_level",
                 &format!("{:?} is not a valid filter", self.log_level),
             ));
         }
-        if self.images.max_concurrent_downloads == 0 {
-            return Err(invalid(
-                "images.max_concurrent_downloads",
-                "must be at least 1",
-            ));
-        }
-        if self.images.connect_timeout_secs == 0 {
-            return Err(invalid("images.connect_timeout_secs", "must be at least 1"));
-        }
-        for (registry, endpoints) in &self.images.mirrors {
-            if registry.is_empty() || endpoints.iter().any(|e| e.trim().is_empty()) {
-                return Err(invalid(
-                    &format!("images.mirrors.{registry}"),
-                    "registry names and endpoints must not be empty",
-                ));
-            }
-        }
+        Ok(())
+    }
+
+    fn validate_container_log(&self) -> Result<(), ConfigError> {
         if self.container_log_max_line < 256 {
             return Err(invalid(
                 "container_log_max_line",
                 "must be at least 256 bytes",
             ));
         }
+        Ok(())
+    }
+
+    fn validate_runtimes(&self) -> Result<(), ConfigError> {
         if !self.runtimes.contains_key(&self.default_runtime) {
             return Err(invalid(
                 "default_runtime",
@@ -366,6 +357,62 @@ impl Config {
             _ => self.state_dir.join("runtimes").join(handler),
         }
     }
+}
+
+impl CniConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        require_absolute("cni.conf_dir", &self.conf_dir)?;
+        if self.bin_dirs.iter().any(|p| !p.is_absolute()) {
+            return Err(invalid(
+                "cni.bin_dirs",
+                "every entry must be an absolute path",
+            ));
+        }
+        if self.plugin_timeout_secs == 0 {
+            return Err(invalid("cni.plugin_timeout_secs", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+impl ImagesConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_concurrent_downloads == 0 {
+            return Err(invalid(
+                "images.max_concurrent_downloads",
+                "must be at least 1",
+            ));
+        }
+        if self.connect_timeout_secs == 0 {
+            return Err(invalid("images.connect_timeout_secs", "must be at least 1"));
+        }
+        for (registry, endpoints) in &self.mirrors {
+            if registry.is_empty() || endpoints.iter().any(|e| e.trim().is_empty()) {
+                return Err(invalid(
+                    &format!("images.mirrors.{registry}"),
+                    "registry names and endpoints must not be empty",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn invalid(key: &str, message: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        message: message.to_string(),
+    }
+}
+
+fn require_absolute(key: &str, path: &Path) -> Result<(), ConfigError> {
+    if path.is_absolute() {
+        return Ok(());
+    }
+    Err(invalid(
+        key,
+        &format!("{} is not an absolute path", path.display()),
+    ))
 }
 
 #[cfg(test)]

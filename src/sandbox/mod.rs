@@ -8,10 +8,9 @@
 //! flight. Status and List read the registry's index and never wait for an
 //! operation on another sandbox.
 
-pub mod cni;
 pub(crate) mod files;
 mod infra;
-pub mod pod_network;
+pub mod network;
 mod recover;
 mod run;
 mod spec;
@@ -25,7 +24,7 @@ use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 pub use infra::{InfraError, PauseMonitor, PodInfra};
-pub use pod_network::{CniPlugins, NetworkPlugin, PodNetwork};
+pub use network::{CniPlugins, NetworkPlugin, PodNetwork};
 pub use spec::*;
 
 use crate::cgroups::CgroupManager;
@@ -144,7 +143,7 @@ impl Sandboxes {
     }
 
     /// The pod network in force, if a config exists.
-    pub fn network(&self) -> Result<Option<Arc<dyn PodNetwork>>, cni::CniError> {
+    pub fn network(&self) -> Result<Option<Arc<dyn PodNetwork>>, network::CniError> {
         self.deps.network.network()
     }
 
@@ -231,11 +230,11 @@ fn view(record: Arc<SandboxRecord>) -> SandboxView {
     SandboxView { record, ready }
 }
 
-fn cni_ports(ports: &[PortMapping]) -> Vec<cni::PortMapping> {
+fn cni_ports(ports: &[PortMapping]) -> Vec<network::PortMapping> {
     ports
         .iter()
         .filter(|p| p.host_port > 0)
-        .map(|p| cni::PortMapping {
+        .map(|p| network::PortMapping {
             protocol: p.protocol.clone(),
             container_port: p.container_port,
             host_port: p.host_port,
@@ -247,10 +246,10 @@ fn cni_ports(ports: &[PortMapping]) -> Vec<cni::PortMapping> {
 fn attachment<'a>(
     rec: &'a SandboxRecord,
     netns: &'a Path,
-    ports: &'a [cni::PortMapping],
+    ports: &'a [network::PortMapping],
     cidr: Option<&'a str>,
-) -> cni::Attachment<'a> {
-    cni::Attachment {
+) -> network::Attachment<'a> {
+    network::Attachment {
         container_id: &rec.id,
         netns,
         ifname: "eth0",

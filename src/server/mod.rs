@@ -2,10 +2,9 @@
 //! Every RPC goes through [`rpc`], which logs it with its duration and maps
 //! domain errors to gRPC codes in one place.
 
-mod container;
+mod convert;
 mod image;
 mod runtime;
-mod sandbox;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -20,6 +19,9 @@ use crate::errors::Error;
 use crate::image::Images;
 use crate::pods::Pods;
 use crate::sandbox::Sandboxes;
+
+// The services name the conversions by family.
+use convert::{container, sandbox};
 
 pub use image::ImageApi;
 pub use runtime::{RuntimeApi, CRI_VERSION};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::World;
 use crate::process::ProcessRef;
-use crate::sandbox::cni::{Attachment, CniError};
+use crate::sandbox::network::{Attachment, CniError};
 use crate::sandbox::{InfraError, NetworkPlugin, PodInfra, PodNetwork, SandboxSpec};
 
 /// One network, "fake-net", that records which pods are attached.

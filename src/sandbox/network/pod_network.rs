@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::cni::{Attachment, CniError, CniNetwork};
+use super::{Attachment, CniError, CniNetwork};
 use crate::config::Config;
 
 /// One network pods attach to.
