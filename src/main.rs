@@ -180,7 +180,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("chmod {}", dir.display()))?;
     }
     claim_socket(&config.socket).await?;
+    let daemon = recover(config.clone()).await?;
+    let listener = listen(&config.socket)?;
+    info!(
+        "peapod {} serving CRI on {}",
+        env!("CARGO_PKG_VERSION"),
+        config.socket.display()
+    );
+    serve_cri(daemon, listener).await?;
+    let _ = std::fs::remove_file(&config.socket);
+    info!("stopped; pods keep running");
+    Ok(())
+}
 
+/// The daemon's parts, wired together, with everything the store holds
+/// reconciled with the host.
+async fn recover(config: Arc<Config>) -> anyhow::Result<Arc<Daemon>> {
     let store =
         Arc::new(Store::open(&config.database_path()).with_context(|| {
             format!("open metadata store {}", config.database_path().display())
@@ -189,15 +204,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let facts = peapod::container::host_facts(&config, &layout);
     let cgroups: Arc<dyn CgroupManager> = Arc::new(layout);
     let host: Arc<dyn HostOps> = Arc::new(Host);
-    let held = peapod::container::held_layers(&store).context("read container records")?;
-    let images = {
-        let (dir, store, settings) = (config.images_dir(), store.clone(), image_settings(&config));
-        tokio::task::spawn_blocking(move || Images::open(dir, store, settings, &held))
-            .await
-            .context("open image store")?
-            .context("open image store")?
-    };
-    let images = Arc::new(images);
+    let images = Arc::new(open_images(&config, &store).await?);
     let sandbox_deps = SandboxDeps {
         cgroups: cgroups.clone(),
         host: host.clone(),
@@ -221,30 +228,42 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let containers = Containers::recover(config.clone(), store, container_deps)
         .await
         .context("recover containers")?;
-    let daemon = Arc::new(Daemon {
-        config: config.clone(),
+    Ok(Arc::new(Daemon {
+        config,
         pods: Pods::new(sandboxes.clone(), containers.clone()),
         sandboxes,
         images,
         containers,
-    });
+    }))
+}
 
-    let listener = tokio::net::UnixListener::bind(&config.socket)
-        .with_context(|| format!("bind {}", config.socket.display()))?;
-    std::fs::set_permissions(&config.socket, std::fs::Permissions::from_mode(0o660))
-        .with_context(|| format!("chmod {}", config.socket.display()))?;
-    nix::unistd::chown(&config.socket, Some(0.into()), Some(0.into()))
-        .with_context(|| format!("chown {}", config.socket.display()))?;
-    info!(
-        "peapod {} serving CRI on {}",
-        env!("CARGO_PKG_VERSION"),
-        config.socket.display()
-    );
+/// The image store, keeping the layers stored containers stack.
+async fn open_images(config: &Config, store: &Arc<Store>) -> anyhow::Result<Images> {
+    let held = peapod::container::held_layers(store).context("read container records")?;
+    let (dir, store, settings) = (config.images_dir(), store.clone(), image_settings(config));
+    tokio::task::spawn_blocking(move || Images::open(dir, store, settings, &held))
+        .await
+        .context("open image store")?
+        .context("open image store")
+}
 
+/// The CRI socket: mode 0660, owned by root.
+fn listen(socket: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+    let listener = tokio::net::UnixListener::bind(socket)
+        .with_context(|| format!("bind {}", socket.display()))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("chmod {}", socket.display()))?;
+    nix::unistd::chown(socket, Some(0.into()), Some(0.into()))
+        .with_context(|| format!("chown {}", socket.display()))?;
+    Ok(listener)
+}
+
+/// Serves the CRI services until SIGTERM or SIGINT.
+async fn serve_cri(daemon: Arc<Daemon>, listener: tokio::net::UnixListener) -> anyhow::Result<()> {
     let runtime = RuntimeServiceServer::new(RuntimeApi::new(daemon.clone()))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
-    let images = ImageServiceServer::new(ImageApi::new(daemon.clone()))
+    let images = ImageServiceServer::new(ImageApi::new(daemon))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
     tonic::transport::Server::builder()
@@ -252,8 +271,5 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .add_service(images)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
         .await
-        .context("serve")?;
-    let _ = std::fs::remove_file(&config.socket);
-    info!("stopped; pods keep running");
-    Ok(())
+        .context("serve")
 }

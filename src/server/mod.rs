@@ -5,6 +5,7 @@
 mod convert;
 mod image;
 mod runtime;
+mod status;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,7 +22,6 @@ use crate::pods::Pods;
 use crate::sandbox::Sandboxes;
 
 // The services name the conversions by family.
-use convert::{container, sandbox};
 
 pub use image::ImageApi;
 pub use runtime::{RuntimeApi, CRI_VERSION};

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
-use super::sandbox::{filter_from_request, spec_from_request, to_pod_sandbox, to_status};
-use super::{container, rpc, status_of, unimplemented, Daemon};
+use super::convert::container;
+use super::convert::sandbox::{filter_from_request, spec_from_request, to_pod_sandbox, to_status};
+use super::{rpc, status, status_of, unimplemented, Daemon};
 use crate::api;
 use crate::api::runtime_service_server::RuntimeService;
 use crate::cgroups::CgroupDriver;
@@ -51,74 +52,16 @@ impl RuntimeService for RuntimeApi {
     ) -> Result<Response<api::StatusResponse>, Status> {
         let verbose = req.into_inner().verbose;
         rpc("Status", "", async {
-            let cfg = &self.daemon.config;
-            let network = match self.daemon.sandboxes.network() {
-                Ok(Some(_)) => api::RuntimeCondition {
-                    r#type: "NetworkReady".into(),
-                    status: true,
-                    reason: String::new(),
-                    message: String::new(),
-                },
-                Ok(None) => api::RuntimeCondition {
-                    r#type: "NetworkReady".into(),
-                    status: false,
-                    reason: "NetworkPluginNotReady".into(),
-                    message: format!(
-                        "Network plugin returns error: no CNI network config found in {}",
-                        cfg.cni.conf_dir.display()
-                    ),
-                },
-                Err(e) => api::RuntimeCondition {
-                    r#type: "NetworkReady".into(),
-                    status: false,
-                    reason: "NetworkPluginNotReady".into(),
-                    message: format!("Network plugin returns error: {e}"),
-                },
+            let info = match verbose {
+                true => status::runtime_info(&self.daemon),
+                false => Default::default(),
             };
-            let runtime = api::RuntimeCondition {
-                r#type: "RuntimeReady".into(),
-                status: true,
-                reason: String::new(),
-                message: String::new(),
-            };
-            let mut info = std::collections::HashMap::new();
-            if verbose {
-                info.insert(
-                    "config".to_string(),
-                    serde_json::to_string(cfg.as_ref()).unwrap_or_default(),
-                );
-            }
-            let mut handlers: Vec<api::RuntimeHandler> = self
-                .daemon
-                .containers
-                .handler_features()
-                .await
-                .into_iter()
-                .map(|(name, f)| api::RuntimeHandler {
-                    name,
-                    features: Some(api::RuntimeHandlerFeatures {
-                        recursive_read_only_mounts: f.recursive_read_only_mounts,
-                        user_namespaces: false,
-                    }),
-                })
-                .collect();
-            // The default handler is also reachable by the empty name.
-            handlers.insert(
-                0,
-                api::RuntimeHandler {
-                    name: String::new(),
-                    features: handlers
-                        .iter()
-                        .find(|h| h.name == cfg.default_runtime)
-                        .and_then(|h| h.features),
-                },
-            );
             Ok(api::StatusResponse {
                 status: Some(api::RuntimeStatus {
-                    conditions: vec![runtime, network],
+                    conditions: status::conditions(&self.daemon),
                 }),
                 info,
-                runtime_handlers: handlers,
+                runtime_handlers: status::runtime_handlers(&self.daemon).await,
                 features: None,
             })
         })
@@ -232,29 +175,10 @@ impl RuntimeService for RuntimeApi {
                 .sandboxes
                 .status(&req.pod_sandbox_id)
                 .map_err(status_of)?;
-            let mut info = std::collections::HashMap::new();
-            if req.verbose {
-                let r = &view.record;
-                let detail = serde_json::json!({
-                    "pid": r.infra.map(|p| p.pid),
-                    "processStartTime": r.infra.map(|p| p.start_time),
-                    "netns": r.netns_path,
-                    "shm": r.shm_path,
-                    "sandboxDir": r.dir,
-                    "resolvConf": r.resolv_conf_path(),
-                    "hostnameFile": r.hostname_path(),
-                    "cgroup": r.cgroup,
-                    "cgroupDirs": self.daemon.sandboxes.cgroup_dirs(r),
-                    "cniNetwork": r.cni_network,
-                    "runtimeHandler": r.spec.runtime_handler,
-                    "sysctls": r.spec.sysctls,
-                    "state": r.state,
-                });
-                info.insert("info".to_string(), detail.to_string());
-                if let Some(p) = r.infra {
-                    info.insert("pid".to_string(), p.pid.to_string());
-                }
-            }
+            let info = match req.verbose {
+                true => status::sandbox_info(&self.daemon, &view.record),
+                false => Default::default(),
+            };
             Ok(api::PodSandboxStatusResponse {
                 status: Some(to_status(&view)),
                 info,
@@ -417,22 +341,10 @@ impl RuntimeService for RuntimeApi {
                 .containers
                 .status(&req.container_id)
                 .map_err(status_of)?;
-            let mut info = std::collections::HashMap::new();
-            if req.verbose {
-                let detail = serde_json::json!({
-                    "sandboxID": rec.spec.sandbox_id,
-                    "pid": rec.init.map(|p| p.pid),
-                    "monitorPid": rec.monitor.map(|p| p.pid),
-                    "runtimeHandler": rec.runtime_handler,
-                    "cgroup": rec.cgroup,
-                    "rootfs": rec.rootfs(),
-                    "upperDir": rec.upper_dir(),
-                    "bundle": rec.bundle(),
-                    "stopSignal": rec.stop_signal,
-                    "runtimeSpec": self.daemon.containers.runtime_spec(&rec),
-                });
-                info.insert("info".to_string(), detail.to_string());
-            }
+            let info = match req.verbose {
+                true => status::container_info(&self.daemon, &rec),
+                false => Default::default(),
+            };
             Ok(api::ContainerStatusResponse {
                 status: Some(container::to_status(&rec)),
                 info,

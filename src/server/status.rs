@@ -1,0 +1,114 @@
+//! What `Status` and the verbose `*Status` calls report beyond the plain
+//! conversions: the runtime's conditions and handlers, and the `info` maps.
+
+use std::collections::HashMap;
+
+use super::Daemon;
+use crate::api;
+use crate::container::ContainerRecord;
+use crate::sandbox::SandboxRecord;
+
+fn condition(kind: &str, error: Option<(&str, String)>) -> api::RuntimeCondition {
+    let (reason, message) = error.map(|(r, m)| (r.to_string(), m)).unwrap_or_default();
+    api::RuntimeCondition {
+        r#type: kind.into(),
+        status: reason.is_empty(),
+        reason,
+        message,
+    }
+}
+
+/// RuntimeReady (always, while the daemon answers) and NetworkReady.
+pub fn conditions(daemon: &Daemon) -> Vec<api::RuntimeCondition> {
+    const NOT_READY: &str = "NetworkPluginNotReady";
+    let network_error = match daemon.sandboxes.network() {
+        Ok(Some(_)) => None,
+        Ok(None) => Some(format!(
+            "Network plugin returns error: no CNI network config found in {}",
+            daemon.config.cni.conf_dir.display()
+        )),
+        Err(e) => Some(format!("Network plugin returns error: {e}")),
+    };
+    vec![
+        condition("RuntimeReady", None),
+        condition("NetworkReady", network_error.map(|m| (NOT_READY, m))),
+    ]
+}
+
+/// The runtime handlers with their features; the default one also under
+/// the empty name, first.
+pub async fn runtime_handlers(daemon: &Daemon) -> Vec<api::RuntimeHandler> {
+    let mut handlers: Vec<api::RuntimeHandler> = daemon
+        .containers
+        .handler_features()
+        .await
+        .into_iter()
+        .map(|(name, f)| api::RuntimeHandler {
+            name,
+            features: Some(api::RuntimeHandlerFeatures {
+                recursive_read_only_mounts: f.recursive_read_only_mounts,
+                user_namespaces: false,
+            }),
+        })
+        .collect();
+    let default = handlers
+        .iter()
+        .find(|h| h.name == daemon.config.default_runtime)
+        .and_then(|h| h.features);
+    handlers.insert(
+        0,
+        api::RuntimeHandler {
+            name: String::new(),
+            features: default,
+        },
+    );
+    handlers
+}
+
+/// Verbose Status: the effective config.
+pub fn runtime_info(daemon: &Daemon) -> HashMap<String, String> {
+    let config = serde_json::to_string(daemon.config.as_ref()).unwrap_or_default();
+    [("config".to_string(), config)].into()
+}
+
+/// Verbose PodSandboxStatus: where the pod's parts are.
+pub fn sandbox_info(daemon: &Daemon, r: &SandboxRecord) -> HashMap<String, String> {
+    let detail = serde_json::json!({
+        "pid": r.infra.map(|p| p.pid),
+        "processStartTime": r.infra.map(|p| p.start_time),
+        "netns": r.netns_path,
+        "shm": r.shm_path,
+        "sandboxDir": r.dir,
+        "resolvConf": r.resolv_conf_path(),
+        "hostnameFile": r.hostname_path(),
+        "cgroup": r.cgroup,
+        "cgroupDirs": daemon.sandboxes.cgroup_dirs(r),
+        "cniNetwork": r.cni_network,
+        "runtimeHandler": r.spec.runtime_handler,
+        "sysctls": r.spec.sysctls,
+        "state": r.state,
+    });
+    let mut info: HashMap<String, String> = [("info".to_string(), detail.to_string())].into();
+    if let Some(p) = r.infra {
+        info.insert("pid".to_string(), p.pid.to_string());
+    }
+    info
+}
+
+/// Verbose ContainerStatus: where the container's parts are, and its OCI
+/// spec.
+pub fn container_info(daemon: &Daemon, rec: &ContainerRecord) -> HashMap<String, String> {
+    let detail = serde_json::json!({
+        "sandboxID": rec.spec.sandbox_id,
+        "pid": rec.init.map(|p| p.pid),
+        "monitorPid": rec.monitor.map(|p| p.pid),
+        "runtimeHandler": rec.runtime_handler,
+        "cgroup": rec.cgroup,
+        "rootfs": rec.rootfs(),
+        "upperDir": rec.upper_dir(),
+        "bundle": rec.bundle(),
+        "stopSignal": rec.stop_signal,
+        "runtimeSpec": daemon.containers.runtime_spec(rec),
+    });
+    [("info".to_string(), detail.to_string())].into()
+}
