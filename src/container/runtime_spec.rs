@@ -190,10 +190,7 @@ pub fn namespaces(
     let mut out = vec![namespace(LinuxNamespaceType::Mount, None)];
     match pid_mode {
         PidMode::Container => out.push(namespace(LinuxNamespaceType::Pid, None)),
-        PidMode::Pod => out.push(namespace(
-            LinuxNamespaceType::Pid,
-            Some(pod_ns.pid.clone()),
-        )),
+        PidMode::Pod => out.push(namespace(LinuxNamespaceType::Pid, Some(pod_ns.pid.clone()))),
         PidMode::Node => {}
         PidMode::Target(id) => {
             let pid = target_pid.ok_or_else(|| {
@@ -473,11 +470,7 @@ pub fn build(i: &SpecInputs<'_>) -> Result<Spec, ContainerError> {
         ]
     };
     if !taken("/etc/hostname") {
-        mounts.push(bind(
-            "/etc/hostname",
-            &i.pod.files.hostname,
-            file_opts(),
-        ));
+        mounts.push(bind("/etc/hostname", &i.pod.files.hostname, file_opts()));
     }
     if !taken("/etc/resolv.conf") {
         mounts.push(bind(
@@ -628,10 +621,7 @@ pub fn build(i: &SpecInputs<'_>) -> Result<Spec, ContainerError> {
         "io.kubernetes.cri.container-type".to_string(),
         "container".to_string(),
     );
-    annotations.insert(
-        "io.kubernetes.cri.sandbox-id".to_string(),
-        i.pod.id.clone(),
-    );
+    annotations.insert("io.kubernetes.cri.sandbox-id".to_string(), i.pod.id.clone());
     annotations.insert(
         "io.kubernetes.cri.container-name".to_string(),
         spec.metadata.name.clone(),
@@ -653,6 +643,9 @@ pub fn build(i: &SpecInputs<'_>) -> Result<Spec, ContainerError> {
     out.set_linux(Some(linux));
     Ok(out)
 }
+
+#[cfg(test)]
+mod snapshots;
 
 #[cfg(test)]
 mod tests {
