@@ -239,7 +239,8 @@ impl Containers {
             target_pid: c.target_pid,
             host: &self.deps.facts,
         })?;
-        let json = serde_json::to_vec_pretty(&oci).map_err(|e| Error::internal("encode config.json", e))?;
+        let json = serde_json::to_vec_pretty(&oci)
+            .map_err(|e| Error::internal("encode config.json", e))?;
         write_volatile(&rec.dir.join("config.json"), &json, 0o600)
             .map_err(|e| Error::internal("write config.json", e))?;
         let launched = c.runtime.create(&rec.handle(), &self.io(rec)).await?;
