@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::{ContainerState, Containers, ExecOutput};
+use super::{Containers, ExecOutput};
 use crate::errors::Error;
 use crate::oci::OciError;
 
@@ -16,13 +16,7 @@ impl Containers {
         cmd: Vec<String>,
         timeout: Option<Duration>,
     ) -> Result<ExecOutput, Error> {
-        let rec = self.registry.lookup(id)?.snapshot();
-        if rec.state != ContainerState::Running {
-            return Err(Error::FailedPrecondition(format!(
-                "container {} is not running",
-                rec.id
-            )));
-        }
+        let rec = self.running(id)?;
         let runtime = self.runtime(&rec.runtime_handler)?;
         let process = process_json(&rec.bundle(), &cmd)?;
         runtime

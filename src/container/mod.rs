@@ -67,6 +67,7 @@ impl Record for ContainerRecord {
     const TABLE: Table = Table::Containers;
     const KIND: &'static str = "container";
     const ID_FIELD: &'static str = "container_id";
+    const CREATING: ContainerState = ContainerState::Creating;
 
     fn id(&self) -> &str {
         &self.id
@@ -76,9 +77,6 @@ impl Record for ContainerRecord {
     }
     fn state(&self) -> ContainerState {
         self.state
-    }
-    fn visible(&self) -> bool {
-        self.state != ContainerState::Creating
     }
 }
 
@@ -224,6 +222,18 @@ impl Containers {
 
     pub fn status(&self, id: &str) -> Result<Arc<ContainerRecord>, Error> {
         Ok(self.registry.lookup(id)?.snapshot())
+    }
+
+    /// The record of a running container; an error for any other.
+    fn running(&self, id: &str) -> Result<Arc<ContainerRecord>, Error> {
+        let rec = self.status(id)?;
+        if rec.state != ContainerState::Running {
+            return Err(Error::FailedPrecondition(format!(
+                "container {} is not running",
+                rec.id
+            )));
+        }
+        Ok(rec)
     }
 
     pub fn list(&self, filter: &ContainerFilter) -> Vec<Arc<ContainerRecord>> {

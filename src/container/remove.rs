@@ -5,53 +5,54 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::{ContainerRecord, ContainerState, Containers};
+use super::{ContainerEntry, ContainerRecord, ContainerState, Containers};
 use crate::errors::Error;
 use crate::host::fs::remove_dir;
+use crate::objects::operate;
 
 impl Containers {
     /// RemoveContainer: kills it if needed and removes everything of it.
     /// An unknown id succeeds (already removed).
     pub async fn remove(&self, id: &str) -> Result<(), Error> {
-        let entry = match self.registry.lookup(id) {
-            Ok(e) => e,
-            Err(Error::NotFound(_)) => return Ok(()),
-            Err(e) => return Err(e),
+        let Some(entry) = self.registry.lookup_to_remove(id)? else {
+            return Ok(());
         };
         let this = self.arc();
-        tokio::spawn(async move {
-            let _op = entry.lock().await;
-            let id = entry.snapshot().id.clone();
-            if this.registry.lookup(&id).is_err() {
-                return Ok(());
-            }
-            if let Err(e) = this.stop_locked(&entry, Duration::ZERO).await {
-                warn!(container = %id, "removing a container that did not stop: {e}");
-            }
-            // Waits for the runtime delete the exit started (while Removing
-            // is stored) instead of running another.
-            let removing = this
-                .registry
-                .transition(&entry, |r| r.state = ContainerState::Removing);
-            let deleted = async { *entry.extra.runtime_deleted.lock().await };
-            let (removing, deleted) = tokio::join!(removing, deleted);
-            removing?;
-            let mut rec = (*entry.snapshot()).clone();
-            rec.runtime_deleted = deleted;
-            if let Err(e) = this.release(&mut rec).await {
-                this.registry
-                    .transition(&entry, |r| r.state = ContainerState::Exited)
-                    .await?;
-                return Err(e);
-            }
-            this.registry.remove(&entry).await?;
-            this.forget_samples(&id);
-            this.release_layers(&rec).await;
-            info!(container = %id, "container removed");
-            Ok(())
+        operate(entry, "remove", |entry| async move {
+            this.remove_locked(&entry).await
         })
         .await
-        .map_err(|e| Error::Internal(format!("remove task: {e}")))?
+    }
+
+    async fn remove_locked(&self, entry: &ContainerEntry) -> Result<(), Error> {
+        let id = entry.snapshot().id.clone();
+        if !self.registry.contains(&id) {
+            return Ok(()); // removed by a concurrent call
+        }
+        if let Err(e) = self.stop_locked(entry, Duration::ZERO).await {
+            warn!(container = %id, "removing a container that did not stop: {e}");
+        }
+        // Waits for the runtime delete the exit started (while Removing is
+        // stored) instead of running another.
+        let removing = self
+            .registry
+            .transition(entry, |r| r.state = ContainerState::Removing);
+        let deleted = async { *entry.extra.runtime_deleted.lock().await };
+        let (removing, deleted) = tokio::join!(removing, deleted);
+        removing?;
+        let mut rec = (*entry.snapshot()).clone();
+        rec.runtime_deleted = deleted;
+        if let Err(e) = self.release(&mut rec).await {
+            self.registry
+                .transition(entry, |r| r.state = ContainerState::Exited)
+                .await?;
+            return Err(e);
+        }
+        self.registry.remove(entry).await?;
+        self.forget_samples(&id);
+        self.release_layers(&rec).await;
+        info!(container = %id, "container removed");
+        Ok(())
     }
 
     /// Releases everything a container holds: its processes, the runtime's

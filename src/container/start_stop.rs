@@ -7,6 +7,7 @@ use tracing::{info, warn};
 
 use super::{live, ContainerEntry, ContainerRecord, ContainerState, Containers};
 use crate::errors::Error;
+use crate::objects::operate;
 
 /// How long a SIGKILLed container may take to be reported gone.
 pub(super) const KILL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -16,12 +17,10 @@ impl Containers {
     pub async fn start(&self, id: &str) -> Result<(), Error> {
         let entry = self.registry.lookup(id)?;
         let this = self.arc();
-        tokio::spawn(async move {
-            let _op = entry.lock().await;
+        operate(entry, "start", |entry| async move {
             this.start_locked(&entry).await
         })
         .await
-        .map_err(|e| Error::Internal(format!("start task: {e}")))?
     }
 
     async fn start_locked(&self, entry: &ContainerEntry) -> Result<(), Error> {
@@ -89,12 +88,10 @@ impl Containers {
     pub async fn stop(&self, id: &str, timeout: Duration) -> Result<(), Error> {
         let entry = self.registry.lookup(id)?;
         let this = self.arc();
-        tokio::spawn(async move {
-            let _op = entry.lock().await;
+        operate(entry, "stop", move |entry| async move {
             this.stop_locked(&entry, timeout).await
         })
         .await
-        .map_err(|e| Error::Internal(format!("stop task: {e}")))?
     }
 
     pub(super) async fn stop_locked(

@@ -2,8 +2,9 @@
 
 use tracing::info;
 
-use super::{live, runtime_spec, ContainerState, Containers, Resources};
+use super::{live, runtime_spec, ContainerEntry, Containers, Resources};
 use crate::errors::Error;
+use crate::objects::operate;
 
 impl Containers {
     /// UpdateContainerResources: the update is merged into the limits in
@@ -11,41 +12,37 @@ impl Containers {
     pub async fn update_resources(&self, id: &str, update: Resources) -> Result<(), Error> {
         let entry = self.registry.lookup(id)?;
         let this = self.arc();
-        tokio::spawn(async move {
-            let _op = entry.lock().await;
-            let rec = entry.snapshot();
-            if !live(rec.state) {
-                return Err(Error::FailedPrecondition(format!(
-                    "container {} is not running",
-                    rec.id
-                )));
-            }
-            let merged = this.in_force(&rec.resources.merged(&update));
-            let oci = runtime_spec::resources(&merged, &this.deps.facts)?;
-            let runtime = this.runtime(&rec.runtime_handler)?;
-            runtime
-                .update(&rec.handle(), &oci)
-                .await
-                .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
-            this.registry
-                .transition(&entry, |r| r.resources = merged)
-                .await?;
-            info!(container = %rec.id, "resources updated");
-            Ok(())
+        operate(entry, "update", |entry| async move {
+            this.update_locked(&entry, update).await
         })
         .await
-        .map_err(|e| Error::Internal(format!("update task: {e}")))?
     }
 
-    /// ReopenContainerLog.
-    pub async fn reopen_log(&self, id: &str) -> Result<(), Error> {
-        let rec = self.registry.lookup(id)?.snapshot();
-        if rec.state != ContainerState::Running {
+    async fn update_locked(&self, entry: &ContainerEntry, update: Resources) -> Result<(), Error> {
+        let rec = entry.snapshot();
+        if !live(rec.state) {
             return Err(Error::FailedPrecondition(format!(
                 "container {} is not running",
                 rec.id
             )));
         }
+        let merged = self.in_force(&rec.resources.merged(&update));
+        let oci = runtime_spec::resources(&merged, &self.deps.facts)?;
+        let runtime = self.runtime(&rec.runtime_handler)?;
+        runtime
+            .update(&rec.handle(), &oci)
+            .await
+            .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
+        self.registry
+            .transition(entry, |r| r.resources = merged)
+            .await?;
+        info!(container = %rec.id, "resources updated");
+        Ok(())
+    }
+
+    /// ReopenContainerLog.
+    pub async fn reopen_log(&self, id: &str) -> Result<(), Error> {
+        let rec = self.running(id)?;
         let runtime = self.runtime(&rec.runtime_handler)?;
         runtime
             .reopen_log(&rec.handle())

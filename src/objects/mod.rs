@@ -12,10 +12,13 @@ mod registry;
 pub use registry::{Entry, Event, Registry};
 
 use std::fmt::Debug;
+use std::future::Future;
 use std::hash::Hash;
+use std::sync::Arc;
 
 use serde::{de::DeserializeOwned, Serialize};
 
+use crate::errors::Error;
 use crate::store::Table;
 
 /// A kind of object the registry keeps.
@@ -31,10 +34,32 @@ pub trait Record: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
     const KIND: &'static str;
     /// The request field that carries its id ("pod_sandbox_id").
     const ID_FIELD: &'static str;
+    /// The state of an object being created, which clients do not see.
+    const CREATING: Self::State;
 
     fn id(&self) -> &str;
     fn name(&self) -> Self::Name;
     fn state(&self) -> Self::State;
     /// Whether clients see the object: not while it is being created.
-    fn visible(&self) -> bool;
+    fn visible(&self) -> bool {
+        self.state() != Self::CREATING
+    }
+}
+
+/// Runs an operation on one object in a task of its own, so that a client
+/// that gives up (tonic then drops its handler) never interrupts it half
+/// way, holding the object's operation lock for the whole of it.
+pub async fn operate<R, T, F, Fut>(entry: Arc<Entry<R>>, what: &str, op: F) -> Result<T, Error>
+where
+    R: Record,
+    T: Send + 'static,
+    F: FnOnce(Arc<Entry<R>>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, Error>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let _op = entry.lock().await;
+        op(entry.clone()).await
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("{what} task: {e}")))?
 }

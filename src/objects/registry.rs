@@ -254,6 +254,22 @@ impl<R: Record> Registry<R> {
         }
     }
 
+    /// The object a removal is for; `None` when `id` names none, as it
+    /// was removed already (removals are idempotent).
+    pub fn lookup_to_remove(&self, id: &str) -> Result<Option<Arc<Entry<R>>>, Error> {
+        match self.lookup(id) {
+            Ok(e) => Ok(Some(e)),
+            Err(Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the object is still there (a concurrent removal may have
+    /// taken it while an operation waited for its turn).
+    pub fn contains(&self, id: &str) -> bool {
+        self.read().visible.contains_key(id)
+    }
+
     /// Every visible object.
     pub fn entries(&self) -> Vec<Arc<Entry<R>>> {
         self.read().visible.values().cloned().collect()
@@ -308,6 +324,7 @@ mod tests {
         const TABLE: Table = Table::Meta;
         const KIND: &'static str = "thing";
         const ID_FIELD: &'static str = "thing_id";
+        const CREATING: u8 = 0;
         fn id(&self) -> &str {
             &self.id
         }
@@ -316,9 +333,6 @@ mod tests {
         }
         fn state(&self) -> u8 {
             self.state
-        }
-        fn visible(&self) -> bool {
-            self.state != 0
         }
     }
 

@@ -51,6 +51,7 @@ impl Record for SandboxRecord {
     const TABLE: Table = Table::Sandboxes;
     const KIND: &'static str = "pod sandbox";
     const ID_FIELD: &'static str = "pod_sandbox_id";
+    const CREATING: SandboxState = SandboxState::Creating;
 
     fn id(&self) -> &str {
         &self.id
@@ -60,9 +61,6 @@ impl Record for SandboxRecord {
     }
     fn state(&self) -> SandboxState {
         self.state
-    }
-    fn visible(&self) -> bool {
-        self.state != SandboxState::Creating
     }
 }
 

@@ -3,9 +3,12 @@
 
 use tracing::{error, info, warn};
 
-use super::{attachment, cni_ports, SandboxRecord, SandboxState, Sandboxes, KILL_TIMEOUT};
+use super::{
+    attachment, cni_ports, SandboxEntry, SandboxRecord, SandboxState, Sandboxes, KILL_TIMEOUT,
+};
 use crate::errors::Error;
 use crate::host::fs::remove_dir;
+use crate::objects::operate;
 use crate::process::ProcessRef;
 
 impl Sandboxes {
@@ -154,27 +157,29 @@ impl Sandboxes {
     pub async fn stop(&self, id: &str) -> Result<(), Error> {
         let entry = self.registry.lookup(id)?;
         let this = self.arc();
-        tokio::spawn(async move {
-            let _op = entry.lock().await;
-            let mut rec = (*entry.snapshot()).clone();
-            let stopped = rec.state == SandboxState::NotReady
-                && rec.cni_network.is_none()
-                && !rec.infra.is_some_and(|p| this.deps.host.is_alive(p));
-            if stopped {
-                return Ok(());
-            }
-            // NOTREADY before the kill, so the infra watcher finds nothing
-            // to change and only this task stores the new state.
-            this.registry
-                .transition_unsaved(&entry, |r| r.state = SandboxState::NotReady)
-                .await;
-            rec.state = SandboxState::NotReady;
-            let result = this.stop_processes_and_network(&mut rec).await;
-            this.registry.transition(&entry, |r| *r = rec).await?;
-            result
+        operate(entry, "stop", |entry| async move {
+            this.stop_locked(&entry).await
         })
         .await
-        .map_err(|e| Error::Internal(format!("stop task: {e}")))?
+    }
+
+    async fn stop_locked(&self, entry: &SandboxEntry) -> Result<(), Error> {
+        let mut rec = (*entry.snapshot()).clone();
+        let stopped = rec.state == SandboxState::NotReady
+            && rec.cni_network.is_none()
+            && !rec.infra.is_some_and(|p| self.deps.host.is_alive(p));
+        if stopped {
+            return Ok(());
+        }
+        // NOTREADY before the kill, so the infra watcher finds nothing to
+        // change and only this task stores the new state.
+        self.registry
+            .transition_unsaved(entry, |r| r.state = SandboxState::NotReady)
+            .await;
+        rec.state = SandboxState::NotReady;
+        let result = self.stop_processes_and_network(&mut rec).await;
+        self.registry.transition(entry, |r| *r = rec).await?;
+        result
     }
 
     /// RemovePodSandbox of the sandbox alone (its containers are removed
@@ -182,39 +187,39 @@ impl Sandboxes {
     /// and removes everything of it. An unknown id succeeds (it is already
     /// removed).
     pub async fn remove(&self, id: &str) -> Result<(), Error> {
-        let entry = match self.registry.lookup(id) {
-            Ok(e) => e,
-            Err(Error::NotFound(_)) => return Ok(()),
-            Err(e) => return Err(e),
+        let Some(entry) = self.registry.lookup_to_remove(id)? else {
+            return Ok(());
         };
         let this = self.arc();
-        tokio::spawn(async move {
-            let _op = entry.lock().await;
-            let id = entry.snapshot().id.clone();
-            if this.registry.lookup(&id).is_err() {
-                return Ok(()); // removed by a concurrent call
-            }
-            let mut rec = this
-                .registry
-                .transition(&entry, |r| {
-                    r.state = SandboxState::Removing;
-                    r.clone()
-                })
-                .await?;
-            if let Err(e) = this.release(&mut rec).await {
-                this.registry
-                    .transition(&entry, |r| {
-                        *r = rec;
-                        r.state = SandboxState::NotReady;
-                    })
-                    .await?;
-                return Err(e);
-            }
-            this.registry.remove(&entry).await?;
-            info!(sandbox = %id, "pod sandbox removed");
-            Ok(())
+        operate(entry, "remove", |entry| async move {
+            this.remove_locked(&entry).await
         })
         .await
-        .map_err(|e| Error::Internal(format!("remove task: {e}")))?
+    }
+
+    async fn remove_locked(&self, entry: &SandboxEntry) -> Result<(), Error> {
+        let id = entry.snapshot().id.clone();
+        if !self.registry.contains(&id) {
+            return Ok(()); // removed by a concurrent call
+        }
+        let mut rec = self
+            .registry
+            .transition(entry, |r| {
+                r.state = SandboxState::Removing;
+                r.clone()
+            })
+            .await?;
+        if let Err(e) = self.release(&mut rec).await {
+            self.registry
+                .transition(entry, |r| {
+                    *r = rec;
+                    r.state = SandboxState::NotReady;
+                })
+                .await?;
+            return Err(e);
+        }
+        self.registry.remove(entry).await?;
+        info!(sandbox = %id, "pod sandbox removed");
+        Ok(())
     }
 }
