@@ -83,12 +83,7 @@ pub struct CgroupLayout {
 impl CgroupLayout {
     /// Reads /proc/self/mountinfo and /proc/self/cgroup.
     pub fn detect() -> Result<Self, CgroupError> {
-        let read = |p: &str| {
-            fs::read_to_string(p).map_err(|source| CgroupError::Read {
-                path: PathBuf::from(p),
-                source,
-            })
-        };
+        let read = |p: &str| fs::read_to_string(p).map_err(CgroupError::read(Path::new(p)));
         Self::parse(&read(MOUNTINFO)?, Path::new(MOUNTINFO), &read(SELF_CGROUP)?)
     }
 
@@ -107,25 +102,8 @@ impl CgroupLayout {
                 line: index + 1,
                 reason: reason.to_string(),
             };
-            let Some(h) = parse_mount_line(line).map_err(parse_err)? else {
-                continue;
-            };
-            let slot = if h.unified {
-                unified.as_mut()
-            } else {
-                v1.iter_mut()
-                    .find(|o| o.controllers == h.controllers && o.name == h.name)
-            };
-            match slot {
-                // The same hierarchy mounted twice: keep the mount that shows
-                // its root, the one paths from kubelet are relative to.
-                Some(existing) => {
-                    if existing.mount_root != "/" && h.mount_root == "/" {
-                        *existing = h;
-                    }
-                }
-                None if h.unified => unified = Some(h),
-                None => v1.push(h),
+            if let Some(h) = parse_mount_line(line).map_err(parse_err)? {
+                add_mount(&mut v1, &mut unified, h);
             }
         }
         v1.extend(unified);
@@ -215,6 +193,27 @@ impl CgroupLayout {
     }
 }
 
+/// Adds a mounted hierarchy to the v1 ones or as the unified one. The same
+/// hierarchy mounted twice keeps the mount that shows its root, the one
+/// paths from kubelet are relative to.
+fn add_mount(v1: &mut Vec<Hierarchy>, unified: &mut Option<Hierarchy>, h: Hierarchy) {
+    let slot = if h.unified {
+        unified.as_mut()
+    } else {
+        v1.iter_mut()
+            .find(|o| o.controllers == h.controllers && o.name == h.name)
+    };
+    match slot {
+        Some(existing) => {
+            if existing.mount_root != "/" && h.mount_root == "/" {
+                *existing = h;
+            }
+        }
+        None if h.unified => *unified = Some(h),
+        None => v1.push(h),
+    }
+}
+
 /// The first component of every non-root cgroup in /proc/<pid>/cgroup text.
 fn protected_tops(self_cgroup: &str) -> Vec<String> {
     let mut tops: Vec<String> = self_cgroup
@@ -265,20 +264,13 @@ fn parse_mount_line(line: &str) -> Result<Option<Hierarchy>, &'static str> {
         "cgroup" => false,
         _ => return Ok(None),
     };
-    let mut controllers = Vec::new();
-    let mut name = None;
-    if !unified {
-        for opt in super_opts.split(',') {
-            if let Some(n) = opt.strip_prefix("name=") {
-                name = Some(n.to_string());
-            } else if !opt.is_empty() && !opt.contains('=') && !V1_MOUNT_FLAGS.contains(&opt) {
-                controllers.push(opt.to_string());
-            }
-        }
-        controllers.sort();
-        if controllers.is_empty() && name.is_none() {
-            return Ok(None);
-        }
+    let (controllers, name) = if unified {
+        (Vec::new(), None)
+    } else {
+        v1_controllers_and_name(super_opts)
+    };
+    if !unified && controllers.is_empty() && name.is_none() {
+        return Ok(None);
     }
     Ok(Some(Hierarchy {
         controllers,
@@ -287,6 +279,21 @@ fn parse_mount_line(line: &str) -> Result<Option<Hierarchy>, &'static str> {
         mount: PathBuf::from(unescape_mountinfo(mount)),
         mount_root: unescape_mountinfo(root),
     }))
+}
+
+/// The sorted controllers and the `name=` of a v1 mount's super options.
+fn v1_controllers_and_name(super_opts: &str) -> (Vec<String>, Option<String>) {
+    let mut controllers = Vec::new();
+    let mut name = None;
+    for opt in super_opts.split(',') {
+        if let Some(n) = opt.strip_prefix("name=") {
+            name = Some(n.to_string());
+        } else if !opt.is_empty() && !opt.contains('=') && !V1_MOUNT_FLAGS.contains(&opt) {
+            controllers.push(opt.to_string());
+        }
+    }
+    controllers.sort();
+    (controllers, name)
 }
 
 /// mountinfo writes space, tab, newline and backslash as `\ooo`.

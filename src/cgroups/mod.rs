@@ -20,7 +20,7 @@ mod stats;
 mod test_tree;
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -78,6 +78,16 @@ pub enum CgroupError {
         signal: Signal,
         source: Errno,
     },
+}
+
+impl CgroupError {
+    /// For `map_err` on an io error from reading `path`.
+    fn read(path: &Path) -> impl FnOnce(io::Error) -> CgroupError + '_ {
+        move |source| CgroupError::Read {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
 }
 
 /// How cgroup parents are named: kubelet's `--cgroup-driver`.

@@ -35,11 +35,7 @@ impl CgroupLayout {
             .iter()
             .try_for_each(|h| create_in(h, &path, &mut created));
         if result.is_err() {
-            for dir in created.iter().rev() {
-                if let Err(e) = fs::remove_dir(dir) {
-                    tracing::warn!(dir = %dir.display(), error = %e, "cannot undo cgroup creation");
-                }
-            }
+            remove_created(&created);
         }
         result
     }
@@ -89,29 +85,11 @@ impl CgroupLayout {
     /// A process forking during the call can escape one round: to kill a
     /// whole cgroup, repeat until `pids` is empty.
     pub fn signal_all(&self, path: &str, sig: Signal) -> Result<usize, CgroupError> {
-        let pids = self.pids(path)?;
         let own = std::process::id() as i32;
-        let mut sent = 0;
-        let mut first_error = None;
         // pid 0 or negative would signal process groups; ourselves, never.
-        for pid in pids.into_iter().filter(|&p| p > 0 && p != own) {
-            match kill(Pid::from_raw(pid), sig) {
-                Ok(()) => sent += 1,
-                Err(Errno::ESRCH) => {}
-                Err(source) => {
-                    first_error.get_or_insert(CgroupError::Signal {
-                        path: path.to_string(),
-                        pid,
-                        signal: sig,
-                        source,
-                    });
-                }
-            }
-        }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(sent),
-        }
+        let pids = self.pids(path)?.into_iter().filter(|&p| p > 0 && p != own);
+        let sent = each_then_first_error(pids.map(|pid| signal_one(path, pid, sig)))?;
+        Ok(sent.into_iter().filter(|&alive| alive).count())
     }
 
     /// Removes `path` (and any child cgroups below it) from every hierarchy.
@@ -121,17 +99,50 @@ impl CgroupLayout {
     pub fn remove(&self, path: &str) -> Result<(), CgroupError> {
         let path = self.check_path(path)?;
         let deadline = Instant::now() + REMOVE_BUSY_TIMEOUT;
-        let mut first_error = None;
-        // Every hierarchy is attempted even after a failure, so one stuck
-        // hierarchy does not leave the others behind.
-        for h in self.hierarchies() {
-            if let Err(e) = remove_tree(&h.dir(&path), deadline) {
+        // One stuck hierarchy must not leave the others behind.
+        let removals = self.hierarchies().iter();
+        each_then_first_error(removals.map(|h| remove_tree(&h.dir(&path), deadline)))?;
+        Ok(())
+    }
+}
+
+/// Runs every step, even after one has failed, and returns the first error
+/// or else every step's result.
+fn each_then_first_error<T>(
+    steps: impl Iterator<Item = Result<T, CgroupError>>,
+) -> Result<Vec<T>, CgroupError> {
+    let mut done = Vec::new();
+    let mut first_error = None;
+    for step in steps {
+        match step {
+            Ok(value) => done.push(value),
+            Err(e) => {
                 first_error.get_or_insert(e);
             }
         }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(()),
+    }
+    first_error.map_or(Ok(done), Err)
+}
+
+/// Sends `sig` to `pid` of cgroup `path`; false when it has exited already.
+fn signal_one(path: &str, pid: i32, sig: Signal) -> Result<bool, CgroupError> {
+    match kill(Pid::from_raw(pid), sig) {
+        Ok(()) => Ok(true),
+        Err(Errno::ESRCH) => Ok(false),
+        Err(source) => Err(CgroupError::Signal {
+            path: path.to_string(),
+            pid,
+            signal: sig,
+            source,
+        }),
+    }
+}
+
+/// Undoes a failed `create`: its directories, deepest first.
+fn remove_created(created: &[PathBuf]) {
+    for dir in created.iter().rev() {
+        if let Err(e) = fs::remove_dir(dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot undo cgroup creation");
         }
     }
 }
@@ -175,16 +186,25 @@ fn init_cpuset(mount: &Path, dir: &Path) -> Result<(), CgroupError> {
     Ok(())
 }
 
+/// `None` for a file or directory that is not there: a cgroup that does not
+/// exist (or has just gone) holds nothing and needs no removal.
+fn missing_is_none<T>(result: io::Result<T>) -> io::Result<Option<T>> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A cgroup file's content; `None` when it is not there.
+fn read_if_there(path: &Path) -> Result<Option<String>, CgroupError> {
+    missing_is_none(fs::read_to_string(path)).map_err(CgroupError::read(path))
+}
+
 /// A cgroup file's content without surrounding whitespace; missing is empty.
 fn read_trimmed(path: &Path) -> Result<String, CgroupError> {
-    match fs::read_to_string(path) {
-        Ok(s) => Ok(s.trim().to_string()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(String::new()),
-        Err(source) => Err(CgroupError::Read {
-            path: path.to_path_buf(),
-            source,
-        }),
-    }
+    let text = read_if_there(path)?;
+    Ok(text.map(|s| s.trim().to_string()).unwrap_or_default())
 }
 
 fn write_file(path: &Path, value: &str) -> Result<(), CgroupError> {
@@ -198,25 +218,9 @@ fn write_file(path: &Path, value: &str) -> Result<(), CgroupError> {
 /// Adds the pids of `dir` and its sub-cgroups; a missing `dir` adds none.
 fn collect_pids(dir: &Path, pids: &mut BTreeSet<i32>) -> Result<(), CgroupError> {
     let procs = dir.join(PROCS_FILE);
-    match fs::read_to_string(&procs) {
-        Ok(text) => {
-            for (index, line) in text.lines().enumerate() {
-                let pid = line.trim().parse().map_err(|_| CgroupError::Parse {
-                    path: procs.clone(),
-                    line: index + 1,
-                    reason: format!("{line:?} is not a pid"),
-                })?;
-                pids.insert(pid);
-            }
-        }
-        // Vanished between listing and reading: sub_cgroups finds none.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(source) => {
-            return Err(CgroupError::Read {
-                path: procs,
-                source,
-            })
-        }
+    // Vanished between listing and reading: sub_cgroups finds none.
+    if let Some(text) = read_if_there(&procs)? {
+        add_pids(&procs, &text, pids)?;
     }
     for child in sub_cgroups(dir)? {
         collect_pids(&child, pids)?;
@@ -224,24 +228,27 @@ fn collect_pids(dir: &Path, pids: &mut BTreeSet<i32>) -> Result<(), CgroupError>
     Ok(())
 }
 
+/// Adds the pids of a cgroup.procs file's `text`, one a line.
+fn add_pids(procs: &Path, text: &str, pids: &mut BTreeSet<i32>) -> Result<(), CgroupError> {
+    for (index, line) in text.lines().enumerate() {
+        let pid = line.trim().parse().map_err(|_| CgroupError::Parse {
+            path: procs.to_path_buf(),
+            line: index + 1,
+            reason: format!("{line:?} is not a pid"),
+        })?;
+        pids.insert(pid);
+    }
+    Ok(())
+}
+
 /// Sub-directories of a cgroup directory (its child cgroups).
 fn sub_cgroups(dir: &Path) -> Result<Vec<PathBuf>, CgroupError> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(CgroupError::Read {
-                path: dir.to_path_buf(),
-                source,
-            })
-        }
+    let Some(entries) = missing_is_none(fs::read_dir(dir)).map_err(CgroupError::read(dir))? else {
+        return Ok(Vec::new());
     };
     let mut children = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|source| CgroupError::Read {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        let entry = entry.map_err(CgroupError::read(dir))?;
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
             children.push(entry.path());
         }
@@ -256,10 +263,8 @@ fn remove_tree(dir: &Path, deadline: Instant) -> Result<(), CgroupError> {
     }
     let start = Instant::now();
     loop {
-        let source = match fs::remove_dir(dir) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => e,
+        let Err(source) = missing_is_none(fs::remove_dir(dir)) else {
+            return Ok(());
         };
         if source.raw_os_error() != Some(libc::EBUSY) {
             return Err(CgroupError::Remove {
@@ -268,16 +273,21 @@ fn remove_tree(dir: &Path, deadline: Instant) -> Result<(), CgroupError> {
             });
         }
         if Instant::now() >= deadline {
-            let mut pids = BTreeSet::new();
-            // Best effort: the pids only make the error more useful.
-            let _ = collect_pids(dir, &mut pids);
-            return Err(CgroupError::Busy {
-                path: dir.to_path_buf(),
-                waited: start.elapsed(),
-                pids: pids.into_iter().collect(),
-            });
+            return Err(busy(dir, start.elapsed()));
         }
         std::thread::sleep(REMOVE_BUSY_SLEEP);
+    }
+}
+
+/// The error for a cgroup still busy after `waited`, with the pids left in it.
+fn busy(dir: &Path, waited: Duration) -> CgroupError {
+    let mut pids = BTreeSet::new();
+    // Best effort: the pids only make the error more useful.
+    let _ = collect_pids(dir, &mut pids);
+    CgroupError::Busy {
+        path: dir.to_path_buf(),
+        waited,
+        pids: pids.into_iter().collect(),
     }
 }
 

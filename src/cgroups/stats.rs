@@ -91,43 +91,77 @@ impl CgroupLayout {
     /// Reads what `path` has used. Values a file does not give are `None`.
     pub fn stats(&self, path: &str) -> Result<CgroupStats, CgroupError> {
         let path = self.check_path(path)?;
-        let mut s = CgroupStats::default();
         if self.is_v2() {
-            let Some(h) = self.unified_hierarchy() else {
-                return Ok(s);
-            };
-            let dir = h.dir(&path);
-            s.cpu_usage_ns = flat_keyed(&dir.join("cpu.stat"))
-                .get("usage_usec")
-                .map(|us| us.saturating_mul(1000));
-            s.memory_usage = read_u64(&dir.join("memory.current"));
-            s.memory_limit = read_u64(&dir.join("memory.max"));
-            let stat = flat_keyed(&dir.join("memory.stat"));
-            s.memory_working_set = s
-                .memory_usage
-                .map(|u| u.saturating_sub(stat.get("inactive_file").copied().unwrap_or(0)));
-            s.memory_rss = stat.get("anon").copied();
-            s.page_faults = stat.get("pgfault").copied();
-            s.major_page_faults = stat.get("pgmajfault").copied();
-            return Ok(s);
+            return Ok(self.v2_stats(&path));
         }
+        Ok(self.v1_stats(&path))
+    }
+
+    fn v2_stats(&self, path: &str) -> CgroupStats {
+        let mut s = CgroupStats::default();
+        let Some(h) = self.unified_hierarchy() else {
+            return s;
+        };
+        let dir = h.dir(path);
+        s.cpu_usage_ns = flat_keyed(&dir.join("cpu.stat"))
+            .get("usage_usec")
+            .map(|us| us.saturating_mul(1000));
+        s.memory_usage = read_u64(&dir.join("memory.current"));
+        s.memory_limit = read_u64(&dir.join("memory.max"));
+        s.read_memory_stat(&dir.join("memory.stat"), &V2_MEMORY_STAT);
+        s
+    }
+
+    fn v1_stats(&self, path: &str) -> CgroupStats {
+        let mut s = CgroupStats::default();
         if let Some(h) = self.v1_with("cpuacct") {
-            s.cpu_usage_ns = read_u64(&h.dir(&path).join("cpuacct.usage"));
+            s.cpu_usage_ns = read_u64(&h.dir(path).join("cpuacct.usage"));
         }
         if let Some(h) = self.v1_with("memory") {
-            let dir = h.dir(&path);
+            let dir = h.dir(path);
             s.memory_usage = read_u64(&dir.join("memory.usage_in_bytes"));
             s.memory_limit =
                 read_u64(&dir.join("memory.limit_in_bytes")).filter(|&l| l < V1_UNLIMITED);
-            let stat = flat_keyed(&dir.join("memory.stat"));
-            s.memory_working_set = s
-                .memory_usage
-                .map(|u| u.saturating_sub(stat.get("total_inactive_file").copied().unwrap_or(0)));
-            s.memory_rss = stat.get("total_rss").copied();
-            s.page_faults = stat.get("total_pgfault").copied();
-            s.major_page_faults = stat.get("total_pgmajfault").copied();
+            s.read_memory_stat(&dir.join("memory.stat"), &V1_MEMORY_STAT);
         }
-        Ok(s)
+        s
+    }
+}
+
+/// The memory.stat keys of the counters `CgroupStats` reports.
+struct MemoryStatKeys {
+    inactive_file: &'static str,
+    rss: &'static str,
+    page_faults: &'static str,
+    major_page_faults: &'static str,
+}
+
+const V2_MEMORY_STAT: MemoryStatKeys = MemoryStatKeys {
+    inactive_file: "inactive_file",
+    rss: "anon",
+    page_faults: "pgfault",
+    major_page_faults: "pgmajfault",
+};
+
+/// v1's `total_` counters include the cgroup's descendants, as v2's do.
+const V1_MEMORY_STAT: MemoryStatKeys = MemoryStatKeys {
+    inactive_file: "total_inactive_file",
+    rss: "total_rss",
+    page_faults: "total_pgfault",
+    major_page_faults: "total_pgmajfault",
+};
+
+impl CgroupStats {
+    /// Fills the counters memory.stat gives; the working set needs
+    /// `memory_usage` read first.
+    fn read_memory_stat(&mut self, file: &Path, keys: &MemoryStatKeys) {
+        let stat = flat_keyed(file);
+        let get = |key: &str| stat.get(key).copied();
+        let inactive_file = get(keys.inactive_file).unwrap_or(0);
+        self.memory_working_set = self.memory_usage.map(|u| u.saturating_sub(inactive_file));
+        self.memory_rss = get(keys.rss);
+        self.page_faults = get(keys.page_faults);
+        self.major_page_faults = get(keys.major_page_faults);
     }
 }
 
