@@ -1,16 +1,18 @@
-//! Cgroup placement: where a pod's or container's cgroup lives in every
-//! mounted hierarchy, creating it, moving processes into it, signalling them
-//! and removing it.
+//! Cgroups: where a pod's or container's cgroup lives in every mounted
+//! hierarchy (`layout`, `paths`), creating it, moving processes into it,
+//! signalling them and removing it (`placement`), and what it has used
+//! (`stats`). Limits are not written here: runc applies them from the OCI
+//! spec.
 //!
 //! Paths handled here are always absolute from each hierarchy's root (the
 //! form kubelet's cgroupfs driver sends, e.g. `/kubepods/burstable/pod<uid>`)
 //! and are resolved under the hierarchy's mount point, never under the
-//! daemon's own cgroup. That is also why create/add/remove are plain file
-//! operations instead of libcgroups: libcgroups 0.7's v1 manager covers only
-//! the resource controllers (not the `name=systemd` and unified hierarchies
-//! runc and kubelet also use), kills processes on remove, and resolves an
-//! empty path to the caller's own cgroup. Resources and stats can later go
-//! through libcgroups with a path from [`CgroupLayout::check_path`].
+//! daemon's own cgroup. peapod reads and writes the cgroup files itself
+//! rather than through a cgroup library such as libcgroups, because
+//! libcgroups 0.7's v1 manager covers only the resource controllers (not the
+//! `name=systemd` and unified hierarchies runc and kubelet also use), kills
+//! processes on remove, and resolves an empty path to the caller's own
+//! cgroup.
 
 mod layout;
 mod paths;
