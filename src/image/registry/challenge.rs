@@ -23,92 +23,131 @@ fn is_tchar(b: u8) -> bool {
 /// values may hold commas and backslash escapes) into (lowercase scheme,
 /// [(lowercase name, value)]).
 fn parse_www_authenticate(value: &str) -> Vec<(String, Vec<(String, String)>)> {
-    let s = value.as_bytes();
-    let mut i = 0;
+    let mut header = Scanner {
+        s: value.as_bytes(),
+        i: 0,
+    };
     let mut out = Vec::new();
-    let skip_ws = |i: &mut usize| {
-        while *i < s.len() && (s[*i] == b' ' || s[*i] == b'\t') {
-            *i += 1;
-        }
-    };
-    let read_token = |i: &mut usize| {
-        let start = *i;
-        while *i < s.len() && is_tchar(s[*i]) {
-            *i += 1;
-        }
-        String::from_utf8_lossy(&s[start..*i]).into_owned()
-    };
     loop {
-        while i < s.len() && (s[i] == b',' || s[i] == b' ' || s[i] == b'\t') {
-            i += 1;
-        }
-        if i >= s.len() {
+        header.skip_separators();
+        if header.at_end() {
             break;
         }
-        let scheme = read_token(&mut i);
+        let scheme = header.token();
         if scheme.is_empty() {
             // Not a token: skip the stray byte.
-            i += 1;
+            header.i += 1;
             continue;
         }
+        let params = header.params();
+        out.push((scheme.to_ascii_lowercase(), params));
+    }
+    out
+}
+
+/// A position in a header value being parsed.
+struct Scanner<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl Scanner<'_> {
+    fn at_end(&self) -> bool {
+        self.i >= self.s.len()
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t')) {
+            self.i += 1;
+        }
+    }
+
+    fn skip_separators(&mut self) {
+        while matches!(self.peek(), Some(b',' | b' ' | b'\t')) {
+            self.i += 1;
+        }
+    }
+
+    fn token(&mut self) -> String {
+        let start = self.i;
+        while self.peek().is_some_and(is_tchar) {
+            self.i += 1;
+        }
+        String::from_utf8_lossy(&self.s[start..self.i]).into_owned()
+    }
+
+    /// The `name=value` parameters of one challenge, up to the end or the
+    /// token that starts the next challenge.
+    fn params(&mut self) -> Vec<(String, String)> {
         let mut params = Vec::new();
         loop {
-            let restart = i;
-            while i < s.len() && (s[i] == b',' || s[i] == b' ' || s[i] == b'\t') {
-                i += 1;
-            }
-            let name = read_token(&mut i);
+            let restart = self.i;
+            self.skip_separators();
+            let name = self.token();
             if name.is_empty() {
-                if i < s.len() && s[i] != b',' {
+                if self.peek().is_some_and(|b| b != b',') {
                     // Garbage inside a challenge: skip it.
-                    i += 1;
+                    self.i += 1;
                     continue;
                 }
                 break;
             }
-            skip_ws(&mut i);
-            if i >= s.len() || s[i] != b'=' {
+            self.skip_ws();
+            if self.peek() != Some(b'=') {
                 // A token without '=' starts the next challenge.
-                i = restart;
+                self.i = restart;
                 break;
             }
-            i += 1;
-            if i < s.len() && s[i] == b'=' {
+            self.i += 1;
+            if self.peek() == Some(b'=') {
                 // token68 padding ("abc=="): not a parameter.
-                while i < s.len() && s[i] == b'=' {
-                    i += 1;
+                while self.peek() == Some(b'=') {
+                    self.i += 1;
                 }
                 continue;
             }
-            skip_ws(&mut i);
-            let mut value = Vec::new();
-            if i < s.len() && s[i] == b'"' {
-                i += 1;
-                while i < s.len() && s[i] != b'"' {
-                    if s[i] == b'\\' && i + 1 < s.len() {
-                        i += 1;
-                    }
-                    value.push(s[i]);
-                    i += 1;
-                }
-                // Closing quote (absent when the value is cut off).
-                i = (i + 1).min(s.len());
-            } else {
-                // Lenient: unquoted values up to the next separator, so a
-                // bare realm URL with ':' and '/' still parses.
-                while i < s.len() && s[i] != b',' && s[i] != b' ' && s[i] != b'\t' {
-                    value.push(s[i]);
-                    i += 1;
-                }
-            }
+            self.skip_ws();
+            let value = self.value();
             params.push((
                 name.to_ascii_lowercase(),
                 String::from_utf8_lossy(&value).into_owned(),
             ));
         }
-        out.push((scheme.to_ascii_lowercase(), params));
+        params
     }
-    out
+
+    /// A quoted value without its quotes and escapes, or a bare one.
+    fn value(&mut self) -> Vec<u8> {
+        let s = self.s;
+        let mut value = Vec::new();
+        if self.peek() == Some(b'"') {
+            self.i += 1;
+            while self.i < s.len() && s[self.i] != b'"' {
+                if s[self.i] == b'\\' && self.i + 1 < s.len() {
+                    self.i += 1;
+                }
+                value.push(s[self.i]);
+                self.i += 1;
+            }
+            // Closing quote (absent when the value is cut off).
+            self.i = (self.i + 1).min(s.len());
+        } else {
+            // Lenient: unquoted values up to the next separator, so a bare
+            // realm URL with ':' and '/' still parses.
+            while self
+                .peek()
+                .is_some_and(|b| b != b',' && b != b' ' && b != b'\t')
+            {
+                value.push(s[self.i]);
+                self.i += 1;
+            }
+        }
+        value
+    }
 }
 
 /// The challenge to answer: Bearer when offered (with a realm), else Basic.

@@ -75,6 +75,8 @@ impl Repository {
         Ok((token, key))
     }
 
+    /// Asks the realm's token server for a pull token with this session's
+    /// credentials; returns it with its lifetime.
     async fn fetch_token(
         &self,
         realm: &str,
@@ -82,54 +84,9 @@ impl Repository {
         scope: &str,
         ctx: &Ctx<'_>,
     ) -> Result<(String, Duration), RegistryError> {
-        let client = &self.inner.client;
-        let credentials = &self.inner.credentials;
-        let mut url = Url::parse(realm)
-            .map_err(|e| ctx.protocol(format!("token server realm {realm:?} is not a URL: {e}")))?;
-        let secure = match url.scheme() {
-            "https" => true,
-            "http" => is_insecure_in(&client.settings.insecure, &url_host_port(&url)),
-            _ => return Err(ctx.protocol(format!("token server realm {realm:?} is not http(s)"))),
-        };
-        if !secure && *credentials != Credentials::Anonymous {
-            return Err(ctx.unauthorized(format!(
-                "refusing to send credentials to plain-HTTP token server {realm} (host not insecure)"
-            )));
-        }
-        let req = match credentials {
-            Credentials::IdentityToken(refresh) => {
-                let mut form = vec![
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", refresh.as_str()),
-                    ("scope", scope),
-                    ("client_id", "peapod"),
-                ];
-                if let Some(service) = service {
-                    form.push(("service", service));
-                }
-                client.http.post(url).form(&form)
-            }
-            _ => {
-                {
-                    let mut query = url.query_pairs_mut();
-                    if let Some(service) = service {
-                        query.append_pair("service", service);
-                    }
-                    query.append_pair("scope", scope);
-                    if let Credentials::Basic { username, .. } = credentials {
-                        query.append_pair("account", username);
-                    }
-                }
-                let req = client.http.get(url);
-                match credentials {
-                    Credentials::Basic { username, password } => {
-                        req.basic_auth(username, Some(password))
-                    }
-                    _ => req,
-                }
-            }
-        };
-        let mut resp = req
+        let url = self.token_server(realm, ctx)?;
+        let mut resp = self
+            .token_request(url, service, scope)
             .send()
             .await
             .map_err(|e| ctx.connect(format!("token server {realm}: {}", chain(&e))))?;
@@ -138,30 +95,98 @@ impl Repository {
                 .status_error(resp, &format!("token server {realm}: "))
                 .await);
         }
-        let (body, more) = read_body(&mut resp, MAX_TOKEN_BYTES)
-            .await
-            .map_err(|e| ctx.connect(format!("token server {realm}: {}", chain(&e))))?;
-        if more {
-            return Err(ctx.protocol(format!(
-                "token server {realm}: response larger than {MAX_TOKEN_BYTES} bytes"
-            )));
-        }
-        let parsed: TokenResponse = serde_json::from_slice(&body)
-            .map_err(|e| ctx.protocol(format!("token server {realm}: {e}")))?;
-        let token = parsed
-            .token
-            .filter(|t| !t.is_empty())
-            .or(parsed.access_token.filter(|t| !t.is_empty()))
-            .ok_or_else(|| {
-                ctx.protocol(format!("token server {realm}: no token in the response"))
-            })?;
-        let lifetime = parsed
-            .expires_in
-            .filter(|&s| s > 0)
-            .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs);
+        let (token, lifetime) = read_token_response(&mut resp, realm, ctx).await?;
         tracing::debug!(realm, scope, ?lifetime, "got registry token");
         Ok((token, lifetime))
     }
+
+    /// The realm as a URL. Credentials go only over HTTPS or to a host that
+    /// is insecure by configuration.
+    fn token_server(&self, realm: &str, ctx: &Ctx<'_>) -> Result<Url, RegistryError> {
+        let client = &self.inner.client;
+        let url = Url::parse(realm)
+            .map_err(|e| ctx.protocol(format!("token server realm {realm:?} is not a URL: {e}")))?;
+        let secure = match url.scheme() {
+            "https" => true,
+            "http" => is_insecure_in(&client.settings.insecure, &url_host_port(&url)),
+            _ => return Err(ctx.protocol(format!("token server realm {realm:?} is not http(s)"))),
+        };
+        if !secure && self.inner.credentials != Credentials::Anonymous {
+            return Err(ctx.unauthorized(format!(
+                "refusing to send credentials to plain-HTTP token server {realm} (host not insecure)"
+            )));
+        }
+        Ok(url)
+    }
+
+    /// An identity token is exchanged by an OAuth2 form POST; anything else
+    /// asks by GET with the scope in the query (and Basic credentials when
+    /// there are some).
+    fn token_request(
+        &self,
+        mut url: Url,
+        service: Option<&str>,
+        scope: &str,
+    ) -> reqwest::RequestBuilder {
+        let client = &self.inner.client;
+        let credentials = &self.inner.credentials;
+        if let Credentials::IdentityToken(refresh) = credentials {
+            let mut form = vec![
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh.as_str()),
+                ("scope", scope),
+                ("client_id", "peapod"),
+            ];
+            if let Some(service) = service {
+                form.push(("service", service));
+            }
+            return client.http.post(url).form(&form);
+        }
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(service) = service {
+                query.append_pair("service", service);
+            }
+            query.append_pair("scope", scope);
+            if let Credentials::Basic { username, .. } = credentials {
+                query.append_pair("account", username);
+            }
+        }
+        let req = client.http.get(url);
+        match credentials {
+            Credentials::Basic { username, password } => req.basic_auth(username, Some(password)),
+            _ => req,
+        }
+    }
+}
+
+/// The token (or OAuth2 access token) of a token server's answer and how
+/// long it lives.
+async fn read_token_response(
+    resp: &mut reqwest::Response,
+    realm: &str,
+    ctx: &Ctx<'_>,
+) -> Result<(String, Duration), RegistryError> {
+    let (body, more) = read_body(resp, MAX_TOKEN_BYTES)
+        .await
+        .map_err(|e| ctx.connect(format!("token server {realm}: {}", chain(&e))))?;
+    if more {
+        return Err(ctx.protocol(format!(
+            "token server {realm}: response larger than {MAX_TOKEN_BYTES} bytes"
+        )));
+    }
+    let parsed: TokenResponse = serde_json::from_slice(&body)
+        .map_err(|e| ctx.protocol(format!("token server {realm}: {e}")))?;
+    let token = parsed
+        .token
+        .filter(|t| !t.is_empty())
+        .or(parsed.access_token.filter(|t| !t.is_empty()))
+        .ok_or_else(|| ctx.protocol(format!("token server {realm}: no token in the response")))?;
+    let lifetime = parsed
+        .expires_in
+        .filter(|&s| s > 0)
+        .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs);
+    Ok((token, lifetime))
 }
 
 #[cfg(test)]
