@@ -6,15 +6,17 @@ use std::io::{self, BufReader, Cursor, Read};
 use super::pipe::PumpError;
 use super::UnpackError;
 
-pub(super) const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
-pub(super) const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
+const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+/// Read buffer over the (compressed) input.
+const INPUT_BUF: usize = 256 << 10;
 
 /// The caller's reader. Its errors are kept here and only a copy goes up
 /// through the decompressor, so they can be told apart from decompression
 /// errors and returned as they were.
 pub(super) struct Input<R> {
-    pub(super) inner: R,
-    pub(super) error: Option<io::Error>,
+    inner: R,
+    error: Option<io::Error>,
 }
 
 impl<R: Read> Read for Input<R> {
@@ -33,7 +35,7 @@ impl<R: Read> Read for Input<R> {
 pub(super) type Src<R> = io::Chain<Cursor<Vec<u8>>, BufReader<Input<R>>>;
 
 /// Reads up to the longest magic number; fewer bytes only at end of input.
-pub(super) fn read_head<R: Read>(input: &mut BufReader<Input<R>>) -> Result<Vec<u8>, UnpackError> {
+fn read_head<R: Read>(input: &mut BufReader<Input<R>>) -> Result<Vec<u8>, UnpackError> {
     let mut head = vec![0u8; ZSTD_MAGIC.len()];
     let mut n = 0;
     while n < head.len() {
@@ -55,6 +57,32 @@ pub(super) enum Source<R: Read> {
 }
 
 impl<R: Read> Source<R> {
+    /// Wraps the caller's reader in what its first bytes call for: a gzip or
+    /// zstd decoder, or nothing for a plain tar.
+    pub(super) fn open(input: R) -> Result<Self, UnpackError> {
+        let mut buffered = BufReader::with_capacity(
+            INPUT_BUF,
+            Input {
+                inner: input,
+                error: None,
+            },
+        );
+        let head = read_head(&mut buffered)?;
+        let src = Cursor::new(head.clone()).chain(buffered);
+        Ok(if head.starts_with(GZIP_MAGIC) {
+            Source::Gzip(Box::new(flate2::bufread::MultiGzDecoder::new(src)))
+        } else if head.starts_with(ZSTD_MAGIC) {
+            Source::Zstd(zstd::stream::read::Decoder::with_buffer(src).map_err(|e| {
+                UnpackError::Decompress {
+                    format: "zstd",
+                    source: e,
+                }
+            })?)
+        } else {
+            Source::Plain(src)
+        })
+    }
+
     pub(super) fn format(&self) -> &'static str {
         match self {
             Source::Plain(_) => "tar",

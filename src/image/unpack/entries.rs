@@ -9,20 +9,51 @@ use std::os::fd::AsFd;
 use nix::errno::Errno;
 use nix::fcntl::{openat, AtFlags, OFlag};
 use nix::sys::stat::{
-    fchmod, fchmodat, fstatat, futimens, mkdirat, mknodat, utimensat, FchmodatFlags, Mode, SFlag,
-    UtimensatFlags,
+    fchmod, fchmodat, fstatat, futimens, makedev, mkdirat, mknodat, utimensat, FchmodatFlags, Mode,
+    SFlag, UtimensatFlags,
 };
 use nix::unistd::{fchown, fchownat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 
-use super::error::{io_err, resolve_error};
+use super::error::{invalid, io_err, resolve_error};
 use super::meta::Meta;
 use super::paths::split_last;
 use super::replace::{clear, forget_dir_times};
-use super::walk::Unpacker;
+use super::walk::{Kind, Unpacker};
 use super::xattr::{set_xattr, XattrTarget};
 use super::UnpackError;
 
 impl Unpacker {
+    /// Creates a file, directory, symlink, device or FIFO entry at `path`.
+    pub(super) fn create<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        kind: Kind,
+        path: &[u8],
+        meta: &Meta,
+        shown: &str,
+    ) -> Result<(), UnpackError> {
+        let (dir, name) = split_last(path);
+        match kind {
+            Kind::File => self.file(entry, dir, name, meta, shown)?,
+            Kind::Dir => self.dir(path, meta, shown)?,
+            Kind::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| invalid(shown, "symlink without a target"))?
+                    .into_owned();
+                self.node(dir, name, Node::Symlink(&target), meta, shown)?;
+            }
+            Kind::Char | Kind::Block => {
+                let node = device_node(entry.header(), kind, shown)?;
+                self.node(dir, name, node, meta, shown)?;
+            }
+            Kind::Fifo => self.node(dir, name, Node::Device(SFlag::S_IFIFO, 0), meta, shown)?,
+            // Hard links are not created here.
+            Kind::HardLink => {}
+        }
+        Ok(())
+    }
+
     pub(super) fn file<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
@@ -237,6 +268,20 @@ impl Unpacker {
 pub(super) enum Node<'a> {
     Symlink(&'a [u8]),
     Device(SFlag, libc::dev_t),
+}
+
+/// A character or block device with the header's major and minor numbers.
+fn device_node(h: &tar::Header, kind: Kind, shown: &str) -> Result<Node<'static>, UnpackError> {
+    let dev = match (h.device_major(), h.device_minor()) {
+        (Ok(Some(major)), Ok(Some(minor))) => makedev(major.into(), minor.into()),
+        _ => return Err(invalid(shown, "device without valid major/minor numbers")),
+    };
+    let kind = if kind == Kind::Char {
+        SFlag::S_IFCHR
+    } else {
+        SFlag::S_IFBLK
+    };
+    Ok(Node::Device(kind, dev))
 }
 
 #[cfg(test)]

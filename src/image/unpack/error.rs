@@ -51,6 +51,14 @@ pub enum UnpackError {
     Thread(#[source] io::Error),
 }
 
+/// The entry is malformed in a way the layer cannot hold.
+pub(super) fn invalid(shown: &str, reason: &str) -> UnpackError {
+    UnpackError::Invalid {
+        path: shown.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
 pub(super) fn io_err(shown: &str, op: &str, e: Errno) -> UnpackError {
     UnpackError::Io {
         path: shown.to_string(),

@@ -1,5 +1,6 @@
 //! Hard links to earlier entries of the same layer.
 
+use std::io::Read;
 use std::os::fd::AsFd;
 
 use nix::errno::Errno;
@@ -7,21 +8,33 @@ use nix::fcntl::AtFlags;
 use nix::unistd::linkat;
 
 use super::dirs::ResolveError;
-use super::error::{io_err, resolve_error};
-use super::paths::split_last;
+use super::error::{invalid, io_err, resolve_error};
+use super::paths::{normalize, split_last};
 use super::replace::{clear, forget_dir_times};
 use super::walk::Unpacker;
 use super::UnpackError;
 
 impl Unpacker {
-    /// A hard link to an earlier entry of this layer. Both ends are looked
-    /// up the same symlink-free way as any entry path.
-    pub(super) fn hard_link(
+    /// A hard link entry; its target is made safe the same way as any path.
+    pub(super) fn hard_link_entry<R: Read>(
         &mut self,
+        entry: &tar::Entry<'_, R>,
         path: &[u8],
-        target: &[u8],
         shown: &str,
     ) -> Result<bool, UnpackError> {
+        let target = entry
+            .link_name_bytes()
+            .ok_or_else(|| invalid(shown, "hard link without a target"))?;
+        let target = normalize(&target).map_err(|reason| UnpackError::Unsafe {
+            path: shown.to_string(),
+            reason: format!("hard link target: {reason}"),
+        })?;
+        self.hard_link(path, &target, shown)
+    }
+
+    /// A hard link to an earlier entry of this layer. Both ends are looked
+    /// up the same symlink-free way as any entry path.
+    fn hard_link(&mut self, path: &[u8], target: &[u8], shown: &str) -> Result<bool, UnpackError> {
         let invalid = |reason: &str| UnpackError::Invalid {
             path: shown.to_string(),
             reason: reason.to_string(),

@@ -45,7 +45,8 @@ mod xattr;
 
 pub use error::UnpackError;
 
-use std::io::{self, BufReader, Cursor, Read};
+use std::io::{self, Read};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::mpsc;
 
@@ -53,17 +54,15 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 use sha2::{Digest, Sha256};
 
-use decompress::{read_head, Input, Source, GZIP_MAGIC, ZSTD_MAGIC};
+use decompress::Source;
 use pipe::{pump, Chunk, ChunkReader, PumpError};
-use walk::write_layer;
+use walk::{write_layer, Written};
 
 /// Size of the decompressed chunks handed from the decompressing thread to
 /// the writing thread, and of the buffer file data is copied through.
 const CHUNK: usize = 1 << 20;
 /// Chunks in flight between the two threads.
 const PIPE_DEPTH: usize = 4;
-/// Read buffer over the (compressed) input.
-const INPUT_BUF: usize = 256 << 10;
 
 /// What one unpacked layer turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,67 +85,16 @@ pub struct UnpackedLayer {
 /// check wrapped around it sees every byte. On error `dest` holds a partial
 /// layer; the caller removes it.
 pub fn unpack_layer<R: Read>(input: R, dest: &Path) -> Result<UnpackedLayer, UnpackError> {
-    let root = nix::fcntl::open(
-        dest,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| UnpackError::Dest {
-        path: dest.display().to_string(),
-        source: e.into(),
-    })?;
-
-    let mut buffered = BufReader::with_capacity(
-        INPUT_BUF,
-        Input {
-            inner: input,
-            error: None,
-        },
-    );
-    let head = read_head(&mut buffered)?;
-    let src = Cursor::new(head.clone()).chain(buffered);
-    let mut source = if head.starts_with(GZIP_MAGIC) {
-        Source::Gzip(Box::new(flate2::bufread::MultiGzDecoder::new(src)))
-    } else if head.starts_with(ZSTD_MAGIC) {
-        Source::Zstd(zstd::stream::read::Decoder::with_buffer(src).map_err(|e| {
-            UnpackError::Decompress {
-                format: "zstd",
-                source: e,
-            }
-        })?)
-    } else {
-        Source::Plain(src)
-    };
-
-    let (tx, rx) = mpsc::sync_channel::<Chunk>(PIPE_DEPTH);
-    let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<u8>>();
+    let root = open_dest(dest)?;
+    let mut source = Source::open(input)?;
     let hash_while_writing = !matches!(source, Source::Plain(_));
     let mut reader_hasher = (!hash_while_writing).then(Sha256::new);
-
-    let (pumped, written) = std::thread::scope(|s| {
-        let worker = std::thread::Builder::new()
-            .name("layer-unpack".into())
-            .spawn_scoped(s, move || {
-                let reader = ChunkReader {
-                    rx,
-                    recycle: recycle_tx,
-                    cur: Vec::new(),
-                    len: 0,
-                    pos: 0,
-                    ended: false,
-                    hasher: hash_while_writing.then(Sha256::new),
-                    size: 0,
-                };
-                write_layer(reader, root)
-            })
-            .map_err(UnpackError::Thread)?;
-        let pumped = pump(&mut source, tx, &recycle_rx, reader_hasher.as_mut());
-        let written = match worker.join() {
-            Ok(r) => r,
-            Err(panic) => std::panic::resume_unwind(panic),
-        };
-        Ok::<_, UnpackError>((pumped, written))
-    })?;
+    let (pumped, written) = decompress_and_write(
+        &mut source,
+        root,
+        hash_while_writing,
+        reader_hasher.as_mut(),
+    )?;
 
     // The reading side's failure explains the writer's (it only saw the
     // stream stop), so it wins.
@@ -172,6 +120,48 @@ pub fn unpack_layer<R: Read>(input: R, dest: &Path) -> Result<UnpackedLayer, Unp
         diff_id: format!("sha256:{:x}", hasher.finalize()),
         uncompressed_size: written.size,
         entries: written.entries,
+    })
+}
+
+/// The layer directory, which every entry is then created relative to.
+fn open_dest(dest: &Path) -> Result<OwnedFd, UnpackError> {
+    nix::fcntl::open(
+        dest,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| UnpackError::Dest {
+        path: dest.display().to_string(),
+        source: e.into(),
+    })
+}
+
+/// How the decompressing side and the writing side ended.
+type SidesEnded = (Result<(), PumpError>, Result<Written, UnpackError>);
+
+/// Decompresses `source` on this thread while a second one writes the layer
+/// under `root`; returns how each side ended.
+fn decompress_and_write<R: Read>(
+    source: &mut Source<R>,
+    root: OwnedFd,
+    hash_while_writing: bool,
+    reader_hasher: Option<&mut Sha256>,
+) -> Result<SidesEnded, UnpackError> {
+    let (tx, rx) = mpsc::sync_channel::<Chunk>(PIPE_DEPTH);
+    let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|s| {
+        let worker = std::thread::Builder::new()
+            .name("layer-unpack".into())
+            .spawn_scoped(s, move || {
+                write_layer(ChunkReader::new(rx, recycle_tx, hash_while_writing), root)
+            })
+            .map_err(UnpackError::Thread)?;
+        let pumped = pump(source, tx, &recycle_rx, reader_hasher);
+        let written = match worker.join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        Ok((pumped, written))
     })
 }
 

@@ -12,7 +12,7 @@ use super::CHUNK;
 /// A piece of the uncompressed stream; `len == 0` marks its end.
 pub(super) struct Chunk {
     pub(super) buf: Vec<u8>,
-    pub(super) len: usize,
+    len: usize,
 }
 
 pub(super) enum PumpError {
@@ -73,17 +73,32 @@ pub(super) fn pump<R: Read>(
 /// every chunk is hashed as it arrives, so the diff id covers the whole
 /// stream, tar or not.
 pub(super) struct ChunkReader {
-    pub(super) rx: Receiver<Chunk>,
-    pub(super) recycle: Sender<Vec<u8>>,
-    pub(super) cur: Vec<u8>,
-    pub(super) len: usize,
-    pub(super) pos: usize,
-    pub(super) ended: bool,
+    rx: Receiver<Chunk>,
+    recycle: Sender<Vec<u8>>,
+    cur: Vec<u8>,
+    len: usize,
+    pos: usize,
+    ended: bool,
     pub(super) hasher: Option<Sha256>,
     pub(super) size: u64,
 }
 
 impl ChunkReader {
+    /// Reads what comes through `rx`, handing used buffers back through
+    /// `recycle`; hashes the stream when `hash` is set.
+    pub(super) fn new(rx: Receiver<Chunk>, recycle: Sender<Vec<u8>>, hash: bool) -> Self {
+        ChunkReader {
+            rx,
+            recycle,
+            cur: Vec::new(),
+            len: 0,
+            pos: 0,
+            ended: false,
+            hasher: hash.then(Sha256::new),
+            size: 0,
+        }
+    }
+
     fn next_chunk(&mut self) -> io::Result<()> {
         let chunk = self
             .rx

@@ -5,17 +5,16 @@ use std::collections::HashSet;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
 
-use nix::sys::stat::{fstat, futimens, makedev, utimensat, SFlag, UtimensatFlags};
+use nix::sys::stat::{fstat, futimens, utimensat, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use sha2::Sha256;
 
 use super::dirs::{is_sgid, DirStack};
-use super::entries::Node;
-use super::error::{io_err, resolve_error};
+use super::error::{invalid, io_err, resolve_error};
 use super::meta::read_meta;
 use super::paths::{lossy, normalize, split_last};
 use super::pipe::ChunkReader;
-use super::whiteout::{OPAQUE_MARKER, WHITEOUT_PREFIX};
+use super::whiteout::WHITEOUT_PREFIX;
 use super::{UnpackError, CHUNK};
 
 /// Runs on the writing thread: parses the tar and applies every entry.
@@ -61,7 +60,7 @@ pub(super) struct Written {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     File,
     Dir,
     Symlink,
@@ -69,6 +68,28 @@ enum Kind {
     Char,
     Block,
     Fifo,
+}
+
+/// What a tar entry makes; None for entries that make nothing (global PAX
+/// headers silently, types a layer has no use for with a warning).
+fn entry_kind(etype: tar::EntryType, raw: &[u8], shown: &str) -> Option<Kind> {
+    Some(match etype {
+        tar::EntryType::Regular if raw.ends_with(b"/") => Kind::Dir,
+        tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+            Kind::File
+        }
+        tar::EntryType::Directory => Kind::Dir,
+        tar::EntryType::Symlink => Kind::Symlink,
+        tar::EntryType::Link => Kind::HardLink,
+        tar::EntryType::Char => Kind::Char,
+        tar::EntryType::Block => Kind::Block,
+        tar::EntryType::Fifo => Kind::Fifo,
+        tar::EntryType::XGlobalHeader => return None,
+        other => {
+            tracing::warn!(path = shown, kind = ?other, "skipping tar entry of unsupported type");
+            return None;
+        }
+    })
 }
 
 pub(super) struct Unpacker {
@@ -113,28 +134,10 @@ impl Unpacker {
         entry: &mut tar::Entry<'_, R>,
         shown: &str,
     ) -> Result<bool, UnpackError> {
-        let invalid = |reason: String| UnpackError::Invalid {
-            path: shown.to_string(),
-            reason,
-        };
         let etype = entry.header().entry_type();
         let raw = entry.path_bytes();
-        let kind = match etype {
-            tar::EntryType::Regular if raw.ends_with(b"/") => Kind::Dir,
-            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                Kind::File
-            }
-            tar::EntryType::Directory => Kind::Dir,
-            tar::EntryType::Symlink => Kind::Symlink,
-            tar::EntryType::Link => Kind::HardLink,
-            tar::EntryType::Char => Kind::Char,
-            tar::EntryType::Block => Kind::Block,
-            tar::EntryType::Fifo => Kind::Fifo,
-            tar::EntryType::XGlobalHeader => return Ok(false),
-            other => {
-                tracing::warn!(path = shown, kind = ?other, "skipping tar entry of unsupported type");
-                return Ok(false);
-            }
+        let Some(kind) = entry_kind(etype, &raw, shown) else {
+            return Ok(false);
         };
         let path = normalize(&raw).map_err(|reason| UnpackError::Unsafe {
             path: shown.to_string(),
@@ -144,68 +147,24 @@ impl Unpacker {
         let (dir, name) = split_last(&path);
 
         if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
-            if name == OPAQUE_MARKER {
-                return self.opaque(dir, shown).map(|()| true);
-            }
-            if hidden.starts_with(WHITEOUT_PREFIX) {
-                // Other aufs metadata (.wh..wh.plnk and friends) means
-                // nothing to overlayfs.
-                return Ok(false);
-            }
-            if hidden.is_empty() || hidden == b"." || hidden == b".." {
-                return Err(invalid("whiteout names no file".into()));
-            }
-            return self.whiteout(dir, hidden, shown).map(|()| true);
+            return self.whiteout_entry(dir, name, hidden, shown);
         }
-
         if kind == Kind::HardLink {
-            let target = entry
-                .link_name_bytes()
-                .ok_or_else(|| invalid("hard link without a target".into()))?;
-            let target = normalize(&target).map_err(|reason| UnpackError::Unsafe {
-                path: shown.to_string(),
-                reason: format!("hard link target: {reason}"),
-            })?;
-            return self.hard_link(&path, &target, shown);
+            return self.hard_link_entry(entry, &path, shown);
         }
 
         let meta = read_meta(entry, shown)?;
         if path.is_empty() {
             if kind != Kind::Dir {
                 return Err(invalid(
-                    "names the layer root but is not a directory".into(),
+                    shown,
+                    "names the layer root but is not a directory",
                 ));
             }
             self.root_meta(&meta, shown)?;
             return Ok(true);
         }
-        match kind {
-            Kind::File => self.file(entry, dir, name, &meta, shown)?,
-            Kind::Dir => self.dir(&path, &meta, shown)?,
-            Kind::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| invalid("symlink without a target".into()))?
-                    .into_owned();
-                self.node(dir, name, Node::Symlink(&target), &meta, shown)?;
-            }
-            Kind::Char | Kind::Block => {
-                let h = entry.header();
-                let dev = match (h.device_major(), h.device_minor()) {
-                    (Ok(Some(major)), Ok(Some(minor))) => makedev(major.into(), minor.into()),
-                    _ => return Err(invalid("device without valid major/minor numbers".into())),
-                };
-                let kind = if kind == Kind::Char {
-                    SFlag::S_IFCHR
-                } else {
-                    SFlag::S_IFBLK
-                };
-                self.node(dir, name, Node::Device(kind, dev), &meta, shown)?;
-            }
-            Kind::Fifo => self.node(dir, name, Node::Device(SFlag::S_IFIFO, 0), &meta, shown)?,
-            // Returned early above.
-            Kind::HardLink => {}
-        }
+        self.create(entry, kind, &path, &meta, shown)?;
         if !self.whiteouts.is_empty() {
             self.whiteouts.remove(&path);
         }

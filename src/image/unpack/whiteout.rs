@@ -6,16 +6,39 @@ use std::ffi::CStr;
 use nix::errno::Errno;
 use nix::sys::stat::{makedev, mknodat, Mode, SFlag};
 
-use super::error::{io_err, resolve_error};
+use super::error::{invalid, io_err, resolve_error};
 use super::walk::Unpacker;
 use super::xattr::fsetxattr;
 use super::UnpackError;
 
 pub(super) const WHITEOUT_PREFIX: &[u8] = b".wh.";
-pub(super) const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 const OPAQUE_XATTR: &CStr = c"trusted.overlay.opaque";
 
 impl Unpacker {
+    /// An entry named `.wh.*`: the opaque marker, other aufs metadata
+    /// (skipped), or the whiteout of `hidden`.
+    pub(super) fn whiteout_entry(
+        &mut self,
+        dir: &[u8],
+        name: &[u8],
+        hidden: &[u8],
+        shown: &str,
+    ) -> Result<bool, UnpackError> {
+        if name == OPAQUE_MARKER {
+            return self.opaque(dir, shown).map(|()| true);
+        }
+        if hidden.starts_with(WHITEOUT_PREFIX) {
+            // Other aufs metadata (.wh..wh.plnk and friends) means
+            // nothing to overlayfs.
+            return Ok(false);
+        }
+        if hidden.is_empty() || hidden == b"." || hidden == b".." {
+            return Err(invalid(shown, "whiteout names no file"));
+        }
+        self.whiteout(dir, hidden, shown).map(|()| true)
+    }
+
     /// `dir/.wh.name`: a 0:0 character device hides `name` of lower layers.
     pub(super) fn whiteout(
         &mut self,
