@@ -87,6 +87,7 @@ pub struct UnpackedLayer {
 pub fn unpack_layer<R: Read>(input: R, dest: &Path) -> Result<UnpackedLayer, UnpackError> {
     let root = open_dest(dest)?;
     let mut source = Source::open(input)?;
+    // The side with less to do hashes the stream (see above).
     let hash_while_writing = !matches!(source, Source::Plain(_));
     let mut reader_hasher = (!hash_while_writing).then(Sha256::new);
     let (pumped, written) = decompress_and_write(
