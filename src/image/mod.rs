@@ -11,9 +11,16 @@
 //! A layer directory is only ever renamed into `layers/` complete and
 //! verified, and an image record is only written once all its layers are
 //! there, so whatever is in the store after a crash is whole.
+//!
+//! Files: `records` (what is stored per image, and the index that finds an
+//! image by id, tag or digest), `garbage` (what pulls and containers hold,
+//! and deleting what nobody uses), `pull`; `reference`, `manifest`,
+//! `registry` and `unpack` serve the pull.
 
+mod garbage;
 pub mod manifest;
 mod pull;
+mod records;
 pub mod reference;
 pub mod registry;
 pub mod unpack;
@@ -23,16 +30,19 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::host::fs::usage;
 use crate::store::{Store, StoreError, Table};
-use manifest::{ManifestError, RunConfig};
-use reference::{Reference, ReferenceError};
+use garbage::{delete_all, Pins};
+use manifest::ManifestError;
+use records::Index;
+use reference::ReferenceError;
 use registry::{RegistryClient, RegistryError, RegistrySettings};
 use unpack::UnpackError;
 
+pub use garbage::PinGuard;
+pub use records::{ImageRecord, LayerRecord};
 pub use registry::Credentials;
 
 #[derive(Debug, thiserror::Error)]
@@ -77,157 +87,6 @@ impl ImageError {
             path: path.to_path_buf(),
             source,
         }
-    }
-}
-
-/// One layer of an image, bottom first.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct LayerRecord {
-    /// Digest of the blob as the registry serves it.
-    pub digest: String,
-    /// Digest of the uncompressed tar.
-    pub diff_id: String,
-    /// Names the unpacked directory: this layer on top of the ones below.
-    pub chain_id: String,
-    /// Compressed size, from the manifest.
-    pub size: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ImageRecord {
-    /// `sha256:<config digest>`.
-    pub id: String,
-    pub repo_tags: Vec<String>,
-    pub repo_digests: Vec<String>,
-    /// Config plus compressed layers, in bytes.
-    pub size: u64,
-    /// The platform manifest pulled (not the index).
-    pub manifest_digest: String,
-    pub layers: Vec<LayerRecord>,
-    pub run: RunConfig,
-    /// When it was last pulled; the newer image wins a tag both claim.
-    pub pulled_at: i64,
-}
-
-#[derive(Default)]
-struct Index {
-    images: HashMap<String, Arc<ImageRecord>>,
-    /// `repo:tag` → image id.
-    tags: HashMap<String, String>,
-    /// `repo@digest` → image id.
-    digests: HashMap<String, String>,
-}
-
-impl Index {
-    fn insert(&mut self, rec: Arc<ImageRecord>) {
-        if let Some(old) = self.images.remove(&rec.id) {
-            self.unlink(&old);
-        }
-        for t in &rec.repo_tags {
-            self.tags.insert(t.clone(), rec.id.clone());
-        }
-        for d in &rec.repo_digests {
-            self.digests.insert(d.clone(), rec.id.clone());
-        }
-        self.images.insert(rec.id.clone(), rec);
-    }
-
-    fn remove(&mut self, id: &str) -> Option<Arc<ImageRecord>> {
-        let rec = self.images.remove(id)?;
-        self.unlink(&rec);
-        Some(rec)
-    }
-
-    fn unlink(&mut self, rec: &ImageRecord) {
-        for t in &rec.repo_tags {
-            if self.tags.get(t) == Some(&rec.id) {
-                self.tags.remove(t);
-            }
-        }
-        for d in &rec.repo_digests {
-            if self.digests.get(d) == Some(&rec.id) {
-                self.digests.remove(d);
-            }
-        }
-    }
-
-    /// An image by id (`sha256:<hex>`, the bare hex, or a unique prefix of
-    /// it), by `repo:tag` or by `repo@digest`, with the reference normalised.
-    /// Also says whether it was found by tag, and which.
-    fn resolve(&self, name: &str) -> Result<Option<(String, Option<String>)>, ReferenceError> {
-        let hex = name.strip_prefix("sha256:").unwrap_or(name);
-        if !hex.is_empty()
-            && hex.len() <= 64
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            let full = format!("sha256:{hex}");
-            if self.images.contains_key(&full) {
-                return Ok(Some((full, None)));
-            }
-            let mut matches = self.images.keys().filter(|id| id[7..].starts_with(hex));
-            if let (Some(id), None) = (matches.next(), matches.next()) {
-                return Ok(Some((id.clone(), None)));
-            }
-            if name.starts_with("sha256:") || hex.len() == 64 {
-                return Ok(None);
-            }
-        }
-        let r = Reference::parse(name)?;
-        Ok(match (&r.digest, r.repo_tag()) {
-            (Some(d), _) => self
-                .digests
-                .get(&r.with_digest(d))
-                .map(|id| (id.clone(), None)),
-            (None, Some(tag)) => self.tags.get(&tag).map(|id| (id.clone(), Some(tag))),
-            (None, None) => None,
-        })
-    }
-
-    fn resolve_id(&self, name: &str) -> Result<Option<String>, ReferenceError> {
-        Ok(self.resolve(name)?.map(|(id, _)| id))
-    }
-}
-
-/// What a pull in progress holds so removal leaves its layers alone.
-struct Pins {
-    counts: Mutex<HashMap<String, usize>>,
-}
-
-pub struct PinGuard<'a> {
-    pins: &'a Pins,
-    keys: Vec<String>,
-}
-
-impl Pins {
-    fn hold(&self, keys: &[String]) {
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        for k in keys {
-            *counts.entry(k.clone()).or_default() += 1;
-        }
-    }
-
-    /// Ends one [`Pins::hold`]; true when a key is no longer held at all.
-    fn release(&self, keys: &[String]) -> bool {
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let mut freed = false;
-        for k in keys {
-            if let Some(n) = counts.get_mut(k) {
-                *n -= 1;
-                if *n == 0 {
-                    counts.remove(k);
-                    freed = true;
-                }
-            }
-        }
-        freed
-    }
-}
-
-impl Drop for PinGuard<'_> {
-    fn drop(&mut self) {
-        self.pins.release(&self.keys);
     }
 }
 
@@ -410,90 +269,6 @@ impl Images {
         self.delete_garbage().await
     }
 
-    /// Collects garbage and waits until it is deleted.
-    async fn delete_garbage(&self) -> Result<(), ImageError> {
-        let doomed = self.collect_garbage()?;
-        tokio::task::spawn_blocking(move || delete_all(doomed))
-            .await
-            .map_err(|e| ImageError::Internal(format!("delete task: {e}")))
-    }
-
-    /// Moves layer directories and configs that no image refers to and no
-    /// pull in progress holds out of the store, into `tmp/` (which a start
-    /// empties, should the deletion be cut short); returns them for
-    /// deletion.
-    fn collect_garbage(&self) -> Result<Vec<PathBuf>, ImageError> {
-        // The pins lock is taken first and held while directories are moved
-        // away: a pull pins its layers before it looks for them and commits
-        // its record before it unpins, so each layer either is pinned, or
-        // belongs to a record this index read sees, or is gone before the
-        // pull looks.
-        let counts = self.pins.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let (layers, blobs): (HashSet<String>, HashSet<String>) = {
-            let index = self.read();
-            (
-                index
-                    .images
-                    .values()
-                    .flat_map(|r| r.layers.iter().map(|l| hex_of(&l.chain_id).to_string()))
-                    .collect(),
-                index
-                    .images
-                    .keys()
-                    .map(|id| hex_of(id).to_string())
-                    .collect(),
-            )
-        };
-        let pinned: HashSet<&str> = counts.keys().map(|k| hex_of(k)).collect();
-        let mut doomed = Vec::new();
-        for (sub, keep) in [("layers", &layers), ("blobs/sha256", &blobs)] {
-            let d = self.dir.join(sub);
-            for entry in std::fs::read_dir(&d).map_err(ImageError::io("read", &d))? {
-                let entry = entry.map_err(ImageError::io("read", &d))?;
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if keep.contains(&name) || pinned.contains(name.as_str()) {
-                    continue;
-                }
-                let to = self
-                    .dir
-                    .join("tmp")
-                    .join(format!("gc-{name}-{}", crate::ids::new_id()));
-                std::fs::rename(entry.path(), &to).map_err(ImageError::io("move", &to))?;
-                doomed.push(to);
-            }
-        }
-        drop(counts);
-        if !doomed.is_empty() {
-            info!(count = doomed.len(), "deleting unused layers and configs");
-        }
-        Ok(doomed)
-    }
-
-    /// Keeps layers from collection while a container's rootfs stacks them
-    /// (counted: each call needs its own release).
-    pub fn hold_layers(&self, chain_ids: &[String]) {
-        self.pins.hold(chain_ids);
-    }
-
-    /// Ends one [`Images::hold_layers`]; layers no image and no container
-    /// uses any more are deleted (looked for only when a layer is no
-    /// longer held by anyone).
-    pub async fn release_layers(&self, chain_ids: &[String]) -> Result<(), ImageError> {
-        if self.pins.release(chain_ids) {
-            self.delete_garbage().await
-        } else {
-            Ok(())
-        }
-    }
-
-    fn pin(&self, keys: &[String]) -> PinGuard<'_> {
-        self.pins.hold(keys);
-        PinGuard {
-            pins: &self.pins,
-            keys: keys.to_vec(),
-        }
-    }
-
     async fn persist(&self, rec: &ImageRecord) -> Result<(), ImageError> {
         Ok(self
             .store
@@ -559,14 +334,6 @@ impl Images {
     }
 }
 
-fn delete_all(paths: Vec<PathBuf>) {
-    for p in paths {
-        if let Err(e) = remove_any(&p) {
-            warn!(path = %p.display(), "cannot delete an unused layer: {e}");
-        }
-    }
-}
-
 fn hex_of(digest: &str) -> &str {
     digest.strip_prefix("sha256:").unwrap_or(digest)
 }
@@ -590,19 +357,6 @@ fn remove_any(p: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    fn rec(id: &str, tags: &[&str], digests: &[&str]) -> Arc<ImageRecord> {
-        Arc::new(ImageRecord {
-            id: id.to_string(),
-            repo_tags: tags.iter().map(|s| s.to_string()).collect(),
-            repo_digests: digests.iter().map(|s| s.to_string()).collect(),
-            size: 1,
-            manifest_digest: String::new(),
-            layers: vec![],
-            run: RunConfig::default(),
-            pulled_at: 0,
-        })
-    }
-
     #[test]
     fn usage_counts_files_and_dirs_once() {
         let d = tempfile::tempdir().unwrap();
@@ -612,52 +366,5 @@ mod tests {
         let (bytes, inodes) = usage(d.path()).unwrap();
         assert_eq!(inodes, 3);
         assert!(bytes >= 10000, "{bytes}");
-    }
-
-    #[test]
-    fn resolve_by_id_prefix_tag_and_digest() {
-        let a = format!("sha256:{}", "a1".repeat(32));
-        let b = format!("sha256:{}", "a2".repeat(32));
-        let d = format!("sha256:{}", "dd".repeat(32));
-        let mut ix = Index::default();
-        ix.insert(rec(&a, &["docker.io/library/busybox:latest"], &[]));
-        ix.insert(rec(
-            &b,
-            &["127.0.0.1:5000/app:v1"],
-            &[&format!("127.0.0.1:5000/app@{d}")],
-        ));
-        assert_eq!(ix.resolve_id(&a).unwrap(), Some(a.clone()));
-        assert_eq!(ix.resolve_id(&a[7..]).unwrap(), Some(a.clone()));
-        assert_eq!(ix.resolve_id("a1a1").unwrap(), Some(a.clone()));
-        // Ambiguous prefix: not an id, and as a name it is unknown.
-        assert_eq!(ix.resolve_id("a").unwrap(), None);
-        assert_eq!(ix.resolve_id("busybox").unwrap(), Some(a.clone()));
-        assert_eq!(
-            ix.resolve_id("docker.io/library/busybox:latest").unwrap(),
-            Some(a.clone())
-        );
-        assert_eq!(ix.resolve_id("busybox:1.0").unwrap(), None);
-        assert_eq!(
-            ix.resolve_id("127.0.0.1:5000/app:v1").unwrap(),
-            Some(b.clone())
-        );
-        assert_eq!(
-            ix.resolve_id(&format!("127.0.0.1:5000/app@{d}")).unwrap(),
-            Some(b.clone())
-        );
-        assert_eq!(
-            ix.resolve_id(&format!("127.0.0.1:5000/app:v9@{d}"))
-                .unwrap(),
-            Some(b.clone())
-        );
-        assert_eq!(
-            ix.resolve_id(&format!("sha256:{}", "ff".repeat(32)))
-                .unwrap(),
-            None
-        );
-        assert!(ix.resolve_id("Bad Name").is_err());
-        ix.remove(&b);
-        assert_eq!(ix.resolve_id("127.0.0.1:5000/app:v1").unwrap(), None);
-        assert!(ix.digests.is_empty());
     }
 }

@@ -4,7 +4,7 @@
 //! record the image once every layer is in place.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -12,10 +12,10 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, Semaphore};
 use tracing::{debug, info};
 
-use super::manifest::{self, Descriptor, Document};
+use super::manifest::{self, Descriptor, Document, ImageConfig, ManifestError};
 use super::reference::Reference;
-use super::registry::{Credentials, Repository};
-use super::unpack;
+use super::registry::{BlobStream, Credentials, Repository};
+use super::unpack::{self, UnpackedLayer};
 use super::{layer_path, ImageError, ImageRecord, Images, LayerRecord};
 
 /// Image configs are small; anything bigger is not one.
@@ -51,54 +51,94 @@ impl Images {
         let started = std::time::Instant::now();
         let r = Reference::parse(&reference)?;
         let repo = self.registry.repository(&r.domain, &r.path, credentials);
-        let wrap = |source| ImageError::Manifest {
-            reference: r.to_string(),
-            source,
-        };
-
-        let top = repo.manifest(r.manifest_reference()).await?;
-        let (manifest_digest, config, layers) =
-            match manifest::parse(&top.bytes, &top.media_type, &top.digest).map_err(wrap)? {
-                Document::Image { config, layers } => (top.digest.clone(), config, layers),
-                Document::Index { manifests } => {
-                    let chosen = manifest::select_platform(&manifests, &self.platform, &top.digest)
-                        .map_err(wrap)?;
-                    let m = repo.manifest(&chosen.digest).await?;
-                    match manifest::parse(&m.bytes, &m.media_type, &m.digest).map_err(wrap)? {
-                        Document::Image { config, layers } => (m.digest.clone(), config, layers),
-                        Document::Index { .. } => {
-                            return Err(ImageError::InvalidArgument(format!(
-                        "{r}: index {} points to another index {}; nested indexes are not pulled",
-                        top.digest, m.digest
-                    )))
-                        }
-                    }
-                }
-            };
-
-        let config_bytes = self.fetch_config(&repo, &config).await?;
-        let cfg = manifest::parse_config(&config_bytes, &config.digest).map_err(wrap)?;
-        if cfg.diff_ids.len() != layers.len() {
-            return Err(wrap(manifest::ManifestError::Config {
-                digest: config.digest.clone(),
-                message: format!(
-                    "it lists {} diff ids but manifest {manifest_digest} has {} layers",
-                    cfg.diff_ids.len(),
-                    layers.len()
-                ),
-            }));
-        }
+        let image = self.resolve_manifest(&repo, &r).await?;
+        let config_bytes = self.fetch_config(&repo, &image.config).await?;
+        let cfg = config_of(&r, &image, &config_bytes)?;
         let chain = manifest::chain_ids(&cfg.diff_ids);
         let mut pinned = chain.clone();
-        pinned.push(config.digest.clone());
+        pinned.push(image.config.digest.clone());
         let _pins = self.pin(&pinned);
 
         // Config fetched again after the pin: a removal between the two may
         // have deleted it.
-        if !self.blob_path(&config.digest).is_file() {
-            self.fetch_config(&repo, &config).await?;
+        if !self.blob_path(&image.config.digest).is_file() {
+            self.fetch_config(&repo, &image.config).await?;
         }
+        self.clone()
+            .fetch_layers(&repo, &image.layers, &cfg.diff_ids, &chain)
+            .await?;
 
+        // Layers are files written through the page cache; make them
+        // durable before a record says the image is whole.
+        sync_filesystem(&self.dir).await?;
+
+        let rec = self.commit(image_record(&r, image, cfg, &chain)).await?;
+        info!(
+            image = %rec.id,
+            reference = %r,
+            elapsed = ?started.elapsed(),
+            "pulled image"
+        );
+        Ok(rec)
+    }
+
+    /// The image manifest `r` names: the manifest itself, or this platform's
+    /// entry of the index it names.
+    async fn resolve_manifest(
+        &self,
+        repo: &Repository,
+        r: &Reference,
+    ) -> Result<ResolvedImage, ImageError> {
+        let top = repo.manifest(r.manifest_reference()).await?;
+        let (manifest_digest, config, layers) =
+            match manifest::parse(&top.bytes, &top.media_type, &top.digest)
+                .map_err(manifest_error(r))?
+            {
+                Document::Image { config, layers } => (top.digest.clone(), config, layers),
+                Document::Index { manifests } => {
+                    self.platform_manifest(repo, r, &top.digest, &manifests)
+                        .await?
+                }
+            };
+        Ok(ResolvedImage {
+            top_digest: top.digest,
+            manifest_digest,
+            config,
+            layers,
+        })
+    }
+
+    /// This platform's image manifest from index `index_digest`: its digest,
+    /// config and layers.
+    async fn platform_manifest(
+        &self,
+        repo: &Repository,
+        r: &Reference,
+        index_digest: &str,
+        manifests: &[Descriptor],
+    ) -> Result<(String, Descriptor, Vec<Descriptor>), ImageError> {
+        let wrap = manifest_error(r);
+        let chosen =
+            manifest::select_platform(manifests, &self.platform, index_digest).map_err(wrap)?;
+        let m = repo.manifest(&chosen.digest).await?;
+        match manifest::parse(&m.bytes, &m.media_type, &m.digest).map_err(wrap)? {
+            Document::Image { config, layers } => Ok((m.digest.clone(), config, layers)),
+            Document::Index { .. } => Err(ImageError::InvalidArgument(format!(
+                "{r}: index {index_digest} points to another index {}; nested indexes are not pulled",
+                m.digest
+            ))),
+        }
+    }
+
+    /// Fetches and unpacks the layers, at most `max_concurrent_downloads` at
+    /// once; the first failure cancels the downloads still running.
+    async fn fetch_layers(
+        self: Arc<Self>,
+        repo: &Repository,
+        layers: &[Descriptor],
+        diff_ids: &[String],
+        chain: &[String],
+    ) -> Result<(), ImageError> {
         let cancel = Arc::new(AtomicBool::new(false));
         let limit = Arc::new(Semaphore::new(self.max_concurrent_downloads));
         let mut tasks = tokio::task::JoinSet::new();
@@ -106,7 +146,7 @@ impl Images {
             let this = self.clone();
             let repo = repo.clone();
             let layer = layer.clone();
-            let diff_id = cfg.diff_ids[i].clone();
+            let diff_id = diff_ids[i].clone();
             let chain_id = chain[i].clone();
             let cancel = cancel.clone();
             let limit = limit.clone();
@@ -128,41 +168,10 @@ impl Images {
                 first_error.get_or_insert(e);
             }
         }
-        if let Some(e) = first_error {
-            return Err(e);
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-
-        // Layers are files written through the page cache; make them
-        // durable before a record says the image is whole.
-        sync_filesystem(&self.dir).await?;
-
-        let record = ImageRecord {
-            id: config.digest.clone(),
-            repo_tags: r.repo_tag().into_iter().collect(),
-            repo_digests: vec![r.with_digest(&top.digest)],
-            size: config.size + layers.iter().map(|l| l.size).sum::<u64>(),
-            manifest_digest,
-            layers: layers
-                .iter()
-                .zip(cfg.diff_ids.iter().zip(chain.iter()))
-                .map(|(l, (diff_id, chain_id))| LayerRecord {
-                    digest: l.digest.clone(),
-                    diff_id: diff_id.clone(),
-                    chain_id: chain_id.clone(),
-                    size: l.size,
-                })
-                .collect(),
-            run: cfg.run,
-            pulled_at: crate::ids::now_nanos(),
-        };
-        let rec = self.commit(record).await?;
-        info!(
-            image = %rec.id,
-            reference = %r,
-            elapsed = ?started.elapsed(),
-            "pulled image"
-        );
-        Ok(rec)
     }
 
     /// Adds a pulled image to the store: merged with the record of the same
@@ -297,51 +306,7 @@ impl Images {
             super::hex_of(chain_id),
             crate::ids::new_id()
         )))?;
-
-        let mut stream = repo.blob(&layer.digest, Some(layer.size)).await?;
-        let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(PIPE_DEPTH);
-        let dest = staging.path.clone();
-        let unpacker = tokio::task::spawn_blocking(move || {
-            let reader = ChannelReader {
-                rx,
-                current: Bytes::new(),
-            };
-            unpack::unpack_layer(reader, &dest)
-        });
-
-        let mut download_error = None;
-        loop {
-            if cancel.load(Ordering::Relaxed) {
-                let _ = tx.send(Err(std::io::Error::other("pull cancelled"))).await;
-                download_error = Some(ImageError::Internal("pull cancelled".into()));
-                break;
-            }
-            match stream.chunk().await {
-                Ok(Some(chunk)) => {
-                    if tx.send(Ok(chunk)).await.is_err() {
-                        // The unpacker stopped; its error says why.
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
-                    download_error = Some(ImageError::Registry(e));
-                    break;
-                }
-            }
-        }
-        drop(tx);
-        let unpacked = unpacker
-            .await
-            .map_err(|e| ImageError::Internal(format!("unpack task: {e}")))?;
-        if let Some(e) = download_error {
-            return Err(e);
-        }
-        let unpacked = unpacked.map_err(|source| ImageError::Unpack {
-            digest: layer.digest.clone(),
-            source,
-        })?;
+        let unpacked = download_and_unpack(repo, layer, &staging.path, cancel).await?;
         if unpacked.diff_id != diff_id {
             return Err(ImageError::DiffId {
                 digest: layer.digest.clone(),
@@ -357,6 +322,137 @@ impl Images {
             "layer unpacked"
         );
         Ok(())
+    }
+}
+
+/// What a reference resolved to.
+struct ResolvedImage {
+    /// The digest the reference named or its tag pointed at (an index's,
+    /// for a multi-platform image).
+    top_digest: String,
+    /// The platform manifest's digest.
+    manifest_digest: String,
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+}
+
+/// Names the reference in a manifest or config error.
+fn manifest_error(r: &Reference) -> impl Fn(ManifestError) -> ImageError + Copy + '_ {
+    move |source| ImageError::Manifest {
+        reference: r.to_string(),
+        source,
+    }
+}
+
+/// The image config, which must list one diff id per layer of the manifest.
+fn config_of(
+    r: &Reference,
+    image: &ResolvedImage,
+    config_bytes: &[u8],
+) -> Result<ImageConfig, ImageError> {
+    let wrap = manifest_error(r);
+    let cfg = manifest::parse_config(config_bytes, &image.config.digest).map_err(wrap)?;
+    if cfg.diff_ids.len() != image.layers.len() {
+        return Err(wrap(ManifestError::Config {
+            digest: image.config.digest.clone(),
+            message: format!(
+                "it lists {} diff ids but manifest {} has {} layers",
+                cfg.diff_ids.len(),
+                image.manifest_digest,
+                image.layers.len()
+            ),
+        }));
+    }
+    Ok(cfg)
+}
+
+/// The record of a pulled image.
+fn image_record(
+    r: &Reference,
+    image: ResolvedImage,
+    cfg: ImageConfig,
+    chain: &[String],
+) -> ImageRecord {
+    ImageRecord {
+        id: image.config.digest.clone(),
+        repo_tags: r.repo_tag().into_iter().collect(),
+        repo_digests: vec![r.with_digest(&image.top_digest)],
+        size: image.config.size + image.layers.iter().map(|l| l.size).sum::<u64>(),
+        manifest_digest: image.manifest_digest,
+        layers: image
+            .layers
+            .iter()
+            .zip(cfg.diff_ids.iter().zip(chain.iter()))
+            .map(|(l, (diff_id, chain_id))| LayerRecord {
+                digest: l.digest.clone(),
+                diff_id: diff_id.clone(),
+                chain_id: chain_id.clone(),
+                size: l.size,
+            })
+            .collect(),
+        run: cfg.run,
+        pulled_at: crate::ids::now_nanos(),
+    }
+}
+
+/// Downloads `layer` and unpacks it into `dest` as it arrives: the download
+/// runs here, the unpack on a blocking thread fed through a channel.
+async fn download_and_unpack(
+    repo: &Repository,
+    layer: &Descriptor,
+    dest: &Path,
+    cancel: &AtomicBool,
+) -> Result<UnpackedLayer, ImageError> {
+    let mut stream = repo.blob(&layer.digest, Some(layer.size)).await?;
+    let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(PIPE_DEPTH);
+    let dest = dest.to_path_buf();
+    let unpacker = tokio::task::spawn_blocking(move || {
+        let reader = ChannelReader {
+            rx,
+            current: Bytes::new(),
+        };
+        unpack::unpack_layer(reader, &dest)
+    });
+    let download_error = forward_download(&mut stream, &tx, cancel).await;
+    drop(tx);
+    let unpacked = unpacker
+        .await
+        .map_err(|e| ImageError::Internal(format!("unpack task: {e}")))?;
+    if let Some(e) = download_error {
+        return Err(e);
+    }
+    unpacked.map_err(|source| ImageError::Unpack {
+        digest: layer.digest.clone(),
+        source,
+    })
+}
+
+/// Sends the download to the unpacker until it ends, fails, is cancelled or
+/// the unpacker stops. A failure or cancellation also reaches the unpacker,
+/// as a read error; it is returned.
+async fn forward_download(
+    stream: &mut BlobStream,
+    tx: &mpsc::Sender<std::io::Result<Bytes>>,
+    cancel: &AtomicBool,
+) -> Option<ImageError> {
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            let _ = tx.send(Err(std::io::Error::other("pull cancelled"))).await;
+            return Some(ImageError::Internal("pull cancelled".into()));
+        }
+        match stream.chunk().await {
+            Ok(Some(chunk)) => {
+                if tx.send(Ok(chunk)).await.is_err() {
+                    // The unpacker stopped; its error says why.
+                    return None;
+                }
+            }
+            Ok(None) => return None,
+            Err(e) => {
+                let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                return Some(ImageError::Registry(e));
+            }
+        }
     }
 }
 
