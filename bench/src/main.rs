@@ -261,7 +261,7 @@ fn parse_endpoint(name: String, endpoint: &str) -> Result<Target, BenchError> {
     Ok(Target {
         name,
         endpoint: endpoint.to_string(),
-        socket: peapod::client::socket_path(endpoint),
+        socket: peapod_cri_client::socket_path(endpoint),
     })
 }
 
@@ -1441,7 +1441,7 @@ async fn bench_target(
     pulls: &[PullJob],
     report: &mut Report,
 ) -> Result<(), BenchError> {
-    let channel = peapod::client::connect(&target.socket)
+    let channel = peapod_cri_client::connect(&target.socket)
         .await
         .map_err(|source| BenchError::Connect {
             target: target.name.clone(),
