@@ -141,213 +141,294 @@ fn parse_number(flag: &str, value: &str) -> Result<usize, BenchError> {
         .map_err(|_| BenchError::Usage(format!("{flag} wants a number, got '{value}'")))
 }
 
-pub fn parse_args(args: Vec<String>) -> Result<Options, BenchError> {
-    let mut targets: Vec<Target> = Vec::new();
-    let mut runs = 50;
-    let mut host = false;
-    let mut pod = false;
-    let mut list_pods = 100;
-    let mut list_calls = None;
-    let mut pulls = Vec::new();
-    let mut pull_runs = 5;
-    let mut pull_peers: Vec<String> = Vec::new();
-    let mut sandbox_workload = true;
-    let mut containers = None;
-    let mut running_containers = 50;
-    let mut runc_floor = false;
-    let mut runc = PathBuf::from("runc");
-    let mut busybox = PathBuf::from("/bin/busybox");
-    let mut cgroup_parent = "/peapod-bench".to_string();
-    let mut pids = HashMap::new();
-    let mut stores = HashMap::new();
-    let mut log_root = std::env::temp_dir();
+/// The flags as given, before the checks that relate them to each other.
+struct Flags {
+    targets: Vec<Target>,
+    runs: usize,
+    host: bool,
+    pod: bool,
+    list_pods: usize,
+    list_calls: Option<usize>,
+    pulls: Vec<String>,
+    pull_runs: usize,
+    pull_peers: Vec<String>,
+    sandbox_workload: bool,
+    containers: Option<String>,
+    running_containers: usize,
+    runc_floor: bool,
+    runc: PathBuf,
+    busybox: PathBuf,
+    cgroup_parent: String,
+    pids: HashMap<String, i32>,
+    stores: HashMap<String, PathBuf>,
+    log_root: PathBuf,
+}
 
-    let mut it = args.into_iter();
-    while let Some(flag) = it.next() {
-        let mut value = |flag: &str| {
-            it.next()
-                .ok_or_else(|| BenchError::Usage(format!("{flag} needs a value")))
-        };
-        match flag.as_str() {
-            "-h" | "--help" => return Err(BenchError::Usage("help".into())),
-            "--endpoint" => {
-                let v = value(&flag)?;
-                let stem = Path::new(v.trim_start_matches("unix://"))
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "target".into());
-                targets.push(parse_endpoint(stem, &v)?);
-            }
-            "--target" => {
-                let v = value(&flag)?;
-                let Some((name, ep)) = v.split_once('=') else {
-                    return Err(BenchError::Usage(format!(
-                        "--target wants NAME=unix:///path, got '{v}'"
-                    )));
-                };
-                targets.push(parse_endpoint(name.to_string(), ep)?);
-            }
-            "--runs" => runs = parse_number(&flag, &value(&flag)?)?,
-            "--cni" => pod = true,
-            "--no-cni" => host = true,
-            "--list-pods" => list_pods = parse_number(&flag, &value(&flag)?)?,
-            "--list-calls" => list_calls = Some(parse_number(&flag, &value(&flag)?)?),
-            "--pull" => {
-                let v = value(&flag)?;
-                if v.is_empty() || v.contains(char::is_whitespace) {
-                    return Err(BenchError::Usage(format!(
-                        "--pull wants an image reference, got '{v}'"
-                    )));
-                }
-                pulls.push(v);
-            }
-            "--pull-runs" => pull_runs = parse_number(&flag, &value(&flag)?)?,
-            "--no-sandbox-workload" => sandbox_workload = false,
-            "--containers" => {
-                let v = value(&flag)?;
-                if v.is_empty() || v.contains(char::is_whitespace) {
-                    return Err(BenchError::Usage(format!(
-                        "--containers wants an image reference, got '{v}'"
-                    )));
-                }
-                containers = Some(v);
-            }
-            "--running-containers" => {
-                running_containers = parse_number(&flag, &value(&flag)?)?;
-            }
-            "--runc-floor" => runc_floor = true,
-            "--runc" => runc = PathBuf::from(value(&flag)?),
-            "--busybox" => busybox = PathBuf::from(value(&flag)?),
-            "--pull-peer" => {
-                let v = value(&flag)?;
-                if v != SKOPEO_UMOCI {
-                    return Err(BenchError::Usage(format!(
-                        "--pull-peer knows only {SKOPEO_UMOCI}, got '{v}'"
-                    )));
-                }
-                if !pull_peers.contains(&v) {
-                    pull_peers.push(v);
-                }
-            }
-            "--store-of" => {
-                let v = value(&flag)?;
-                let Some((name, dir)) = v
-                    .split_once('=')
-                    .filter(|(n, d)| !n.is_empty() && d.starts_with('/'))
-                else {
-                    return Err(BenchError::Usage(format!(
-                        "--store-of wants NAME=/absolute/dir, got '{v}'"
-                    )));
-                };
-                stores.insert(name.to_string(), PathBuf::from(dir));
-            }
-            "--cgroup-parent" => cgroup_parent = value(&flag)?,
-            "--log-root" => log_root = PathBuf::from(value(&flag)?),
-            "--pid-of" => {
-                let v = value(&flag)?;
-                let parsed = v
-                    .split_once('=')
-                    .and_then(|(n, p)| p.parse::<i32>().ok().map(|p| (n.to_string(), p)));
-                let Some((name, pid)) = parsed else {
-                    return Err(BenchError::Usage(format!(
-                        "--pid-of wants NAME=PID, got '{v}'"
-                    )));
-                };
-                pids.insert(name, pid);
-            }
-            other => return Err(BenchError::Usage(format!("unknown option '{other}'"))),
+impl Default for Flags {
+    fn default() -> Self {
+        Flags {
+            targets: Vec::new(),
+            runs: 50,
+            host: false,
+            pod: false,
+            list_pods: 100,
+            list_calls: None,
+            pulls: Vec::new(),
+            pull_runs: 5,
+            pull_peers: Vec::new(),
+            sandbox_workload: true,
+            containers: None,
+            running_containers: 50,
+            runc_floor: false,
+            runc: PathBuf::from("runc"),
+            busybox: PathBuf::from("/bin/busybox"),
+            cgroup_parent: "/peapod-bench".to_string(),
+            pids: HashMap::new(),
+            stores: HashMap::new(),
+            log_root: std::env::temp_dir(),
         }
     }
-    if targets.is_empty() && pull_peers.is_empty() {
-        return Err(BenchError::Usage(
-            "give at least one --endpoint or --target".into(),
-        ));
+}
+
+pub fn parse_args(args: Vec<String>) -> Result<Options, BenchError> {
+    let mut flags = Flags::default();
+    let mut it = args.into_iter();
+    while let Some(flag) = it.next() {
+        let value = || {
+            it.next()
+                .ok_or_else(|| usage(format!("{flag} needs a value")))
+        };
+        flags.apply(&flag, value)?;
     }
-    if !pull_peers.is_empty() && pulls.is_empty() {
-        return Err(BenchError::Usage("--pull-peer needs --pull IMAGE".into()));
+    flags.check_targets()?;
+    unique_names(&mut flags.targets);
+    flags.check_target_names()?;
+    flags.check_workloads()?;
+    let cgroup_parent = cgroup_parent(&flags.cgroup_parent)?;
+    flags.check_counts()?;
+    Ok(flags.into_options(cgroup_parent))
+}
+
+impl Flags {
+    /// Takes one flag, and its value from `value` where it has one.
+    fn apply(
+        &mut self,
+        flag: &str,
+        mut value: impl FnMut() -> Result<String, BenchError>,
+    ) -> Result<(), BenchError> {
+        match flag {
+            "-h" | "--help" => return Err(usage("help")),
+            "--endpoint" => self.targets.push(endpoint_target(&value()?)?),
+            "--target" => self.targets.push(named_target(&value()?)?),
+            "--runs" => self.runs = parse_number(flag, &value()?)?,
+            "--cni" => self.pod = true,
+            "--no-cni" => self.host = true,
+            "--list-pods" => self.list_pods = parse_number(flag, &value()?)?,
+            "--list-calls" => self.list_calls = Some(parse_number(flag, &value()?)?),
+            "--pull" => self.pulls.push(image_reference(flag, value()?)?),
+            "--pull-runs" => self.pull_runs = parse_number(flag, &value()?)?,
+            "--no-sandbox-workload" => self.sandbox_workload = false,
+            "--containers" => self.containers = Some(image_reference(flag, value()?)?),
+            "--running-containers" => self.running_containers = parse_number(flag, &value()?)?,
+            "--runc-floor" => self.runc_floor = true,
+            "--runc" => self.runc = PathBuf::from(value()?),
+            "--busybox" => self.busybox = PathBuf::from(value()?),
+            "--pull-peer" => self.add_pull_peer(value()?)?,
+            "--store-of" => {
+                let (name, dir) = store_of(&value()?)?;
+                self.stores.insert(name, dir);
+            }
+            "--cgroup-parent" => self.cgroup_parent = value()?,
+            "--log-root" => self.log_root = PathBuf::from(value()?),
+            "--pid-of" => {
+                let (name, pid) = pid_of(&value()?)?;
+                self.pids.insert(name, pid);
+            }
+            other => return Err(usage(format!("unknown option '{other}'"))),
+        }
+        Ok(())
     }
-    // Socket stems can repeat (two "containerd.sock"): keep names unique.
+
+    fn add_pull_peer(&mut self, peer: String) -> Result<(), BenchError> {
+        if peer != SKOPEO_UMOCI {
+            return Err(usage(format!(
+                "--pull-peer knows only {SKOPEO_UMOCI}, got '{peer}'"
+            )));
+        }
+        if !self.pull_peers.contains(&peer) {
+            self.pull_peers.push(peer);
+        }
+        Ok(())
+    }
+
+    /// There is something to measure: a CRI target, or a pull peer and an
+    /// image for it.
+    fn check_targets(&self) -> Result<(), BenchError> {
+        if self.targets.is_empty() && self.pull_peers.is_empty() {
+            return Err(usage("give at least one --endpoint or --target"));
+        }
+        if !self.pull_peers.is_empty() && self.pulls.is_empty() {
+            return Err(usage("--pull-peer needs --pull IMAGE"));
+        }
+        Ok(())
+    }
+
+    /// `--pid-of` and `--store-of` name targets, and no target takes the
+    /// name of a peer.
+    fn check_target_names(&self) -> Result<(), BenchError> {
+        for (flag, names) in [
+            ("--pid-of", self.pids.keys().collect::<Vec<_>>()),
+            ("--store-of", self.stores.keys().collect()),
+        ] {
+            for name in names {
+                if !self.targets.iter().any(|t| &t.name == name) {
+                    return Err(usage(format!("{flag} names '{name}', which is no target")));
+                }
+            }
+        }
+        for (peer, flag) in [(SKOPEO_UMOCI, "--pull-peer"), (RUNC, "--runc-floor")] {
+            if let Some(t) = self.targets.iter().find(|t| t.name == peer) {
+                return Err(usage(format!(
+                    "target name '{}' is taken by {flag}",
+                    t.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_workloads(&self) -> Result<(), BenchError> {
+        if self.runc_floor && self.containers.is_none() {
+            return Err(usage("--runc-floor needs --containers IMAGE"));
+        }
+        if self.containers.is_some() && self.targets.is_empty() {
+            return Err(usage("--containers needs an --endpoint or --target"));
+        }
+        Ok(())
+    }
+
+    fn check_counts(&self) -> Result<(), BenchError> {
+        if self.runs == 0 {
+            return Err(usage("--runs must be at least 1"));
+        }
+        if self.pull_runs == 0 {
+            return Err(usage("--pull-runs must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The network modes asked for; with none, host-network pods unless
+    /// only pulls are asked for.
+    fn modes(&self) -> Vec<NetMode> {
+        let mut modes = Vec::new();
+        if self.host || (!self.pod && (self.pulls.is_empty() || self.containers.is_some())) {
+            modes.push(NetMode::Host);
+        }
+        if self.pod {
+            modes.push(NetMode::Pod);
+        }
+        modes
+    }
+
+    fn into_options(self, cgroup_parent: String) -> Options {
+        Options {
+            modes: self.modes(),
+            targets: self.targets,
+            runs: self.runs,
+            list_pods: self.list_pods,
+            list_calls: self.list_calls.unwrap_or(self.runs.max(50)),
+            pulls: self.pulls,
+            pull_runs: self.pull_runs,
+            pull_peers: self.pull_peers,
+            sandbox_workload: self.sandbox_workload,
+            containers: self.containers,
+            running_containers: self.running_containers,
+            runc_floor: self.runc_floor,
+            runc: self.runc,
+            busybox: self.busybox,
+            cgroup_parent,
+            pids: self.pids,
+            stores: self.stores,
+            log_root: self.log_root,
+        }
+    }
+}
+
+fn usage(what: impl Into<String>) -> BenchError {
+    BenchError::Usage(what.into())
+}
+
+/// `--endpoint unix:///PATH.sock`: a target named after the socket's file stem.
+fn endpoint_target(endpoint: &str) -> Result<Target, BenchError> {
+    let stem = Path::new(endpoint.trim_start_matches("unix://"))
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "target".into());
+    parse_endpoint(stem, endpoint)
+}
+
+/// `--target NAME=unix:///PATH.sock`.
+fn named_target(value: &str) -> Result<Target, BenchError> {
+    let Some((name, endpoint)) = value.split_once('=') else {
+        return Err(usage(format!(
+            "--target wants NAME=unix:///path, got '{value}'"
+        )));
+    };
+    parse_endpoint(name.to_string(), endpoint)
+}
+
+/// The image of `--pull` or `--containers`.
+fn image_reference(flag: &str, value: String) -> Result<String, BenchError> {
+    if value.is_empty() || value.contains(char::is_whitespace) {
+        return Err(usage(format!(
+            "{flag} wants an image reference, got '{value}'"
+        )));
+    }
+    Ok(value)
+}
+
+/// `--store-of NAME=/absolute/dir`.
+fn store_of(value: &str) -> Result<(String, PathBuf), BenchError> {
+    let Some((name, dir)) = value
+        .split_once('=')
+        .filter(|(n, d)| !n.is_empty() && d.starts_with('/'))
+    else {
+        return Err(usage(format!(
+            "--store-of wants NAME=/absolute/dir, got '{value}'"
+        )));
+    };
+    Ok((name.to_string(), PathBuf::from(dir)))
+}
+
+/// `--pid-of NAME=PID`.
+fn pid_of(value: &str) -> Result<(String, i32), BenchError> {
+    value
+        .split_once('=')
+        .and_then(|(n, p)| p.parse::<i32>().ok().map(|p| (n.to_string(), p)))
+        .ok_or_else(|| usage(format!("--pid-of wants NAME=PID, got '{value}'")))
+}
+
+/// Socket stems can repeat (two "containerd.sock"): keep names unique.
+fn unique_names(targets: &mut [Target]) {
     let mut seen: HashMap<String, usize> = HashMap::new();
-    for t in &mut targets {
+    for t in targets {
         let n = seen.entry(t.name.clone()).or_insert(0);
         *n += 1;
         if *n > 1 {
             t.name = format!("{}-{}", t.name, n);
         }
     }
-    for (flag, names) in [
-        ("--pid-of", pids.keys().collect::<Vec<_>>()),
-        ("--store-of", stores.keys().collect()),
-    ] {
-        for name in names {
-            if !targets.iter().any(|t| &t.name == name) {
-                return Err(BenchError::Usage(format!(
-                    "{flag} names '{name}', which is no target"
-                )));
-            }
-        }
-    }
-    if let Some(t) = targets.iter().find(|t| t.name == SKOPEO_UMOCI) {
-        return Err(BenchError::Usage(format!(
-            "target name '{}' is taken by --pull-peer",
-            t.name
+}
+
+/// `--cgroup-parent` as an absolute path strictly below the cgroup root.
+fn cgroup_parent(given: &str) -> Result<String, BenchError> {
+    let parent = format!("/{}", given.trim_matches('/'));
+    if parent == "/" || parent.split('/').any(|c| c == "..") {
+        return Err(usage(format!(
+            "--cgroup-parent '{parent}' must be a sub-tree of the cgroup root"
         )));
     }
-    if let Some(t) = targets.iter().find(|t| t.name == RUNC) {
-        return Err(BenchError::Usage(format!(
-            "target name '{}' is taken by --runc-floor",
-            t.name
-        )));
-    }
-    if runc_floor && containers.is_none() {
-        return Err(BenchError::Usage(
-            "--runc-floor needs --containers IMAGE".into(),
-        ));
-    }
-    if containers.is_some() && targets.is_empty() {
-        return Err(BenchError::Usage(
-            "--containers needs an --endpoint or --target".into(),
-        ));
-    }
-    let cgroup_parent = format!("/{}", cgroup_parent.trim_matches('/'));
-    if cgroup_parent == "/" || cgroup_parent.split('/').any(|c| c == "..") {
-        return Err(BenchError::Usage(format!(
-            "--cgroup-parent '{cgroup_parent}' must be a sub-tree of the cgroup root"
-        )));
-    }
-    if runs == 0 {
-        return Err(BenchError::Usage("--runs must be at least 1".into()));
-    }
-    if pull_runs == 0 {
-        return Err(BenchError::Usage("--pull-runs must be at least 1".into()));
-    }
-    let mut modes = Vec::new();
-    if host || (!pod && (pulls.is_empty() || containers.is_some())) {
-        modes.push(NetMode::Host);
-    }
-    if pod {
-        modes.push(NetMode::Pod);
-    }
-    Ok(Options {
-        targets,
-        runs,
-        modes,
-        list_pods,
-        list_calls: list_calls.unwrap_or(runs.max(50)),
-        pulls,
-        pull_runs,
-        pull_peers,
-        sandbox_workload,
-        containers,
-        running_containers,
-        runc_floor,
-        runc,
-        busybox,
-        cgroup_parent,
-        pids,
-        stores,
-        log_root,
-    })
+    Ok(parent)
 }
 
 #[cfg(test)]
