@@ -21,11 +21,11 @@ use peapod::container::security::{
 };
 
 use crate::args::NetMode;
+use crate::cgroups::CgroupTree;
 use crate::containers::{CONTAINER_NAME, CONTAINER_SCRIPT};
 use crate::cri::image::BenchImage;
-use crate::cri::runtime::TargetBench;
 use crate::error::{io_err, BenchError};
-use crate::run::{random_hex, RUN_LABEL};
+use crate::run::{random_hex, Shared, RUN_LABEL};
 
 /// A kubelet-style pod UID (a v4 UUID).
 pub fn pod_uid() -> Result<String, BenchError> {
@@ -76,127 +76,71 @@ pub struct Pod {
     pub id: Option<String>,
 }
 
-impl TargetBench<'_> {
-    /// The shapes kubelet sends (see shared/fixtures/kubelet-cri-calls.json):
-    /// a burstable pod with its own cgroup parent, DNS and log directory.
-    pub fn pod_config(&mut self, mode: NetMode) -> Result<(Pod, PodSandboxConfig), BenchError> {
-        self.seq += 1;
-        let uid = pod_uid()?;
-        let name = format!("bench-{}-{}", mode.label(), self.seq);
-        let namespace = "default".to_string();
-        let log_dir = self
-            .shared
-            .pods_dir
-            .join(format!("{namespace}_{name}_{uid}"));
-        let labels = HashMap::from([
-            ("app".to_string(), "peapod-bench".to_string()),
-            ("io.kubernetes.pod.name".to_string(), name.clone()),
-            ("io.kubernetes.pod.namespace".to_string(), namespace.clone()),
-            ("io.kubernetes.pod.uid".to_string(), uid.clone()),
-            (RUN_LABEL.to_string(), self.shared.run_id.clone()),
-        ]);
-        let annotations = HashMap::from([
-            ("kubernetes.io/config.seen".to_string(), now_rfc3339()),
-            ("kubernetes.io/config.source".to_string(), "api".to_string()),
-        ]);
-        let network = match mode {
-            NetMode::Host => NamespaceMode::Node,
-            NetMode::Pod => NamespaceMode::Pod,
+impl Pod {
+    /// The pod kubelet would send as the `seq`th of this target (see
+    /// shared/fixtures/kubelet-cri-calls.json): a burstable pod with its
+    /// own cgroup parent, DNS and log directory.
+    pub fn new(shared: &Shared, mode: NetMode, seq: usize) -> Result<Pod, BenchError> {
+        let meta = PodSandboxMetadata {
+            name: format!("bench-{}-{seq}", mode.label()),
+            uid: pod_uid()?,
+            namespace: "default".to_string(),
+            attempt: 0,
         };
+        let log_dir = shared
+            .pods_dir
+            .join(format!("{}_{}_{}", meta.namespace, meta.name, meta.uid));
         let config = PodSandboxConfig {
-            metadata: Some(PodSandboxMetadata {
-                name: name.clone(),
-                uid: uid.clone(),
-                namespace,
-                attempt: 0,
-            }),
             // Kubelet leaves the hostname empty for host-network pods.
             hostname: if mode == NetMode::Pod {
-                name.clone()
+                meta.name.clone()
             } else {
                 String::new()
             },
             log_directory: log_dir.to_string_lossy().into_owned(),
-            dns_config: Some(DnsConfig {
-                servers: vec!["127.0.0.1".into()],
-                searches: vec![
-                    "default.svc.cluster.local".into(),
-                    "svc.cluster.local".into(),
-                    "cluster.local".into(),
-                ],
-                options: vec!["ndots:5".into()],
-            }),
+            dns_config: Some(cluster_dns()),
             port_mappings: Vec::new(),
-            labels,
-            annotations,
-            linux: Some(LinuxPodSandboxConfig {
-                cgroup_parent: self.shared.cgroups.pod_path(&uid),
-                security_context: Some(LinuxSandboxSecurityContext {
-                    namespace_options: Some(NamespaceOption {
-                        network: network as i32,
-                        pid: NamespaceMode::Container as i32,
-                        ipc: NamespaceMode::Pod as i32,
-                        ..Default::default()
-                    }),
-                    seccomp: Some(SecurityProfile {
-                        profile_type: ProfileType::RuntimeDefault as i32,
-                        localhost_ref: String::new(),
-                    }),
-                    ..Default::default()
-                }),
-                sysctls: HashMap::new(),
-                overhead: Some(LinuxContainerResources::default()),
-                resources: Some(LinuxContainerResources {
-                    cpu_period: 100_000,
-                    cpu_quota: 50_000,
-                    cpu_shares: 256,
-                    memory_limit_in_bytes: 128 << 20,
-                    ..Default::default()
-                }),
-            }),
+            labels: pod_labels(&meta, &shared.run_id),
+            annotations: string_map(&[
+                ("kubernetes.io/config.seen", &now_rfc3339()),
+                ("kubernetes.io/config.source", "api"),
+            ]),
+            linux: Some(burstable_pod(shared.cgroups.pod_path(&meta.uid), mode)),
             windows: None,
+            metadata: Some(meta.clone()),
         };
-        let kubelet_dir = self.shared.pods_dir.join(format!("kubelet-{uid}"));
-        Ok((
-            Pod {
-                uid,
-                log_dir,
-                kubelet_dir,
-                config: config.clone(),
-                id: None,
-            },
+        Ok(Pod {
+            kubelet_dir: shared.pods_dir.join(format!("kubelet-{}", meta.uid)),
+            uid: meta.uid,
+            log_dir,
             config,
-        ))
+            id: None,
+        })
     }
 
     /// Kubelet's part before RunPodSandbox: the pod cgroup and log directory.
-    pub fn prepare(&self, pod: &Pod) -> Result<(), BenchError> {
-        self.shared
-            .cgroups
-            .create(&self.shared.cgroups.pod_path(&pod.uid))?;
-        std::fs::create_dir_all(&pod.log_dir).map_err(io_err(&pod.log_dir))
+    pub fn prepare(&self, cgroups: &CgroupTree) -> Result<(), BenchError> {
+        cgroups.create(&cgroups.pod_path(&self.uid))?;
+        std::fs::create_dir_all(&self.log_dir).map_err(io_err(&self.log_dir))
     }
 
     /// Kubelet's part after RemovePodSandbox. A cgroup the runtime left
     /// behind stays for the final sweep, which reports it.
-    pub fn release(&self, pod: &Pod) {
-        let _ = self
-            .shared
-            .cgroups
-            .remove(&self.shared.cgroups.pod_path(&pod.uid));
-        let _ = std::fs::remove_dir_all(&pod.log_dir);
-        let _ = std::fs::remove_dir_all(&pod.kubelet_dir);
+    pub fn release(&self, cgroups: &CgroupTree) {
+        let _ = cgroups.remove(&cgroups.pod_path(&self.uid));
+        let _ = std::fs::remove_dir_all(&self.log_dir);
+        let _ = std::fs::remove_dir_all(&self.kubelet_dir);
     }
 
     /// Kubelet's part before CreateContainer: the container's log
     /// directory, the pod's hosts file and the container's termination log.
     /// Returns the hosts file and the termination log.
-    pub fn prepare_container(&self, pod: &Pod) -> Result<(PathBuf, PathBuf), BenchError> {
-        let logs = pod.log_dir.join(CONTAINER_NAME);
+    pub fn prepare_container(&self) -> Result<(PathBuf, PathBuf), BenchError> {
+        let logs = self.log_dir.join(CONTAINER_NAME);
         std::fs::create_dir_all(&logs).map_err(io_err(&logs))?;
-        let term_dir = pod.kubelet_dir.join("containers").join(CONTAINER_NAME);
+        let term_dir = self.kubelet_dir.join("containers").join(CONTAINER_NAME);
         std::fs::create_dir_all(&term_dir).map_err(io_err(&term_dir))?;
-        let hosts = pod.kubelet_dir.join("etc-hosts");
+        let hosts = self.kubelet_dir.join("etc-hosts");
         std::fs::write(&hosts, "127.0.0.1\tlocalhost\n::1\tlocalhost\n").map_err(io_err(&hosts))?;
         let term = term_dir.join("0b3c6d1e");
         std::fs::write(&term, "").map_err(io_err(&term))?;
@@ -207,55 +151,17 @@ impl TargetBench<'_> {
     /// seccomp Unconfined (see shared/fixtures/kubelet-cri-calls.json).
     pub fn container_config(
         &self,
-        pod: &Pod,
+        run_id: &str,
         mode: NetMode,
         img: &BenchImage,
         hosts: &Path,
         term: &Path,
     ) -> ContainerConfig {
-        let meta = pod.config.metadata.clone().unwrap_or_default();
-        let labels = HashMap::from([
-            (
-                "io.kubernetes.container.name".to_string(),
-                CONTAINER_NAME.to_string(),
-            ),
-            ("io.kubernetes.pod.name".to_string(), meta.name),
-            ("io.kubernetes.pod.namespace".to_string(), meta.namespace),
-            ("io.kubernetes.pod.uid".to_string(), meta.uid),
-            (RUN_LABEL.to_string(), self.shared.run_id.clone()),
-        ]);
-        let annotations = HashMap::from([
-            (
-                "io.kubernetes.container.hash".to_string(),
-                "0b3c6d1e".to_string(),
-            ),
-            (
-                "io.kubernetes.container.restartCount".to_string(),
-                "0".to_string(),
-            ),
-            (
-                "io.kubernetes.container.terminationMessagePath".to_string(),
-                "/dev/termination-log".to_string(),
-            ),
-            (
-                "io.kubernetes.container.terminationMessagePolicy".to_string(),
-                "File".to_string(),
-            ),
-            (
-                "io.kubernetes.pod.terminationGracePeriod".to_string(),
-                "30".to_string(),
-            ),
-        ]);
-        let network = match mode {
-            NetMode::Host => NamespaceMode::Node,
-            NetMode::Pod => NamespaceMode::Pod,
-        };
         let bind = |container_path: &str, host: &Path| Mount {
             container_path: container_path.to_string(),
             host_path: host.to_string_lossy().into_owned(),
             ..Default::default()
         };
-        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         ContainerConfig {
             metadata: Some(ContainerMetadata {
                 name: CONTAINER_NAME.to_string(),
@@ -271,42 +177,147 @@ impl TargetBench<'_> {
                 bind("/etc/hosts", hosts),
                 bind("/dev/termination-log", term),
             ],
-            labels,
-            annotations,
+            labels: self.container_labels(run_id),
+            annotations: container_annotations(),
             log_path: format!("{CONTAINER_NAME}/0.log"),
             linux: Some(LinuxContainerConfig {
-                resources: Some(LinuxContainerResources {
-                    cpu_period: 100_000,
-                    cpu_shares: 2,
-                    oom_score_adj: 1000,
-                    hugepage_limits: ["2MB", "1GB"]
-                        .iter()
-                        .map(|size| HugepageLimit {
-                            page_size: size.to_string(),
-                            limit: 0,
-                        })
-                        .collect(),
-                    ..Default::default()
-                }),
-                security_context: Some(LinuxContainerSecurityContext {
-                    namespace_options: Some(NamespaceOption {
-                        network: network as i32,
-                        pid: NamespaceMode::Container as i32,
-                        ipc: NamespaceMode::Pod as i32,
-                        ..Default::default()
-                    }),
-                    run_as_user: Some(Int64Value { value: 0 }),
-                    masked_paths: strings(&MASKED_PATHS),
-                    readonly_paths: strings(&READONLY_PATHS),
-                    seccomp: Some(SecurityProfile {
-                        profile_type: ProfileType::Unconfined as i32,
-                        localhost_ref: String::new(),
-                    }),
-                    ..Default::default()
-                }),
+                resources: Some(best_effort_container()),
+                security_context: Some(root_unconfined(mode)),
             }),
             ..Default::default()
         }
+    }
+
+    fn container_labels(&self, run_id: &str) -> HashMap<String, String> {
+        let meta = self.config.metadata.clone().unwrap_or_default();
+        string_map(&[
+            ("io.kubernetes.container.name", CONTAINER_NAME),
+            ("io.kubernetes.pod.name", &meta.name),
+            ("io.kubernetes.pod.namespace", &meta.namespace),
+            ("io.kubernetes.pod.uid", &meta.uid),
+            (RUN_LABEL, run_id),
+        ])
+    }
+}
+
+fn string_map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn pod_labels(meta: &PodSandboxMetadata, run_id: &str) -> HashMap<String, String> {
+    string_map(&[
+        ("app", "peapod-bench"),
+        ("io.kubernetes.pod.name", &meta.name),
+        ("io.kubernetes.pod.namespace", &meta.namespace),
+        ("io.kubernetes.pod.uid", &meta.uid),
+        (RUN_LABEL, run_id),
+    ])
+}
+
+/// A cluster's DNS as kubelet hands it to a pod in namespace `default`.
+fn cluster_dns() -> DnsConfig {
+    DnsConfig {
+        servers: vec!["127.0.0.1".into()],
+        searches: strings(&[
+            "default.svc.cluster.local",
+            "svc.cluster.local",
+            "cluster.local",
+        ]),
+        options: vec!["ndots:5".into()],
+    }
+}
+
+/// A burstable pod's Linux part: its cgroup parent, namespaces, seccomp
+/// RuntimeDefault and its limits.
+fn burstable_pod(cgroup_parent: String, mode: NetMode) -> LinuxPodSandboxConfig {
+    LinuxPodSandboxConfig {
+        cgroup_parent,
+        security_context: Some(LinuxSandboxSecurityContext {
+            namespace_options: Some(namespaces(mode)),
+            seccomp: Some(SecurityProfile {
+                profile_type: ProfileType::RuntimeDefault as i32,
+                localhost_ref: String::new(),
+            }),
+            ..Default::default()
+        }),
+        sysctls: HashMap::new(),
+        overhead: Some(LinuxContainerResources::default()),
+        resources: Some(LinuxContainerResources {
+            cpu_period: 100_000,
+            cpu_quota: 50_000,
+            cpu_shares: 256,
+            memory_limit_in_bytes: 128 << 20,
+            ..Default::default()
+        }),
+    }
+}
+
+/// The namespaces of a pod and of its containers: the network of `mode`,
+/// a PID namespace per container, the pod's IPC.
+fn namespaces(mode: NetMode) -> NamespaceOption {
+    let network = match mode {
+        NetMode::Host => NamespaceMode::Node,
+        NetMode::Pod => NamespaceMode::Pod,
+    };
+    NamespaceOption {
+        network: network as i32,
+        pid: NamespaceMode::Container as i32,
+        ipc: NamespaceMode::Pod as i32,
+        ..Default::default()
+    }
+}
+
+fn container_annotations() -> HashMap<String, String> {
+    string_map(&[
+        ("io.kubernetes.container.hash", "0b3c6d1e"),
+        ("io.kubernetes.container.restartCount", "0"),
+        (
+            "io.kubernetes.container.terminationMessagePath",
+            "/dev/termination-log",
+        ),
+        ("io.kubernetes.container.terminationMessagePolicy", "File"),
+        ("io.kubernetes.pod.terminationGracePeriod", "30"),
+    ])
+}
+
+/// A BestEffort container's resources: the least cpu shares, the OOM
+/// killer's first pick, no huge pages.
+fn best_effort_container() -> LinuxContainerResources {
+    LinuxContainerResources {
+        cpu_period: 100_000,
+        cpu_shares: 2,
+        oom_score_adj: 1000,
+        hugepage_limits: ["2MB", "1GB"]
+            .iter()
+            .map(|size| HugepageLimit {
+                page_size: size.to_string(),
+                limit: 0,
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// A container running as root with kubelet's default masked and read-only
+/// paths and seccomp Unconfined.
+fn root_unconfined(mode: NetMode) -> LinuxContainerSecurityContext {
+    LinuxContainerSecurityContext {
+        namespace_options: Some(namespaces(mode)),
+        run_as_user: Some(Int64Value { value: 0 }),
+        masked_paths: strings(&MASKED_PATHS),
+        readonly_paths: strings(&READONLY_PATHS),
+        seccomp: Some(SecurityProfile {
+            profile_type: ProfileType::Unconfined as i32,
+            localhost_ref: String::new(),
+        }),
+        ..Default::default()
     }
 }
 

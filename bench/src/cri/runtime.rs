@@ -30,11 +30,13 @@ pub struct TargetBench<'a> {
 }
 
 impl TargetBench<'_> {
+    /// RunPodSandbox of a new pod, after kubelet's part of its preparation.
     pub async fn run(&mut self, mode: NetMode) -> Result<(Pod, Duration), BenchError> {
-        let (mut pod, config) = self.pod_config(mode)?;
-        self.prepare(&pod)?;
+        self.seq += 1;
+        let mut pod = Pod::new(self.shared, mode, self.seq)?;
+        pod.prepare(&self.shared.cgroups)?;
         let req = RunPodSandboxRequest {
-            config: Some(config),
+            config: Some(pod.config.clone()),
             runtime_handler: String::new(),
         };
         let res = call(
@@ -47,7 +49,7 @@ impl TargetBench<'_> {
         let (resp, took) = match res {
             Ok(r) => r,
             Err(e) => {
-                self.release(&pod);
+                pod.release(&self.shared.cgroups);
                 return Err(e);
             }
         };
@@ -107,7 +109,7 @@ impl TargetBench<'_> {
         )
         .await?;
         self.shared.untrack(&self.name, id);
-        self.release(pod);
+        pod.release(&self.shared.cgroups);
         Ok(took)
     }
 
@@ -147,10 +149,10 @@ impl TargetBench<'_> {
         img: &BenchImage,
     ) -> Result<(String, Duration), BenchError> {
         let pod_id = self.pod_id(pod)?;
-        let (hosts, term) = self.prepare_container(pod)?;
+        let (hosts, term) = pod.prepare_container()?;
         let req = CreateContainerRequest {
             pod_sandbox_id: pod_id,
-            config: Some(self.container_config(pod, mode, img, &hosts, &term)),
+            config: Some(pod.container_config(&self.shared.run_id, mode, img, &hosts, &term)),
             sandbox_config: Some(pod.config.clone()),
         };
         let (resp, took) = call(
