@@ -9,8 +9,7 @@ use crate::args::{NetMode, Options};
 use crate::cri::runtime::TargetBench;
 use crate::error::BenchError;
 use crate::kubelet::Pod;
-use crate::memory::{pss_kib, record_daemon_memory, rss_kib};
-use crate::procfs::{infra_pid, ppid_of};
+use crate::memory::{measure_pods, record_daemon_memory};
 use crate::report::Report;
 
 impl TargetBench<'_> {
@@ -60,41 +59,61 @@ pub async fn bench_pods(
     daemon: Option<i32>,
 ) -> Result<(), BenchError> {
     for &mode in &opts.modes {
-        eprintln!(
-            "[{}] {}: warm-up, then {} Run/Status/Stop/Remove cycles",
-            b.name,
-            mode.label(),
-            opts.runs
-        );
-        // The first sandbox pays for one-time work (containerd pulls its
-        // pause image): not measured.
-        b.cycle(mode).await?;
-        let mut samples: [Vec<Duration>; 4] = Default::default();
-        for _ in 0..opts.runs {
-            let d = b.cycle(mode).await?;
-            for (s, d) in samples.iter_mut().zip(d) {
-                s.push(d);
-            }
-        }
-        for (call_name, s) in [
-            "RunPodSandbox",
-            "PodSandboxStatus",
-            "StopPodSandbox",
-            "RemovePodSandbox",
-        ]
-        .iter()
-        .zip(&samples)
-        {
-            report.add_durations(&b.name, &format!("{} {call_name}", mode.label()), s);
-        }
+        bench_cycles(b, opts.runs, report, mode).await?;
     }
-
-    record_daemon_memory(report, &b.name, 0, daemon);
-
+    record_daemon_memory(report, &b.name, "0 pods", daemon);
     // The list and per-pod memory workloads run on the cheapest pod kind.
     let Some(&mode) = opts.modes.first() else {
         return Ok(());
     };
+    bench_many_pods(b, opts, report, daemon, mode).await
+}
+
+/// A warm-up and then `runs` timed Run/Status/Stop/Remove cycles in `mode`.
+async fn bench_cycles(
+    b: &mut TargetBench<'_>,
+    runs: usize,
+    report: &mut Report,
+    mode: NetMode,
+) -> Result<(), BenchError> {
+    eprintln!(
+        "[{}] {}: warm-up, then {runs} Run/Status/Stop/Remove cycles",
+        b.name,
+        mode.label(),
+    );
+    // The first sandbox pays for one-time work (containerd pulls its
+    // pause image): not measured.
+    b.cycle(mode).await?;
+    let mut samples: [Vec<Duration>; 4] = Default::default();
+    for _ in 0..runs {
+        let d = b.cycle(mode).await?;
+        for (s, d) in samples.iter_mut().zip(d) {
+            s.push(d);
+        }
+    }
+    for (call_name, s) in [
+        "RunPodSandbox",
+        "PodSandboxStatus",
+        "StopPodSandbox",
+        "RemovePodSandbox",
+    ]
+    .iter()
+    .zip(&samples)
+    {
+        report.add_durations(&b.name, &format!("{} {call_name}", mode.label()), s);
+    }
+    Ok(())
+}
+
+/// ListPodSandbox and memory with `--list-pods` pods of `mode` running;
+/// the pods are removed again also when that fails.
+async fn bench_many_pods(
+    b: &mut TargetBench<'_>,
+    opts: &Options,
+    report: &mut Report,
+    daemon: Option<i32>,
+    mode: NetMode,
+) -> Result<(), BenchError> {
     eprintln!(
         "[{}] starting {} {} pods",
         b.name,
@@ -102,31 +121,11 @@ pub async fn bench_pods(
         mode.label()
     );
     let mut pods = Vec::with_capacity(opts.list_pods);
-    let filled = async {
-        for _ in 0..opts.list_pods {
-            let (pod, _) = b.run(mode).await?;
-            pods.push(pod);
-        }
-        Ok::<(), BenchError>(())
-    }
-    .await;
-    let measured = match filled {
+    let measured = match start_pods(b, mode, opts.list_pods, &mut pods).await {
         Ok(()) => measure_full(b, opts, report, daemon, mode, &pods).await,
         Err(e) => Err(e),
     };
-    eprintln!("[{}] removing {} pods", b.name, pods.len());
-    let mut teardown = Ok(());
-    for pod in &pods {
-        let id = pod.id.clone().unwrap_or_default();
-        let r = async {
-            b.stop(&id).await?;
-            b.remove(pod, &id).await
-        }
-        .await;
-        if let Err(e) = r {
-            teardown = Err(e);
-        }
-    }
+    let teardown = remove_pods(b, &pods).await;
     if b.pod_net_without_ip > 0 {
         eprintln!(
             "[{}] warning: {} pod-network sandboxes reported no IP in PodSandboxStatus",
@@ -137,6 +136,41 @@ pub async fn bench_pods(
     teardown
 }
 
+/// Runs `n` sandboxes of `mode`, adding each to `pods` as it starts.
+async fn start_pods(
+    b: &mut TargetBench<'_>,
+    mode: NetMode,
+    n: usize,
+    pods: &mut Vec<Pod>,
+) -> Result<(), BenchError> {
+    for _ in 0..n {
+        let (pod, _) = b.run(mode).await?;
+        pods.push(pod);
+    }
+    Ok(())
+}
+
+/// Stops and removes every one of `pods`, also past a failure; the last
+/// failure is the result.
+async fn remove_pods(b: &mut TargetBench<'_>, pods: &[Pod]) -> Result<(), BenchError> {
+    eprintln!("[{}] removing {} pods", b.name, pods.len());
+    let mut teardown = Ok(());
+    for pod in pods {
+        let id = pod.id.clone().unwrap_or_default();
+        let r = async {
+            b.stop(&id).await?;
+            b.remove(pod, &id).await
+        }
+        .await;
+        if let Err(e) = r {
+            teardown = Err(e);
+        }
+    }
+    teardown
+}
+
+/// With `pods` running: ListPodSandbox, the daemon's memory and the
+/// per-pod processes' memory.
 async fn measure_full(
     b: &mut TargetBench<'_>,
     opts: &Options,
@@ -146,17 +180,30 @@ async fn measure_full(
     pods: &[Pod],
 ) -> Result<(), BenchError> {
     let n = pods.len();
+    time_list(b, opts.list_calls, report, n).await?;
+    record_daemon_memory(report, &b.name, &format!("{n} pods"), daemon);
+    measure_pods(b, report, daemon, mode, pods).await
+}
+
+/// ListPodSandbox without and with a state filter, with `n` READY pods:
+/// three warm-up calls, then `calls` timed ones each.
+async fn time_list(
+    b: &mut TargetBench<'_>,
+    calls: usize,
+    report: &mut Report,
+    n: usize,
+) -> Result<(), BenchError> {
     eprintln!(
-        "[{}] timing ListPodSandbox with {n} READY pods, {} calls each",
-        b.name, opts.list_calls
+        "[{}] timing ListPodSandbox with {n} READY pods, {calls} calls each",
+        b.name
     );
     for ready_only in [false, true] {
         // Warm-up calls are not measured.
         for _ in 0..3 {
             b.list(ready_only).await?;
         }
-        let mut d = Vec::with_capacity(opts.list_calls);
-        for _ in 0..opts.list_calls {
+        let mut d = Vec::with_capacity(calls);
+        for _ in 0..calls {
             let (count, took) = b.list(ready_only).await?;
             if count < n {
                 return Err(BenchError::Unexpected {
@@ -174,52 +221,5 @@ async fn measure_full(
         };
         report.add_durations(&b.name, &format!("ListPodSandbox {variant}, {n} pods"), &d);
     }
-
-    record_daemon_memory(report, &b.name, n, daemon);
-
-    let (mut infra_rss, mut infra_pss) = (Vec::new(), Vec::new());
-    let (mut shim_rss, mut shim_pss) = (Vec::new(), Vec::new());
-    let (mut total_rss, mut total_pss) = (Vec::new(), Vec::new());
-    let mut missing = 0;
-    for pod in pods {
-        let id = pod.id.clone().unwrap_or_default();
-        let (resp, _) = b.status(&id, true).await?;
-        b.check_ready(mode, &resp)?;
-        let Some(pid) = infra_pid(&resp) else {
-            missing += 1;
-            continue;
-        };
-        let (Some(r), Some(p)) = (rss_kib(pid), pss_kib(pid)) else {
-            missing += 1;
-            continue;
-        };
-        infra_rss.push(r);
-        infra_pss.push(p);
-        let (mut tr, mut tp) = (r, p);
-        // A parent that is neither init nor the daemon is a per-pod shim.
-        if let Some(pp) = ppid_of(pid).filter(|pp| *pp > 1 && Some(*pp) != daemon) {
-            if let (Some(r), Some(p)) = (rss_kib(pp), pss_kib(pp)) {
-                shim_rss.push(r);
-                shim_pss.push(p);
-                tr += r;
-                tp += p;
-            }
-        }
-        total_rss.push(tr);
-        total_pss.push(tp);
-    }
-    if missing > 0 {
-        eprintln!(
-            "[{}] warning: no infra process found for {missing} of {n} sandboxes",
-            b.name
-        );
-    }
-    let t = b.name.clone();
-    report.add(&t, "infra process RSS", "KiB", infra_rss);
-    report.add(&t, "infra process PSS", "KiB", infra_pss);
-    report.add(&t, "shim (infra's parent) RSS", "KiB", shim_rss);
-    report.add(&t, "shim (infra's parent) PSS", "KiB", shim_pss);
-    report.add(&t, "per-pod processes RSS", "KiB", total_rss);
-    report.add(&t, "per-pod processes PSS", "KiB", total_pss);
     Ok(())
 }
