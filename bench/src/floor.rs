@@ -2,7 +2,7 @@
 //! like the CRI containers, the least a runtime built on runc can take.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
@@ -126,9 +126,9 @@ fn floor_rootfs(busybox: &Path, rootfs: &Path) -> Result<(), BenchError> {
     std::fs::write(&group, "root:x:0:\n").map_err(io_err(&group))
 }
 
-/// `runc create` (timed from spawn to exit) and `runc start` of container
-/// `id`, then `runc delete --force`. The id is tracked before the create so
-/// that cleanup deletes a container an interruption left behind.
+/// `runc create` and `runc start` of container `id`, then `runc delete
+/// --force`. The id is tracked before the create so that cleanup deletes a
+/// container an interruption left behind.
 async fn floor_run(
     shared: &Shared,
     root: &Path,
@@ -137,8 +137,6 @@ async fn floor_run(
 ) -> Result<(Duration, Duration), BenchError> {
     let runc = shared.runc.to_string_lossy().into_owned();
     let root_arg = root.to_string_lossy().into_owned();
-    let bundle_arg = bundle.to_string_lossy().into_owned();
-    let pid_file = bundle.join("init.pid").to_string_lossy().into_owned();
     let err_path = bundle.join("create.stderr");
     let err_file = std::fs::File::create(&err_path).map_err(io_err(&err_path))?;
     shared
@@ -146,9 +144,39 @@ async fn floor_run(
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .push(id.to_string());
+    let create = runc_create(&shared.runc, &root_arg, bundle, id, &err_path, err_file).await?;
+    let t = Instant::now();
+    run_command(&runc, &["--root", &root_arg, "start", id], CALL_LIMIT).await?;
+    let start = t.elapsed();
+    run_command(
+        &runc,
+        &["--root", &root_arg, "delete", "--force", id],
+        CALL_LIMIT,
+    )
+    .await?;
+    shared
+        .floor
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .retain(|i| i != id);
+    Ok((create, start))
+}
+
+/// `runc create --pid-file` of container `id`, timed from spawn to exit;
+/// runc's stderr goes to `err_path` (opened as `err_file`) for the error.
+async fn runc_create(
+    runc: &Path,
+    root: &str,
+    bundle: &Path,
+    id: &str,
+    err_path: &Path,
+    err_file: std::fs::File,
+) -> Result<Duration, BenchError> {
+    let bundle_arg = bundle.to_string_lossy().into_owned();
+    let pid_file = bundle.join("init.pid").to_string_lossy().into_owned();
     let args = [
         "--root",
-        &root_arg,
+        root,
         "create",
         "--bundle",
         &bundle_arg,
@@ -156,11 +184,11 @@ async fn floor_run(
         &pid_file,
         id,
     ];
-    let cmd = format!("{runc} {}", args.join(" "));
+    let cmd = format!("{} {}", runc.display(), args.join(" "));
     // The container inherits runc's stdio: no pipes, or waiting for their
     // EOF would wait for the container.
     let t = Instant::now();
-    let child = tokio::process::Command::new(&shared.runc)
+    let child = tokio::process::Command::new(runc)
         .args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -182,27 +210,13 @@ async fn floor_run(
         return Err(BenchError::Command {
             cmd,
             status,
-            stderr: std::fs::read_to_string(&err_path)
+            stderr: std::fs::read_to_string(err_path)
                 .unwrap_or_default()
                 .trim()
                 .to_string(),
         });
     }
-    let t = Instant::now();
-    run_command(&runc, &["--root", &root_arg, "start", id], CALL_LIMIT).await?;
-    let start = t.elapsed();
-    run_command(
-        &runc,
-        &["--root", &root_arg, "delete", "--force", id],
-        CALL_LIMIT,
-    )
-    .await?;
-    shared
-        .floor
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .retain(|i| i != id);
-    Ok((create, start))
+    Ok(create)
 }
 
 /// The pod's namespaces for the floor: `sleep` in new IPC, UTS and network
@@ -265,6 +279,133 @@ impl NsHolder {
     }
 }
 
+/// The floor's directories: the container's root, the files it
+/// bind-mounts, its bundle (config.json) and runc's `--root`.
+struct FloorDirs {
+    rootfs: PathBuf,
+    files: PathBuf,
+    bundle: PathBuf,
+    root: PathBuf,
+}
+
+impl FloorDirs {
+    /// Makes the directories under `dir`, the busybox root and the files.
+    fn make(dir: &Path, busybox: &Path) -> Result<FloorDirs, BenchError> {
+        let dirs = FloorDirs {
+            rootfs: dir.join("rootfs"),
+            files: dir.join("files"),
+            bundle: dir.join("bundle"),
+            root: dir.join("root"),
+        };
+        for d in [&dirs.files, &dirs.bundle, &dirs.root] {
+            std::fs::create_dir_all(d).map_err(io_err(d))?;
+        }
+        floor_rootfs(busybox, &dirs.rootfs)?;
+        for (name, text) in [
+            ("hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost\n"),
+            ("hostname", "bench\n"),
+            (
+                "resolv.conf",
+                "search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver 127.0.0.1\noptions ndots:5\n",
+            ),
+            ("termination-log", ""),
+        ] {
+            let p = dirs.files.join(name);
+            std::fs::write(&p, text).map_err(io_err(&p))?;
+        }
+        Ok(dirs)
+    }
+
+    fn config(&self) -> PathBuf {
+        self.bundle.join("config.json")
+    }
+}
+
+/// The first line of `runc --version`.
+async fn runc_version(runc: &str) -> Result<String, BenchError> {
+    let version = run_command(runc, &["--version"], CALL_LIMIT).await?;
+    Ok(String::from_utf8_lossy(&version)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string())
+}
+
+/// The config `runc spec` writes into `dirs`' bundle.
+async fn default_spec(runc: &str, dirs: &FloorDirs) -> Result<serde_json::Value, BenchError> {
+    run_command(
+        runc,
+        &["spec", "--bundle", &dirs.bundle.to_string_lossy()],
+        CALL_LIMIT,
+    )
+    .await?;
+    let config = dirs.config();
+    let text = std::fs::read_to_string(&config).map_err(io_err(&config))?;
+    serde_json::from_str(&text).map_err(|e| io_err(&config)(std::io::Error::other(e)))
+}
+
+/// The floor's runs, one after another.
+struct Floor<'a> {
+    shared: &'a Shared,
+    dirs: FloorDirs,
+    /// `runc spec`'s config, which every run's is made from.
+    base: serde_json::Value,
+    /// The pod-like cgroup the containers' cgroups go under.
+    cgroup: String,
+    /// The process whose namespaces the containers join.
+    holder: i32,
+    version: String,
+    seq: usize,
+}
+
+impl Floor<'_> {
+    /// A warm-up and then `runs` timed runs in `mode`.
+    async fn bench_mode(
+        &mut self,
+        mode: NetMode,
+        runs: usize,
+        report: &mut Report,
+    ) -> Result<(), BenchError> {
+        eprintln!(
+            "[{RUNC}] {} ({}): warm-up, then {runs} runs of runc create + runc start + runc delete --force",
+            mode.label(),
+            self.version
+        );
+        let (mut creates, mut starts, mut both) = (Vec::new(), Vec::new(), Vec::new());
+        for n in 0..=runs {
+            self.seq += 1;
+            let id = format!("pbench-{}-{}", self.shared.run_id, self.seq);
+            self.write_spec(mode, &id)?;
+            let (create, start) =
+                floor_run(self.shared, &self.dirs.root, &self.dirs.bundle, &id).await?;
+            // Run 0 is the warm-up (page cache, runc's first exec).
+            if n > 0 {
+                creates.push(create);
+                starts.push(start);
+                both.push(create + start);
+            }
+        }
+        report.add_durations(RUNC, &container_metric(mode, "CreateContainer"), &creates);
+        report.add_durations(RUNC, &container_metric(mode, "StartContainer"), &starts);
+        report.add_durations(RUNC, &container_metric(mode, "Create+Start"), &both);
+        Ok(())
+    }
+
+    /// The bundle's config.json for container `id` in `mode`.
+    fn write_spec(&self, mode: NetMode, id: &str) -> Result<(), BenchError> {
+        let spec = floor_spec(
+            self.base.clone(),
+            &self.dirs.rootfs,
+            &self.dirs.files,
+            &format!("{}/{id}", self.cgroup),
+            floor_namespaces(mode, self.holder),
+        );
+        let config = self.dirs.config();
+        let json = serde_json::to_vec_pretty(&spec).map_err(std::io::Error::other);
+        std::fs::write(&config, json.map_err(io_err(&config))?).map_err(io_err(&config))
+    }
+}
+
 /// The floor: `runc create` + `runc start` of a busybox bundle in each
 /// network mode, a warm-up and then `--runs` times.
 pub async fn bench_runc_floor(
@@ -272,92 +413,36 @@ pub async fn bench_runc_floor(
     opts: &Options,
     report: &mut Report,
 ) -> Result<(), BenchError> {
-    let dir = &shared.floor_dir;
-    let (rootfs, files, bundle, root) = (
-        dir.join("rootfs"),
-        dir.join("files"),
-        dir.join("bundle"),
-        dir.join("root"),
-    );
-    for d in [&files, &bundle, &root] {
-        std::fs::create_dir_all(d).map_err(io_err(d))?;
-    }
-    floor_rootfs(&opts.busybox, &rootfs)?;
-    for (name, text) in [
-        ("hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost\n"),
-        ("hostname", "bench\n"),
-        (
-            "resolv.conf",
-            "search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver 127.0.0.1\noptions ndots:5\n",
-        ),
-        ("termination-log", ""),
-    ] {
-        let p = files.join(name);
-        std::fs::write(&p, text).map_err(io_err(&p))?;
-    }
+    let dirs = FloorDirs::make(&shared.floor_dir, &opts.busybox)?;
     let runc = shared.runc.to_string_lossy().into_owned();
-    let version = run_command(&runc, &["--version"], CALL_LIMIT).await?;
-    let version = String::from_utf8_lossy(&version)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_string();
-    run_command(
-        &runc,
-        &["spec", "--bundle", &bundle.to_string_lossy()],
-        CALL_LIMIT,
-    )
-    .await?;
-    let config = bundle.join("config.json");
-    let text = std::fs::read_to_string(&config).map_err(io_err(&config))?;
-    let base: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| io_err(&config)(std::io::Error::other(e)))?;
+    let version = runc_version(&runc).await?;
+    let base = default_spec(&runc, &dirs).await?;
     // Like kubelet's pod cgroup: created here, the leaf by runc.
     let cgroup = format!("{}/runc-{}", shared.cgroups.parent, shared.run_id);
     shared.cgroups.create(&cgroup)?;
     let holder = NsHolder::start(&opts.busybox).await?;
-    let mut seq = 0;
+    let mut floor = Floor {
+        shared,
+        dirs,
+        base,
+        cgroup,
+        holder: holder.pid,
+        version,
+        seq: 0,
+    };
     let measured = async {
         for &mode in &opts.modes {
-            eprintln!(
-                "[{RUNC}] {} ({version}): warm-up, then {} runs of runc create + runc start + runc delete --force",
-                mode.label(),
-                opts.runs
-            );
-            let (mut creates, mut starts, mut both) = (Vec::new(), Vec::new(), Vec::new());
-            for n in 0..=opts.runs {
-                seq += 1;
-                let id = format!("pbench-{}-{seq}", shared.run_id);
-                let spec = floor_spec(
-                    base.clone(),
-                    &rootfs,
-                    &files,
-                    &format!("{cgroup}/{id}"),
-                    floor_namespaces(mode, holder.pid),
-                );
-                let json = serde_json::to_vec_pretty(&spec).map_err(std::io::Error::other);
-                std::fs::write(&config, json.map_err(io_err(&config))?)
-                    .map_err(io_err(&config))?;
-                let (create, start) = floor_run(shared, &root, &bundle, &id).await?;
-                // Run 0 is the warm-up (page cache, runc's first exec).
-                if n > 0 {
-                    creates.push(create);
-                    starts.push(start);
-                    both.push(create + start);
-                }
-            }
-            report.add_durations(RUNC, &container_metric(mode, "CreateContainer"), &creates);
-            report.add_durations(RUNC, &container_metric(mode, "StartContainer"), &starts);
-            report.add_durations(RUNC, &container_metric(mode, "Create+Start"), &both);
+            floor.bench_mode(mode, opts.runs, report).await?;
         }
         Ok::<(), BenchError>(())
     }
     .await;
     holder.stop().await;
-    let _ = shared.cgroups.remove(&cgroup);
+    let _ = shared.cgroups.remove(&floor.cgroup);
     measured?;
     report.notes.push(format!(
-        "{RUNC}: {version}, `runc create --pid-file` and `runc start` of a bundle from {} and `runc spec`, made like peapod's OCI spec for the same CRI container (command, capabilities, oom_score_adj, cpu shares/period, masked paths, 11 mounts of which 4 binds; new mount and pid namespaces, IPC joined by path, pod-net also network and UTS joined by path); its own --root",
+        "{RUNC}: {}, `runc create --pid-file` and `runc start` of a bundle from {} and `runc spec`, made like peapod's OCI spec for the same CRI container (command, capabilities, oom_score_adj, cpu shares/period, masked paths, 11 mounts of which 4 binds; new mount and pid namespaces, IPC joined by path, pod-net also network and UTS joined by path); its own --root",
+        floor.version,
         opts.busybox.display()
     ));
     Ok(())
