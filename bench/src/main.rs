@@ -33,100 +33,133 @@ mod run;
 mod sandboxes;
 
 use std::process::ExitCode;
-use std::sync::{Mutex, PoisonError};
 
 use peapod::api::image_service_client::ImageServiceClient;
 use peapod::api::runtime_service_client::RuntimeServiceClient;
-use peapod::api::VersionRequest;
+use peapod::api::{VersionRequest, VersionResponse};
+use tonic::transport::Channel;
 
 use crate::args::{parse_args, Options, Target, USAGE};
-use crate::cgroups::CgroupTree;
 use crate::cleanup::cleanup;
 use crate::containers::bench_containers;
 use crate::cri::image::ImageBench;
 use crate::cri::runtime::TargetBench;
-use crate::cri::{call, CALL_LIMIT};
+use crate::cri::{call, connect, CALL_LIMIT};
 use crate::error::{io_err, BenchError};
 use crate::floor::{bench_runc_floor, RUNC};
 use crate::procfs::socket_owner;
 use crate::pull::{bench_pull_peer, pull_job, PullJob, SKOPEO_UMOCI};
 use crate::report::{render, Report};
-use crate::run::{random_hex, Shared};
+use crate::run::Shared;
 use crate::sandboxes::bench_pods;
 
-async fn bench_target(
-    shared: &Shared,
-    opts: &Options,
-    target: &Target,
-    pulls: &[PullJob],
-    report: &mut Report,
-) -> Result<(), BenchError> {
-    let channel = peapod_cri_client::connect(&target.socket)
-        .await
-        .map_err(|source| BenchError::Connect {
-            target: target.name.clone(),
-            endpoint: target.endpoint.clone(),
-            source,
-        })?;
-    let images = ImageServiceClient::new(channel.clone());
-    let mut rt = RuntimeServiceClient::new(channel);
-    shared
-        .clients
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push((target.name.clone(), rt.clone()));
-    shared
-        .image_clients
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push((target.name.clone(), images.clone()));
-    let (v, _) = call(
-        &target.name,
-        "Version",
-        CALL_LIMIT,
-        rt.version(VersionRequest {
-            version: "0.1.0".into(),
-        }),
-    )
-    .await?;
-    let daemon = opts
-        .pids
-        .get(&target.name)
-        .copied()
-        .or_else(|| socket_owner(&target.socket));
-    println!(
-        "target {}: {} -> {} {} (CRI {}), daemon pid {}",
-        target.name,
-        target.endpoint,
-        v.runtime_name,
-        v.runtime_version,
-        v.runtime_api_version,
-        daemon.map_or("unknown".to_string(), |p| p.to_string())
-    );
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let opts = match parse_args(std::env::args().skip(1).collect()) {
+        Ok(o) => o,
+        Err(BenchError::Usage(m)) if m == "help" => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("peapod-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match bench(opts).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("peapod-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
-    let mut b = TargetBench {
-        shared,
-        name: target.name.clone(),
-        rt,
-        seq: 0,
-        pod_net_without_ip: 0,
-        stop_anomalies: Vec::new(),
+/// One run: the workloads until they end or a signal comes, then cleanup
+/// and the table. True when every workload ran and cleanup left nothing.
+async fn bench(opts: Options) -> Result<bool, BenchError> {
+    let shared = Shared::new(&opts)?;
+    if let Err(e) = std::fs::create_dir_all(&shared.pods_dir) {
+        cleanup(&shared).await;
+        return Err(io_err(&shared.pods_dir)(e));
+    }
+    print_header(&shared.run_id, &opts);
+    let mut report = Report::default();
+    let errors = tokio::select! {
+        errs = run_all(&shared, &opts, &mut report) => errs,
+        e = signalled() => vec![e],
     };
-    let mut ib = ImageBench {
-        name: target.name.clone(),
-        client: images,
-        store: opts.stores.get(&target.name).cloned(),
+    let clean = cleanup(&shared).await;
+    print_results(&report, &opts, &errors, clean);
+    Ok(errors.is_empty() && clean)
+}
+
+/// What this run will do.
+fn print_header(run_id: &str, opts: &Options) {
+    let list_pods = if opts.sandbox_workload && !opts.modes.is_empty() {
+        format!(", {} pods for ListPodSandbox", opts.list_pods)
+    } else {
+        String::new()
     };
-    if !opts.modes.is_empty() && opts.sandbox_workload {
-        bench_pods(&mut b, opts, report, daemon).await?;
+    println!(
+        "peapod-bench run {run_id}: {} runs per workload, workloads {}{list_pods}, cgroup parent {}",
+        opts.runs,
+        workloads(opts).join(" "),
+        opts.cgroup_parent
+    );
+    if opts.containers.is_some() {
+        println!(
+            "containers: {} running for the memory figures",
+            opts.running_containers
+        );
     }
-    if let Some(image) = &opts.containers {
-        bench_containers(&mut b, &mut ib, opts, image, report, daemon).await?;
+    if !opts.pulls.is_empty() {
+        println!(
+            "pulls: {} cold pulls per image and target{}",
+            opts.pull_runs,
+            if opts.pull_peers.is_empty() {
+                String::new()
+            } else {
+                format!(", peers {}", opts.pull_peers.join(" "))
+            }
+        );
     }
-    for p in pulls {
-        ib.bench_pull(p, opts.pull_runs, report).await?;
+}
+
+/// The workloads' names in the order they run on each target.
+fn workloads(opts: &Options) -> Vec<String> {
+    let sandbox_modes = opts
+        .modes
+        .iter()
+        .filter(|_| opts.sandbox_workload)
+        .map(|m| m.label().to_string());
+    let container_modes = opts.modes.iter().filter_map(|m| {
+        opts.containers
+            .as_ref()
+            .map(|i| format!("{}-containers({i})", m.label()))
+    });
+    sandbox_modes
+        .chain(container_modes)
+        .chain(opts.runc_floor.then(|| "runc-floor".to_string()))
+        .chain(opts.pulls.iter().map(|i| format!("pull {i}")))
+        .collect()
+}
+
+/// The table, then the errors.
+fn print_results(report: &Report, opts: &Options, errors: &[BenchError], clean: bool) {
+    println!();
+    let mut peers = opts.pull_peers.clone();
+    if opts.runc_floor {
+        peers.push(RUNC.to_string());
     }
-    Ok(())
+    print!("{}", render(report, &opts.targets, &peers));
+    for e in errors {
+        println!("error: {e}");
+    }
+    if !clean {
+        println!("error: cleanup left sandboxes or cgroups behind (see above)");
+    }
 }
 
 async fn signalled() -> BenchError {
@@ -147,6 +180,8 @@ async fn signalled() -> BenchError {
     BenchError::Interrupted
 }
 
+/// Every workload on every target, then the floor and the pull peer; a
+/// failure ends only its own part.
 async fn run_all(shared: &Shared, opts: &Options, report: &mut Report) -> Vec<BenchError> {
     let mut errors = Vec::new();
     let mut pulls = Vec::with_capacity(opts.pulls.len());
@@ -183,116 +218,59 @@ async fn run_all(shared: &Shared, opts: &Options, report: &mut Report) -> Vec<Be
     errors
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
-    let opts = match parse_args(std::env::args().skip(1).collect()) {
-        Ok(o) => o,
-        Err(BenchError::Usage(m)) if m == "help" => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("peapod-bench: {e}");
-            return ExitCode::from(2);
-        }
+/// The workloads of one CRI target: sandboxes, containers, pulls.
+async fn bench_target(
+    shared: &Shared,
+    opts: &Options,
+    target: &Target,
+    pulls: &[PullJob],
+    report: &mut Report,
+) -> Result<(), BenchError> {
+    let channel = connect(target).await?;
+    let images = ImageServiceClient::new(channel.clone());
+    let mut rt = RuntimeServiceClient::new(channel);
+    shared.register(&target.name, &rt, &images);
+    let v = runtime_version(&target.name, &mut rt).await?;
+    let daemon = opts
+        .pids
+        .get(&target.name)
+        .copied()
+        .or_else(|| socket_owner(&target.socket));
+    println!(
+        "target {}: {} -> {} {} (CRI {}), daemon pid {}",
+        target.name,
+        target.endpoint,
+        v.runtime_name,
+        v.runtime_version,
+        v.runtime_api_version,
+        daemon.map_or("unknown".to_string(), |p| p.to_string())
+    );
+
+    let mut b = TargetBench::new(shared, &target.name, rt);
+    let mut ib = ImageBench {
+        name: target.name.clone(),
+        client: images,
+        store: opts.stores.get(&target.name).cloned(),
     };
-    match bench(opts).await {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("peapod-bench: {e}");
-            ExitCode::FAILURE
-        }
+    if !opts.modes.is_empty() && opts.sandbox_workload {
+        bench_pods(&mut b, opts, report, daemon).await?;
     }
+    if let Some(image) = &opts.containers {
+        bench_containers(&mut b, &mut ib, opts, image, report, daemon).await?;
+    }
+    for p in pulls {
+        ib.bench_pull(p, opts.pull_runs, report).await?;
+    }
+    Ok(())
 }
 
-async fn bench(opts: Options) -> Result<bool, BenchError> {
-    let run_id = random_hex(4)?;
-    let cgroups = CgroupTree::discover(&opts.cgroup_parent)?;
-    cgroups.create(&opts.cgroup_parent)?;
-    let pods_dir = opts.log_root.join(format!("peapod-bench-pods-{run_id}"));
-    let pull_dir = opts.log_root.join(format!("peapod-bench-pull-{run_id}"));
-    let floor_dir = opts.log_root.join(format!("peapod-bench-runc-{run_id}"));
-    let shared = Shared {
-        run_id,
-        pods_dir,
-        pull_dir,
-        cgroups,
-        clients: Mutex::new(Vec::new()),
-        image_clients: Mutex::new(Vec::new()),
-        live: Mutex::new(Vec::new()),
-        containers: Mutex::new(Vec::new()),
-        pulled: Mutex::new(Vec::new()),
-        floor_dir,
-        runc: opts.runc.clone(),
-        floor: Mutex::new(Vec::new()),
+async fn runtime_version(
+    target: &str,
+    rt: &mut RuntimeServiceClient<Channel>,
+) -> Result<VersionResponse, BenchError> {
+    let req = VersionRequest {
+        version: "0.1.0".into(),
     };
-    if let Err(e) = std::fs::create_dir_all(&shared.pods_dir) {
-        cleanup(&shared).await;
-        return Err(io_err(&shared.pods_dir)(e));
-    }
-    let sandbox_modes = opts
-        .modes
-        .iter()
-        .filter(|_| opts.sandbox_workload)
-        .map(|m| m.label().to_string());
-    let container_modes = opts.modes.iter().filter_map(|m| {
-        opts.containers
-            .as_ref()
-            .map(|i| format!("{}-containers({i})", m.label()))
-    });
-    let list_pods = if opts.sandbox_workload && !opts.modes.is_empty() {
-        format!(", {} pods for ListPodSandbox", opts.list_pods)
-    } else {
-        String::new()
-    };
-    println!(
-        "peapod-bench run {}: {} runs per workload, workloads {}{list_pods}, cgroup parent {}",
-        shared.run_id,
-        opts.runs,
-        sandbox_modes
-            .chain(container_modes)
-            .chain(opts.runc_floor.then(|| "runc-floor".to_string()))
-            .chain(opts.pulls.iter().map(|i| format!("pull {i}")))
-            .collect::<Vec<_>>()
-            .join(" "),
-        opts.cgroup_parent
-    );
-    if opts.containers.is_some() {
-        println!(
-            "containers: {} running for the memory figures",
-            opts.running_containers
-        );
-    }
-    if !opts.pulls.is_empty() {
-        println!(
-            "pulls: {} cold pulls per image and target{}",
-            opts.pull_runs,
-            if opts.pull_peers.is_empty() {
-                String::new()
-            } else {
-                format!(", peers {}", opts.pull_peers.join(" "))
-            }
-        );
-    }
-
-    let mut report = Report::default();
-    let errors = tokio::select! {
-        errs = run_all(&shared, &opts, &mut report) => errs,
-        e = signalled() => vec![e],
-    };
-    let clean = cleanup(&shared).await;
-    println!();
-    let mut peers = opts.pull_peers.clone();
-    if opts.runc_floor {
-        peers.push(RUNC.to_string());
-    }
-    print!("{}", render(&report, &opts.targets, &peers));
-    for e in &errors {
-        println!("error: {e}");
-    }
-    if !clean {
-        println!("error: cleanup left sandboxes or cgroups behind (see above)");
-    }
-    Ok(errors.is_empty() && clean)
+    let (v, _) = call(target, "Version", CALL_LIMIT, rt.version(req)).await?;
+    Ok(v)
 }

@@ -9,6 +9,7 @@ use peapod::api::image_service_client::ImageServiceClient;
 use peapod::api::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::Channel;
 
+use crate::args::Options;
 use crate::cgroups::CgroupTree;
 use crate::error::BenchError;
 
@@ -62,6 +63,46 @@ pub fn tracked_in(list: &Mutex<Vec<(String, String)>>, target: &str) -> Vec<Stri
 }
 
 impl Shared {
+    /// A new run: its id, its cgroup parent (made in every hierarchy) and
+    /// the directories it will use under `--log-root`.
+    pub fn new(opts: &Options) -> Result<Shared, BenchError> {
+        let run_id = random_hex(4)?;
+        let cgroups = CgroupTree::discover(&opts.cgroup_parent)?;
+        cgroups.create(&opts.cgroup_parent)?;
+        let dir = |what: &str| opts.log_root.join(format!("peapod-bench-{what}-{run_id}"));
+        Ok(Shared {
+            pods_dir: dir("pods"),
+            pull_dir: dir("pull"),
+            floor_dir: dir("runc"),
+            run_id,
+            cgroups,
+            clients: Mutex::new(Vec::new()),
+            image_clients: Mutex::new(Vec::new()),
+            live: Mutex::new(Vec::new()),
+            containers: Mutex::new(Vec::new()),
+            pulled: Mutex::new(Vec::new()),
+            runc: opts.runc.clone(),
+            floor: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Keeps a target's clients for cleanup.
+    pub fn register(
+        &self,
+        target: &str,
+        rt: &RuntimeServiceClient<Channel>,
+        images: &ImageServiceClient<Channel>,
+    ) {
+        self.clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((target.to_string(), rt.clone()));
+        self.image_clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((target.to_string(), images.clone()));
+    }
+
     pub fn track(&self, target: &str, id: &str) {
         track_in(&self.live, target, id);
     }

@@ -19,6 +19,7 @@ use crate::error::BenchError;
 use crate::kubelet::Pod;
 use crate::run::{track_in, untrack_in, Shared};
 
+/// The pod and container workloads' view of one CRI target.
 pub struct TargetBench<'a> {
     pub shared: &'a Shared,
     pub name: String,
@@ -29,7 +30,17 @@ pub struct TargetBench<'a> {
     pub stop_anomalies: Vec<String>,
 }
 
-impl TargetBench<'_> {
+impl<'a> TargetBench<'a> {
+    pub fn new(shared: &'a Shared, name: &str, rt: RuntimeServiceClient<Channel>) -> Self {
+        TargetBench {
+            shared,
+            name: name.to_string(),
+            rt,
+            seq: 0,
+            pod_net_without_ip: 0,
+            stop_anomalies: Vec::new(),
+        }
+    }
     /// RunPodSandbox of a new pod, after kubelet's part of its preparation.
     pub async fn run(&mut self, mode: NetMode) -> Result<(Pod, Duration), BenchError> {
         self.seq += 1;
