@@ -20,8 +20,9 @@ use crate::error::BenchError;
 use crate::floor::RUNC;
 use crate::run::{tracked_in, untrack_in, Shared, RUN_LABEL};
 
-/// Stops and removes every sandbox of this run on every target (the tracked
-/// ids plus any listed with this run's label), then the cgroup tree.
+/// Removes what this run made: on every target its containers, then its
+/// sandboxes, then the images it pulled; the floor's containers, the
+/// cgroup tree and the run's directories. True when nothing is left.
 pub async fn cleanup(shared: &Shared) -> bool {
     let mut clean = true;
     let clients = shared
@@ -32,68 +33,8 @@ pub async fn cleanup(shared: &Shared) -> bool {
     for (name, rt) in &clients {
         clean &= cleanup_containers(shared, name, rt.clone()).await;
     }
-    for (name, mut rt) in clients {
-        let mut ids = tracked_in(&shared.live, &name);
-        let req = ListPodSandboxRequest {
-            filter: Some(PodSandboxFilter {
-                label_selector: HashMap::from([(RUN_LABEL.to_string(), shared.run_id.clone())]),
-                ..Default::default()
-            }),
-        };
-        match call(
-            &name,
-            "ListPodSandbox",
-            CALL_LIMIT,
-            rt.list_pod_sandbox(req),
-        )
-        .await
-        {
-            Ok((resp, _)) => {
-                for item in resp.items {
-                    // Only ours: a runtime may ignore the label selector.
-                    if item.labels.get(RUN_LABEL) == Some(&shared.run_id) && !ids.contains(&item.id)
-                    {
-                        ids.push(item.id);
-                    }
-                }
-            }
-            Err(e) => eprintln!("cleanup: {e}"),
-        }
-        if !ids.is_empty() {
-            eprintln!("cleanup: {name}: removing {} sandboxes", ids.len());
-        }
-        for id in ids {
-            let stop = StopPodSandboxRequest {
-                pod_sandbox_id: id.clone(),
-            };
-            if let Err(e) = call(
-                &name,
-                "StopPodSandbox",
-                CALL_LIMIT,
-                rt.stop_pod_sandbox(stop),
-            )
-            .await
-            {
-                eprintln!("cleanup: {e}");
-            }
-            let rm = RemovePodSandboxRequest {
-                pod_sandbox_id: id.clone(),
-            };
-            match call(
-                &name,
-                "RemovePodSandbox",
-                CALL_LIMIT,
-                rt.remove_pod_sandbox(rm),
-            )
-            .await
-            {
-                Ok(_) => shared.untrack(&name, &id),
-                Err(e) => {
-                    eprintln!("cleanup: {e}");
-                    clean = false;
-                }
-            }
-        }
+    for (name, rt) in clients {
+        clean &= cleanup_sandboxes(shared, &name, rt).await;
     }
     clean &= cleanup_images(shared).await;
     clean &= cleanup_floor(shared).await;
@@ -102,6 +43,92 @@ pub async fn cleanup(shared: &Shared) -> bool {
         eprintln!("cleanup: cgroup not removed: {l}");
     }
     clean &= left.is_empty();
+    remove_dirs(shared);
+    clean
+}
+
+/// Stops and removes the sandboxes of this run on one target (the tracked
+/// ids plus any listed with this run's label).
+async fn cleanup_sandboxes(
+    shared: &Shared,
+    name: &str,
+    mut rt: RuntimeServiceClient<Channel>,
+) -> bool {
+    let mut clean = true;
+    let mut ids = tracked_in(&shared.live, name);
+    for id in labelled_sandboxes(shared, name, &mut rt).await {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    if !ids.is_empty() {
+        eprintln!("cleanup: {name}: removing {} sandboxes", ids.len());
+    }
+    for id in ids {
+        let stop = StopPodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        };
+        if let Err(e) = call(
+            name,
+            "StopPodSandbox",
+            CALL_LIMIT,
+            rt.stop_pod_sandbox(stop),
+        )
+        .await
+        {
+            eprintln!("cleanup: {e}");
+        }
+        let rm = RemovePodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        };
+        match call(
+            name,
+            "RemovePodSandbox",
+            CALL_LIMIT,
+            rt.remove_pod_sandbox(rm),
+        )
+        .await
+        {
+            Ok(_) => shared.untrack(name, &id),
+            Err(e) => {
+                eprintln!("cleanup: {e}");
+                clean = false;
+            }
+        }
+    }
+    clean
+}
+
+/// The sandboxes a target lists with this run's label (none when the list
+/// fails: the tracked ones are still removed).
+async fn labelled_sandboxes(
+    shared: &Shared,
+    name: &str,
+    rt: &mut RuntimeServiceClient<Channel>,
+) -> Vec<String> {
+    let req = ListPodSandboxRequest {
+        filter: Some(PodSandboxFilter {
+            label_selector: HashMap::from([(RUN_LABEL.to_string(), shared.run_id.clone())]),
+            ..Default::default()
+        }),
+    };
+    match call(name, "ListPodSandbox", CALL_LIMIT, rt.list_pod_sandbox(req)).await {
+        Ok((resp, _)) => resp
+            .items
+            .into_iter()
+            // Only ours: a runtime may ignore the label selector.
+            .filter(|item| item.labels.get(RUN_LABEL) == Some(&shared.run_id))
+            .map(|item| item.id)
+            .collect(),
+        Err(e) => {
+            eprintln!("cleanup: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// The run's pod log, pull and floor directories.
+fn remove_dirs(shared: &Shared) {
     for dir in [&shared.pods_dir, &shared.pull_dir, &shared.floor_dir] {
         if let Err(e) = std::fs::remove_dir_all(dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
@@ -109,7 +136,6 @@ pub async fn cleanup(shared: &Shared) -> bool {
             }
         }
     }
-    clean
 }
 
 /// Stops and removes the containers of this run on one target (the tracked
