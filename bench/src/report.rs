@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::args::Target;
 
+/// One measured quantity and its samples per target.
 #[derive(Debug, Default)]
 pub struct Metric {
     pub name: String,
@@ -14,6 +15,7 @@ pub struct Metric {
     pub values: Vec<(String, Vec<f64>)>,
 }
 
+/// Every metric in the order first measured, and the notes.
 #[derive(Debug, Default)]
 pub struct Report {
     pub metrics: Vec<Metric>,
@@ -79,6 +81,25 @@ fn fmt_value(v: f64, unit: &str) -> String {
     }
 }
 
+impl Metric {
+    /// The samples of `target` (none when it did not measure this metric).
+    fn samples_of(&self, target: &str) -> &[f64] {
+        self.values
+            .iter()
+            .find(|(n, _)| n == target)
+            .map(|(_, s)| s.as_slice())
+            .unwrap_or(&[])
+    }
+
+    /// The peers that measured this metric.
+    fn measuring<'a>(&'a self, peers: &'a [String]) -> impl Iterator<Item = &'a str> + 'a {
+        peers
+            .iter()
+            .map(String::as_str)
+            .filter(|p| !self.samples_of(p).is_empty())
+    }
+}
+
 /// The table: one row per metric and CRI target (also when it has no
 /// samples), a row per pull peer that has samples, and the ratio rows.
 pub fn render(report: &Report, targets: &[Target], peers: &[String]) -> String {
@@ -86,12 +107,12 @@ pub fn render(report: &Report, targets: &[Target], peers: &[String]) -> String {
         .iter()
         .find(|t| t.name == "peapod")
         .or(targets.first())
-        .map(|t| t.name.clone());
+        .map(|t| t.name.as_str());
     let baseline = targets
         .iter()
         .find(|t| t.name == "containerd")
         .or(targets.last())
-        .map(|t| t.name.clone());
+        .map(|t| t.name.as_str());
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -99,74 +120,76 @@ pub fn render(report: &Report, targets: &[Target], peers: &[String]) -> String {
         "metric", "target", "median", "p90", "n"
     );
     for m in &report.metrics {
-        let label = format!("{} ({})", m.name, m.unit);
-        let samples_of = |name: &str| {
-            m.values
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, s)| s.as_slice())
-                .unwrap_or(&[])
-        };
-        let rows = targets.iter().map(|t| t.name.as_str()).chain(
-            peers
-                .iter()
-                .map(String::as_str)
-                .filter(|p| !samples_of(p).is_empty()),
-        );
-        for name in rows {
-            let samples = samples_of(name);
-            let (med, p90) = match summary(samples, m.unit) {
-                Some((med, p90)) => (fmt_value(med, m.unit), fmt_value(p90, m.unit)),
-                None => ("-".to_string(), "-".to_string()),
-            };
-            let _ = writeln!(
-                out,
-                "{:<48} {:<20} {:>12} {:>12} {:>6}",
-                label,
-                name,
-                med,
-                p90,
-                samples.len()
-            );
-        }
-        let Some(s) = subject.as_deref() else {
-            continue;
-        };
-        // The main baseline always gets a row (as "-" when it has no
-        // samples); a peer only where it measured this metric.
-        let baselines = baseline
-            .iter()
-            .map(String::as_str)
-            .chain(
-                peers
-                    .iter()
-                    .map(String::as_str)
-                    .filter(|p| !samples_of(p).is_empty()),
-            )
-            .filter(|b| *b != s);
-        for b in baselines {
-            let cell = |a: Option<f64>, b: Option<f64>| match (a, b) {
-                (Some(a), Some(b)) if b > 0.0 => format!("{:.3}", a / b),
-                _ => "-".to_string(),
-            };
-            let (sv, bv) = (
-                summary(samples_of(s), m.unit),
-                summary(samples_of(b), m.unit),
-            );
-            let _ = writeln!(
-                out,
-                "{:<48} {:<20} {:>12} {:>12}",
-                m.name,
-                format!("{s}/{b}"),
-                cell(sv.map(|x| x.0), bv.map(|x| x.0)),
-                cell(sv.map(|x| x.1), bv.map(|x| x.1)),
-            );
+        render_rows(&mut out, m, targets, peers);
+        if let Some(subject) = subject {
+            render_ratios(&mut out, m, subject, baseline, peers);
         }
     }
     for note in &report.notes {
         let _ = writeln!(out, "note: {note}");
     }
     out
+}
+
+/// A metric's rows: every CRI target, then the peers that measured it.
+fn render_rows(out: &mut String, m: &Metric, targets: &[Target], peers: &[String]) {
+    let label = format!("{} ({})", m.name, m.unit);
+    let rows = targets
+        .iter()
+        .map(|t| t.name.as_str())
+        .chain(m.measuring(peers));
+    for name in rows {
+        let samples = m.samples_of(name);
+        let (med, p90) = match summary(samples, m.unit) {
+            Some((med, p90)) => (fmt_value(med, m.unit), fmt_value(p90, m.unit)),
+            None => ("-".to_string(), "-".to_string()),
+        };
+        let _ = writeln!(
+            out,
+            "{:<48} {:<20} {:>12} {:>12} {:>6}",
+            label,
+            name,
+            med,
+            p90,
+            samples.len()
+        );
+    }
+}
+
+/// A metric's ratio rows, `subject` over each baseline. The main baseline
+/// always gets a row (as "-" when it has no samples); a peer only where it
+/// measured this metric.
+fn render_ratios(
+    out: &mut String,
+    m: &Metric,
+    subject: &str,
+    baseline: Option<&str>,
+    peers: &[String],
+) {
+    let baselines = baseline
+        .into_iter()
+        .chain(m.measuring(peers))
+        .filter(|b| *b != subject);
+    let sv = summary(m.samples_of(subject), m.unit);
+    for b in baselines {
+        let bv = summary(m.samples_of(b), m.unit);
+        let _ = writeln!(
+            out,
+            "{:<48} {:<20} {:>12} {:>12}",
+            m.name,
+            format!("{subject}/{b}"),
+            ratio(sv.map(|x| x.0), bv.map(|x| x.0)),
+            ratio(sv.map(|x| x.1), bv.map(|x| x.1)),
+        );
+    }
+}
+
+/// `a / b` to three places, or "-" without both (or with a zero `b`).
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.3}", a / b),
+        _ => "-".to_string(),
+    }
 }
 
 #[cfg(test)]
