@@ -169,6 +169,7 @@ impl ImageBench {
         self.store.as_deref().map(tree_bytes).transpose()
     }
 
+    /// `runs` cold pulls of `job`'s image, then RemoveImage.
     pub async fn bench_pull(
         &mut self,
         job: &PullJob,
@@ -185,47 +186,12 @@ impl ImageBench {
         // A RemoveImage of a missing image succeeds.
         self.ensure_absent(&job.image).await?;
         let start_bytes = self.store_bytes()?;
-        let (mut durations, mut rates) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+        let mut durations = Vec::with_capacity(runs);
         let mut status_size = 0;
         for run in 1..=runs {
-            self.ensure_absent(&job.image).await?;
-            let before = self.store_bytes()?;
-            let took = self.pull(job).await?;
-            let after = self.store_bytes()?;
-            let Some(img) = self.status(&job.image).await? else {
-                return Err(BenchError::Unexpected {
-                    target: self.name.clone(),
-                    call: "ImageStatus",
-                    what: format!("{} not found after PullImage", job.image),
-                });
-            };
-            status_size = img.size;
-            let mut line = format!(
-                "[{}] pull {run}/{runs}: {:.3} s, {:.1} MB/s",
-                self.name,
-                took.as_secs_f64(),
-                job.mb_per_s(took)
-            );
-            if let (Some(b), Some(a)) = (before, after) {
-                let grown = a.saturating_sub(b);
-                let _ = write!(
-                    line,
-                    ", store {:.1} MB before, +{:.1} MB by the pull",
-                    mb(b),
-                    mb(grown)
-                );
-                if grown < job.layer_bytes / 2 {
-                    report.notes.push(format!(
-                        "{}: pull {run} of {} added only {:.1} MB to the store: a cache hit?",
-                        self.name,
-                        job.image,
-                        mb(grown)
-                    ));
-                }
-            }
-            eprintln!("{line}");
+            let (took, size) = self.cold_pull(job, run, runs, report).await?;
             durations.push(took);
-            rates.push(job.mb_per_s(took));
+            status_size = size;
         }
         self.remove(&job.image).await?;
         let mut note = format!(
@@ -241,9 +207,58 @@ impl ImageBench {
             );
         }
         report.notes.push(note);
+        let rates = durations.iter().map(|d| job.mb_per_s(*d)).collect();
         report.add_durations(&self.name, &job.metric("PullImage"), &durations);
         report.add(&self.name, &job.metric("throughput"), "MB/s", rates);
         Ok(())
+    }
+
+    /// Pull `run` of `runs`: RemoveImage, a timed PullImage, ImageStatus,
+    /// with a note when the store grew by less than half the image (a cache
+    /// hit). Returns the pull's time and ImageStatus's size.
+    async fn cold_pull(
+        &mut self,
+        job: &PullJob,
+        run: usize,
+        runs: usize,
+        report: &mut Report,
+    ) -> Result<(Duration, u64), BenchError> {
+        self.ensure_absent(&job.image).await?;
+        let before = self.store_bytes()?;
+        let took = self.pull(job).await?;
+        let after = self.store_bytes()?;
+        let Some(img) = self.status(&job.image).await? else {
+            return Err(BenchError::Unexpected {
+                target: self.name.clone(),
+                call: "ImageStatus",
+                what: format!("{} not found after PullImage", job.image),
+            });
+        };
+        let mut line = format!(
+            "[{}] pull {run}/{runs}: {:.3} s, {:.1} MB/s",
+            self.name,
+            took.as_secs_f64(),
+            job.mb_per_s(took)
+        );
+        if let (Some(b), Some(a)) = (before, after) {
+            let grown = a.saturating_sub(b);
+            let _ = write!(
+                line,
+                ", store {:.1} MB before, +{:.1} MB by the pull",
+                mb(b),
+                mb(grown)
+            );
+            if grown < job.layer_bytes / 2 {
+                report.notes.push(format!(
+                    "{}: pull {run} of {} added only {:.1} MB to the store: a cache hit?",
+                    self.name,
+                    job.image,
+                    mb(grown)
+                ));
+            }
+        }
+        eprintln!("{line}");
+        Ok((took, img.size))
     }
 }
 
@@ -261,44 +276,9 @@ pub async fn bench_pull_peer(
         "[{name}] pull {}: {runs} runs of skopeo copy + umoci unpack",
         job.image
     );
-    let layout = dir.join("oci");
-    let bundle = dir.join("bundle");
-    let src = format!("docker://{}", job.image);
-    let dst = format!("oci:{}:pull", layout.display());
-    let image_arg = format!("{}:pull", layout.display());
-    let bundle_arg = bundle.to_string_lossy().into_owned();
     let (mut durations, mut rates) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
     for run in 1..=runs {
-        for d in [&layout, &bundle] {
-            match std::fs::remove_dir_all(d) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err(d)(e)),
-            }
-        }
-        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let start = Instant::now();
-        run_command(
-            "skopeo",
-            &[
-                "--insecure-policy",
-                "copy",
-                "--quiet",
-                "--src-tls-verify=false",
-                &src,
-                &dst,
-            ],
-            PULL_LIMIT,
-        )
-        .await?;
-        let copied = start.elapsed();
-        run_command(
-            "umoci",
-            &["unpack", "--image", &image_arg, &bundle_arg],
-            PULL_LIMIT,
-        )
-        .await?;
-        let took = start.elapsed();
+        let (copied, took) = skopeo_umoci_pull(dir, &job.image).await?;
         eprintln!(
             "[{name}] pull {run}/{runs}: {:.3} s (copy {:.3} s, unpack {:.3} s), {:.1} MB/s",
             took.as_secs_f64(),
@@ -313,6 +293,47 @@ pub async fn bench_pull_peer(
     report.add_durations(name, &job.metric("PullImage"), &durations);
     report.add(name, &job.metric("throughput"), "MB/s", rates);
     Ok(())
+}
+
+/// One pull of `image` by the peer into fresh directories under `dir`:
+/// the time of the copy, and of the copy and the unpack together.
+async fn skopeo_umoci_pull(dir: &Path, image: &str) -> Result<(Duration, Duration), BenchError> {
+    let layout = dir.join("oci");
+    let bundle = dir.join("bundle");
+    for d in [&layout, &bundle] {
+        match std::fs::remove_dir_all(d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(d)(e)),
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let src = format!("docker://{image}");
+    let dst = format!("oci:{}:pull", layout.display());
+    let image_arg = format!("{}:pull", layout.display());
+    let bundle_arg = bundle.to_string_lossy().into_owned();
+    let start = Instant::now();
+    run_command(
+        "skopeo",
+        &[
+            "--insecure-policy",
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            &src,
+            &dst,
+        ],
+        PULL_LIMIT,
+    )
+    .await?;
+    let copied = start.elapsed();
+    run_command(
+        "umoci",
+        &["unpack", "--image", &image_arg, &bundle_arg],
+        PULL_LIMIT,
+    )
+    .await?;
+    Ok((copied, start.elapsed()))
 }
 
 #[cfg(test)]
