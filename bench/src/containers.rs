@@ -223,18 +223,7 @@ pub async fn bench_containers(
     eprintln!("[{}] container image {} is {}", b.name, img.name, img.id);
     let measured = async {
         for &mode in &opts.modes {
-            eprintln!(
-                "[{}] {} containers: warm-up, then {} Create/Start/Stop/Remove cycles",
-                b.name,
-                mode.label(),
-                opts.runs
-            );
-            b.container_cycle(mode, &img).await?;
-            let mut samples = ContainerSamples::default();
-            for _ in 0..opts.runs {
-                samples.push(b.container_cycle(mode, &img).await?);
-            }
-            samples.report(report, &b.name, mode);
+            bench_container_cycles(b, opts.runs, report, mode, &img).await?;
         }
         if let Some(&mode) = opts.modes.first() {
             if opts.running_containers > 0 {
@@ -244,31 +233,61 @@ pub async fn bench_containers(
         Ok::<(), BenchError>(())
     }
     .await;
-    if !b.stop_anomalies.is_empty() {
-        let n = b.stop_anomalies.len();
-        eprintln!(
-            "[{}] warning: {n} containers did not end with exit code 0 after StopContainer",
-            b.name
-        );
-        report.notes.push(format!(
-            "{}: {n} containers did not end EXITED with exit code 0 after StopContainer, e.g. {}",
-            b.name,
-            b.stop_anomalies
-                .iter()
-                .take(3)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("; ")
-        ));
-    }
+    note_stop_anomalies(b, report);
     // An image this bench pulled goes again (cleanup does it after a signal).
     let removed = ib.remove_pulled(b.shared, image).await;
     measured?;
     removed
 }
 
+/// A warm-up and then `runs` timed container cycles in `mode`.
+async fn bench_container_cycles(
+    b: &mut TargetBench<'_>,
+    runs: usize,
+    report: &mut Report,
+    mode: NetMode,
+    img: &BenchImage,
+) -> Result<(), BenchError> {
+    eprintln!(
+        "[{}] {} containers: warm-up, then {runs} Create/Start/Stop/Remove cycles",
+        b.name,
+        mode.label(),
+    );
+    b.container_cycle(mode, img).await?;
+    let mut samples = ContainerSamples::default();
+    for _ in 0..runs {
+        samples.push(b.container_cycle(mode, img).await?);
+    }
+    samples.report(report, &b.name, mode);
+    Ok(())
+}
+
+/// Containers that StopContainer did not leave EXITED with code 0: a
+/// warning and a note with the first three.
+fn note_stop_anomalies(b: &TargetBench<'_>, report: &mut Report) {
+    if b.stop_anomalies.is_empty() {
+        return;
+    }
+    let n = b.stop_anomalies.len();
+    eprintln!(
+        "[{}] warning: {n} containers did not end with exit code 0 after StopContainer",
+        b.name
+    );
+    report.notes.push(format!(
+        "{}: {n} containers did not end EXITED with exit code 0 after StopContainer, e.g. {}",
+        b.name,
+        b.stop_anomalies
+            .iter()
+            .take(3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; ")
+    ));
+}
+
 /// Daemon memory and the per-container and per-pod processes, with
-/// `--running-containers` pods of one running container each.
+/// `--running-containers` pods of one running container each; they are
+/// removed again also when that fails.
 async fn bench_running_containers(
     b: &mut TargetBench<'_>,
     opts: &Options,
@@ -284,29 +303,48 @@ async fn bench_running_containers(
         mode.label()
     );
     let mut live: Vec<(Pod, Option<String>)> = Vec::with_capacity(n);
-    let filled = async {
-        for _ in 0..n {
-            let (pod, _) = b.run(mode).await?;
-            live.push((pod, None));
-            let last = live.len() - 1;
-            let (cid, _) = b.create_container(&live[last].0, mode, img).await?;
-            live[last].1 = Some(cid.clone());
-            b.start_container(&cid).await?;
-        }
-        Ok::<(), BenchError>(())
-    }
-    .await;
-    let measured = match filled {
+    let measured = match start_running(b, mode, img, n, &mut live).await {
         Ok(()) => measure_running(b, report, daemon, &live).await,
         Err(e) => Err(e),
     };
+    let teardown = remove_running(b, &live).await;
+    measured?;
+    teardown
+}
+
+/// Runs `n` pods of `mode` with one started container each, adding each
+/// pod to `live` as it starts and its container once created.
+async fn start_running(
+    b: &mut TargetBench<'_>,
+    mode: NetMode,
+    img: &BenchImage,
+    n: usize,
+    live: &mut Vec<(Pod, Option<String>)>,
+) -> Result<(), BenchError> {
+    for _ in 0..n {
+        let (pod, _) = b.run(mode).await?;
+        live.push((pod, None));
+        let last = live.len() - 1;
+        let (cid, _) = b.create_container(&live[last].0, mode, img).await?;
+        live[last].1 = Some(cid.clone());
+        b.start_container(&cid).await?;
+    }
+    Ok(())
+}
+
+/// Stops and removes every container and pod of `live`, also past a
+/// failure; the last failure is the result.
+async fn remove_running(
+    b: &mut TargetBench<'_>,
+    live: &[(Pod, Option<String>)],
+) -> Result<(), BenchError> {
     eprintln!(
         "[{}] removing {} pods and their containers",
         b.name,
         live.len()
     );
     let mut teardown = Ok(());
-    for (pod, cid) in &live {
+    for (pod, cid) in live {
         let r = async {
             if let Some(c) = cid {
                 b.stop_container(c, Duration::ZERO).await?;
@@ -321,8 +359,7 @@ async fn bench_running_containers(
             teardown = Err(e);
         }
     }
-    measured?;
-    teardown.map(|_| ())
+    teardown
 }
 
 #[cfg(test)]
