@@ -103,6 +103,7 @@ impl Shared {
             .push((target.to_string(), images.clone()));
     }
 
+    /// Tracks a sandbox for cleanup.
     pub fn track(&self, target: &str, id: &str) {
         track_in(&self.live, target, id);
     }
@@ -112,6 +113,7 @@ impl Shared {
     }
 }
 
+/// `bytes` random bytes in hex (run ids, pod UIDs).
 pub fn random_hex(bytes: usize) -> Result<String, BenchError> {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).map_err(BenchError::Random)?;

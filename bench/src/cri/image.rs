@@ -30,6 +30,7 @@ pub struct ImageBench {
 }
 
 impl ImageBench {
+    /// An ImageSpec naming `image`.
     pub fn spec(image: &str) -> Option<ImageSpec> {
         Some(ImageSpec {
             image: image.to_string(),

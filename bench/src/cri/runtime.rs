@@ -76,6 +76,7 @@ impl<'a> TargetBench<'a> {
         Ok((pod, took))
     }
 
+    /// PodSandboxStatus, verbose or not.
     pub async fn status(
         &mut self,
         id: &str,
@@ -94,6 +95,7 @@ impl<'a> TargetBench<'a> {
         .await
     }
 
+    /// StopPodSandbox.
     pub async fn stop(&mut self, id: &str) -> Result<Duration, BenchError> {
         let req = StopPodSandboxRequest {
             pod_sandbox_id: id.to_string(),
@@ -108,6 +110,7 @@ impl<'a> TargetBench<'a> {
         Ok(took)
     }
 
+    /// RemovePodSandbox, then kubelet's part after it.
     pub async fn remove(&mut self, pod: &Pod, id: &str) -> Result<Duration, BenchError> {
         let req = RemovePodSandboxRequest {
             pod_sandbox_id: id.to_string(),
@@ -124,6 +127,7 @@ impl<'a> TargetBench<'a> {
         Ok(took)
     }
 
+    /// ListPodSandbox of all sandboxes or the READY ones: how many it listed.
     pub async fn list(&mut self, ready_only: bool) -> Result<(usize, Duration), BenchError> {
         let filter = PodSandboxFilter {
             id: String::new(),
@@ -145,6 +149,7 @@ impl<'a> TargetBench<'a> {
         Ok((resp.items.len(), took))
     }
 
+    /// The sandbox id RunPodSandbox gave `pod`.
     pub fn pod_id(&self, pod: &Pod) -> Result<String, BenchError> {
         pod.id.clone().ok_or_else(|| BenchError::Unexpected {
             target: self.name.clone(),
@@ -153,6 +158,8 @@ impl<'a> TargetBench<'a> {
         })
     }
 
+    /// CreateContainer of the workload's container in `pod`, after
+    /// kubelet's part; the container is tracked for cleanup.
     pub async fn create_container(
         &mut self,
         pod: &Pod,
@@ -237,6 +244,7 @@ impl<'a> TargetBench<'a> {
         Ok(took)
     }
 
+    /// RemoveContainer; the container is no longer tracked.
     pub async fn remove_container(&mut self, id: &str) -> Result<Duration, BenchError> {
         let req = RemoveContainerRequest {
             container_id: id.to_string(),
