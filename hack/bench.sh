@@ -47,7 +47,10 @@ for c in cargo ip jq; do
 done
 
 echo "== building release binaries" >&2
+# The daemon and its monitor as `cargo build --release` builds them; the bench
+# is a workspace member of its own (bench/), not a default one.
 cargo build --release --bins
+cargo build --release -p peapod-bench
 
 work=$(mktemp -d /tmp/peapod-bench.XXXXXX)
 peapod_pid=""

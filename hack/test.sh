@@ -10,5 +10,6 @@ bash hack/install-deps.sh
 # Integration tests start several daemons and pods at once; two test threads
 # keep a 2-core machine responsive.
 export RUST_BACKTRACE=1
-cargo build --all-targets --locked
-cargo test --all-targets --locked -- --test-threads="${TEST_THREADS:-2}"
+# --workspace: the bench and the CRI client are packages of their own.
+cargo build --workspace --all-targets --locked
+cargo test --workspace --all-targets --locked -- --test-threads="${TEST_THREADS:-2}"

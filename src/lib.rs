@@ -14,7 +14,6 @@ pub mod api {
 }
 
 pub mod cgroups;
-pub mod client;
 pub mod config;
 pub mod container;
 pub mod errors;

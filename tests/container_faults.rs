@@ -126,7 +126,7 @@ async fn kill9_in_the_middle_of_create_is_rolled_back_by_the_next_start() {
     let sandbox = pod.id.clone();
     let pod_config = pod.config.clone();
     let pending = tokio::spawn(async move {
-        let ch = peapod::client::connect(&socket).await.unwrap();
+        let ch = peapod_cri_client::connect(&socket).await.unwrap();
         peapod::api::runtime_service_client::RuntimeServiceClient::new(ch)
             .create_container(api::CreateContainerRequest {
                 pod_sandbox_id: sandbox,
@@ -325,7 +325,7 @@ async fn create_retried_after_a_client_deadline_gets_the_same_container() {
         let socket = d.socket.clone();
         let r = request();
         tokio::spawn(async move {
-            let ch = peapod::client::connect(&socket).await.unwrap();
+            let ch = peapod_cri_client::connect(&socket).await.unwrap();
             peapod::api::runtime_service_client::RuntimeServiceClient::new(ch)
                 .create_container(r)
                 .await

@@ -254,7 +254,7 @@ impl TestDaemon {
 
     pub async fn runtime(&self) -> RuntimeServiceClient<Channel> {
         RuntimeServiceClient::new(
-            peapod::client::connect(&self.socket)
+            peapod_cri_client::connect(&self.socket)
                 .await
                 .expect("connect"),
         )
@@ -262,7 +262,7 @@ impl TestDaemon {
 
     pub async fn images(&self) -> ImageServiceClient<Channel> {
         ImageServiceClient::new(
-            peapod::client::connect(&self.socket)
+            peapod_cri_client::connect(&self.socket)
                 .await
                 .expect("connect"),
         )
@@ -417,7 +417,7 @@ impl Drop for TestDaemon {
                     .build()
                     .unwrap();
                 rt.block_on(async move {
-                    let Ok(ch) = peapod::client::connect(&socket).await else {
+                    let Ok(ch) = peapod_cri_client::connect(&socket).await else {
                         return;
                     };
                     let mut c = RuntimeServiceClient::new(ch);

@@ -1,4 +1,6 @@
-//! A CRI client over a unix socket, for the benchmark and the tests.
+//! A gRPC channel to a CRI endpoint over a unix socket, for peapod's
+//! benchmark and integration tests. The CRI client stubs that speak over it
+//! are generated in `peapod::api`.
 
 use std::path::{Path, PathBuf};
 
@@ -23,4 +25,15 @@ pub async fn connect(path: &Path) -> Result<Channel, tonic::transport::Error> {
 /// Strips an optional `unix://` scheme from an endpoint as crictl writes it.
 pub fn socket_path(endpoint: &str) -> PathBuf {
     PathBuf::from(endpoint.strip_prefix("unix://").unwrap_or(endpoint))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_path_takes_crictl_endpoints_and_plain_paths() {
+        assert_eq!(socket_path("unix:///run/p.sock"), Path::new("/run/p.sock"));
+        assert_eq!(socket_path("/run/p.sock"), Path::new("/run/p.sock"));
+    }
 }

@@ -1,0 +1,262 @@
+//! A target's RuntimeService, called as kubelet calls it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use peapod::api::runtime_service_client::RuntimeServiceClient;
+use peapod::api::{
+    ContainerStatusRequest, ContainerStatusResponse, CreateContainerRequest, ListPodSandboxRequest,
+    PodSandboxFilter, PodSandboxState, PodSandboxStateValue, PodSandboxStatusRequest,
+    PodSandboxStatusResponse, RemoveContainerRequest, RemovePodSandboxRequest,
+    RunPodSandboxRequest, StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
+};
+use tonic::transport::Channel;
+
+use super::{call, CALL_LIMIT, RUN_LIMIT};
+use crate::args::NetMode;
+use crate::cri::image::BenchImage;
+use crate::error::BenchError;
+use crate::kubelet::Pod;
+use crate::run::{track_in, untrack_in, Shared};
+
+/// The pod and container workloads' view of one CRI target.
+pub struct TargetBench<'a> {
+    pub shared: &'a Shared,
+    pub name: String,
+    pub rt: RuntimeServiceClient<Channel>,
+    pub seq: usize,
+    pub pod_net_without_ip: usize,
+    /// Containers that StopContainer left in another state than EXITED 0.
+    pub stop_anomalies: Vec<String>,
+}
+
+impl<'a> TargetBench<'a> {
+    pub fn new(shared: &'a Shared, name: &str, rt: RuntimeServiceClient<Channel>) -> Self {
+        TargetBench {
+            shared,
+            name: name.to_string(),
+            rt,
+            seq: 0,
+            pod_net_without_ip: 0,
+            stop_anomalies: Vec::new(),
+        }
+    }
+    /// RunPodSandbox of a new pod, after kubelet's part of its preparation.
+    pub async fn run(&mut self, mode: NetMode) -> Result<(Pod, Duration), BenchError> {
+        self.seq += 1;
+        let mut pod = Pod::new(self.shared, mode, self.seq)?;
+        pod.prepare(&self.shared.cgroups)?;
+        let req = RunPodSandboxRequest {
+            config: Some(pod.config.clone()),
+            runtime_handler: String::new(),
+        };
+        let res = call(
+            &self.name,
+            "RunPodSandbox",
+            RUN_LIMIT,
+            self.rt.run_pod_sandbox(req),
+        )
+        .await;
+        let (resp, took) = match res {
+            Ok(r) => r,
+            Err(e) => {
+                pod.release(&self.shared.cgroups);
+                return Err(e);
+            }
+        };
+        if resp.pod_sandbox_id.is_empty() {
+            return Err(BenchError::Unexpected {
+                target: self.name.clone(),
+                call: "RunPodSandbox",
+                what: "empty pod_sandbox_id".into(),
+            });
+        }
+        self.shared.track(&self.name, &resp.pod_sandbox_id);
+        pod.id = Some(resp.pod_sandbox_id);
+        Ok((pod, took))
+    }
+
+    /// PodSandboxStatus, verbose or not.
+    pub async fn status(
+        &mut self,
+        id: &str,
+        verbose: bool,
+    ) -> Result<(PodSandboxStatusResponse, Duration), BenchError> {
+        let req = PodSandboxStatusRequest {
+            pod_sandbox_id: id.to_string(),
+            verbose,
+        };
+        call(
+            &self.name,
+            "PodSandboxStatus",
+            CALL_LIMIT,
+            self.rt.pod_sandbox_status(req),
+        )
+        .await
+    }
+
+    /// StopPodSandbox.
+    pub async fn stop(&mut self, id: &str) -> Result<Duration, BenchError> {
+        let req = StopPodSandboxRequest {
+            pod_sandbox_id: id.to_string(),
+        };
+        let (_, took) = call(
+            &self.name,
+            "StopPodSandbox",
+            CALL_LIMIT,
+            self.rt.stop_pod_sandbox(req),
+        )
+        .await?;
+        Ok(took)
+    }
+
+    /// RemovePodSandbox, then kubelet's part after it.
+    pub async fn remove(&mut self, pod: &Pod, id: &str) -> Result<Duration, BenchError> {
+        let req = RemovePodSandboxRequest {
+            pod_sandbox_id: id.to_string(),
+        };
+        let (_, took) = call(
+            &self.name,
+            "RemovePodSandbox",
+            CALL_LIMIT,
+            self.rt.remove_pod_sandbox(req),
+        )
+        .await?;
+        self.shared.untrack(&self.name, id);
+        pod.release(&self.shared.cgroups);
+        Ok(took)
+    }
+
+    /// ListPodSandbox of all sandboxes or the READY ones: how many it listed.
+    pub async fn list(&mut self, ready_only: bool) -> Result<(usize, Duration), BenchError> {
+        let filter = PodSandboxFilter {
+            id: String::new(),
+            state: ready_only.then_some(PodSandboxStateValue {
+                state: PodSandboxState::SandboxReady as i32,
+            }),
+            label_selector: HashMap::new(),
+        };
+        let req = ListPodSandboxRequest {
+            filter: Some(filter),
+        };
+        let (resp, took) = call(
+            &self.name,
+            "ListPodSandbox",
+            CALL_LIMIT,
+            self.rt.list_pod_sandbox(req),
+        )
+        .await?;
+        Ok((resp.items.len(), took))
+    }
+
+    /// The sandbox id RunPodSandbox gave `pod`.
+    pub fn pod_id(&self, pod: &Pod) -> Result<String, BenchError> {
+        pod.id.clone().ok_or_else(|| BenchError::Unexpected {
+            target: self.name.clone(),
+            call: "CreateContainer",
+            what: "the pod has no sandbox id".into(),
+        })
+    }
+
+    /// CreateContainer of the workload's container in `pod`, after
+    /// kubelet's part; the container is tracked for cleanup.
+    pub async fn create_container(
+        &mut self,
+        pod: &Pod,
+        mode: NetMode,
+        img: &BenchImage,
+    ) -> Result<(String, Duration), BenchError> {
+        let pod_id = self.pod_id(pod)?;
+        let (hosts, term) = pod.prepare_container()?;
+        let req = CreateContainerRequest {
+            pod_sandbox_id: pod_id,
+            config: Some(pod.container_config(&self.shared.run_id, mode, img, &hosts, &term)),
+            sandbox_config: Some(pod.config.clone()),
+        };
+        let (resp, took) = call(
+            &self.name,
+            "CreateContainer",
+            CALL_LIMIT,
+            self.rt.create_container(req),
+        )
+        .await?;
+        if resp.container_id.is_empty() {
+            return Err(BenchError::Unexpected {
+                target: self.name.clone(),
+                call: "CreateContainer",
+                what: "empty container_id".into(),
+            });
+        }
+        track_in(&self.shared.containers, &self.name, &resp.container_id);
+        Ok((resp.container_id, took))
+    }
+
+    pub async fn start_container(&mut self, id: &str) -> Result<Duration, BenchError> {
+        let req = StartContainerRequest {
+            container_id: id.to_string(),
+        };
+        let (_, took) = call(
+            &self.name,
+            "StartContainer",
+            CALL_LIMIT,
+            self.rt.start_container(req),
+        )
+        .await?;
+        Ok(took)
+    }
+
+    pub async fn container_status(
+        &mut self,
+        id: &str,
+        verbose: bool,
+    ) -> Result<ContainerStatusResponse, BenchError> {
+        let req = ContainerStatusRequest {
+            container_id: id.to_string(),
+            verbose,
+        };
+        let (resp, _) = call(
+            &self.name,
+            "ContainerStatus",
+            CALL_LIMIT,
+            self.rt.container_status(req),
+        )
+        .await?;
+        Ok(resp)
+    }
+
+    /// StopContainer with kubelet's deadline (2 minutes plus the timeout).
+    pub async fn stop_container(
+        &mut self,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<Duration, BenchError> {
+        let req = StopContainerRequest {
+            container_id: id.to_string(),
+            timeout: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+        };
+        let (_, took) = call(
+            &self.name,
+            "StopContainer",
+            CALL_LIMIT + timeout,
+            self.rt.stop_container(req),
+        )
+        .await?;
+        Ok(took)
+    }
+
+    /// RemoveContainer; the container is no longer tracked.
+    pub async fn remove_container(&mut self, id: &str) -> Result<Duration, BenchError> {
+        let req = RemoveContainerRequest {
+            container_id: id.to_string(),
+        };
+        let (_, took) = call(
+            &self.name,
+            "RemoveContainer",
+            CALL_LIMIT,
+            self.rt.remove_container(req),
+        )
+        .await?;
+        untrack_in(&self.shared.containers, &self.name, id);
+        Ok(took)
+    }
+}
