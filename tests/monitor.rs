@@ -20,7 +20,10 @@ use peapod::monitor::{self, ContainerMonitorArgs, ExitStatus, Launched, MonitorE
 use peapod::process::{parent_pid, ProcessRef};
 use serde_json::{json, Value};
 
-const MONITOR: &str = env!("CARGO_BIN_EXE_peapod-monitor");
+#[path = "common/monitor_binary.rs"]
+mod monitor_binary;
+use monitor_binary::monitor_binary;
+
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(20);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -271,7 +274,7 @@ impl Container {
     }
 
     async fn launch(&mut self) -> Result<Launched, MonitorError> {
-        let r = monitor::launch(Path::new(MONITOR), &self.args, LAUNCH_TIMEOUT).await;
+        let r = monitor::launch(&monitor_binary(), &self.args, LAUNCH_TIMEOUT).await;
         if let Ok(l) = &r {
             self.launched = Some(*l);
         }
@@ -1013,7 +1016,7 @@ async fn init_that_exits_before_the_pid_file_is_read() {
         dir.path(),
         "sh -c 'echo from-init; exit 7' & echo $! > pid; exec sleep 0.3",
     );
-    let l = monitor::launch(Path::new(MONITOR), &args, LAUNCH_TIMEOUT)
+    let l = monitor::launch(&monitor_binary(), &args, LAUNCH_TIMEOUT)
         .await
         .expect("launch");
     assert_eq!(l.init.start_time, 0, "the init was already gone");
@@ -1055,7 +1058,7 @@ async fn create_error_fallbacks() {
     ] {
         let args = fake_runtime_args(dir.path(), script);
         let _ = std::fs::remove_file(&args.pid_file);
-        match monitor::launch(Path::new(MONITOR), &args, LAUNCH_TIMEOUT).await {
+        match monitor::launch(&monitor_binary(), &args, LAUNCH_TIMEOUT).await {
             Err(MonitorError::Runtime(msg)) => {
                 assert!(msg.contains(want), "{script}: {msg}")
             }
@@ -1065,7 +1068,7 @@ async fn create_error_fallbacks() {
     }
     let mut args = fake_runtime_args(dir.path(), "");
     args.runtime_argv = vec!["/nonexistent/runtime".into()];
-    match monitor::launch(Path::new(MONITOR), &args, LAUNCH_TIMEOUT).await {
+    match monitor::launch(&monitor_binary(), &args, LAUNCH_TIMEOUT).await {
         Err(MonitorError::Runtime(msg)) => {
             assert_eq!(msg, "exec /nonexistent/runtime: No such file or directory")
         }
@@ -1080,7 +1083,7 @@ async fn launch_timeout_kills_the_monitor() {
     let args = fake_runtime_args(dir.path(), "echo $$ > runtime.pid; exec sleep 60");
     let timeout = Duration::from_millis(500);
     let started = Instant::now();
-    match monitor::launch(Path::new(MONITOR), &args, timeout).await {
+    match monitor::launch(&monitor_binary(), &args, timeout).await {
         Err(MonitorError::Timeout(t)) => assert_eq!(t, timeout),
         other => panic!("expected a timeout, got {other:?}"),
     }
@@ -1128,7 +1131,7 @@ async fn usage_error_is_a_protocol_error() {
         drain_timeout: Duration::ZERO,
         runtime_argv: vec!["true".into()],
     };
-    match monitor::launch(Path::new(MONITOR), &args, LAUNCH_TIMEOUT).await {
+    match monitor::launch(&monitor_binary(), &args, LAUNCH_TIMEOUT).await {
         Err(MonitorError::Protocol(msg)) => {
             assert!(msg.contains("--tty and --console-socket"), "{msg}");
             assert!(msg.contains("exit status: 2"), "{msg}");
@@ -1401,8 +1404,9 @@ async fn memory_of_an_idle_monitor() {
         "release"
     };
     println!(
-        "idle monitor, {profile} build ({MONITOR}): Rss {rss} kB, Pss {pss} kB \
+        "idle monitor, {profile} build ({}): Rss {rss} kB, Pss {pss} kB \
          (Pss_Anon {} kB, Pss_File {} kB)",
+        monitor_binary().display(),
         get("Pss_Anon"),
         get("Pss_File")
     );

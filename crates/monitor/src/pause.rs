@@ -284,7 +284,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
     }
 }
 
-/// The static pause program (src/pause/main.rs), built by build.rs.
+/// The static pause program (pause/main.rs), built by build.rs.
 const PAUSE_IMAGE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/peapod-pause"));
 
 /// What the infra child execs, prepared before fork: a file named by

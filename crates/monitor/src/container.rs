@@ -255,7 +255,7 @@ impl Exit {
     }
 }
 
-/// The exit file's text (parsed by `peapod::monitor::parse_exit_file`).
+/// The exit file's text (parsed by the daemon's `read_exit_file`).
 pub fn exit_file_text(exit: &Exit, oom_killed: bool) -> String {
     format!(
         "exit_code={}\nsignal={}\noom_killed={}\nfinished_at={}\n",
@@ -1249,7 +1249,7 @@ mod tests {
             ),
         ] {
             let text = exit_file_text(&exit, oom);
-            let parsed = peapod::monitor::parse_exit_file(&text).expect("parses");
+            let parsed = peapod_monitor_protocol::ExitStatus::parse(&text).expect("parses");
             assert_eq!(parsed.exit_code, exit.code);
             assert_eq!(parsed.signal, exit.signal);
             assert_eq!(parsed.oom_killed, oom);
