@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use peapod::monitor::{self, ContainerMonitorArgs, ExitStatus, Launched, MonitorError};
+use peapod::monitor::{self, ContainerConfig, ExitStatus, Launched, MonitorError};
 use peapod::process::{parent_pid, ProcessRef};
 use serde_json::{json, Value};
 
@@ -201,7 +201,7 @@ struct Container {
     dir: tempfile::TempDir,
     id: String,
     cgroup_path: String,
-    args: ContainerMonitorArgs,
+    config: ContainerConfig,
     launched: Option<Launched>,
 }
 
@@ -247,7 +247,7 @@ impl Container {
                 .join(cgroup_path.trim_start_matches('/'))
                 .join("memory.oom_control")
         });
-        let args = ContainerMonitorArgs {
+        let config = ContainerConfig {
             id: id.clone(),
             bundle,
             pid_file,
@@ -268,13 +268,13 @@ impl Container {
             dir,
             id,
             cgroup_path,
-            args,
+            config,
             launched: None,
         }
     }
 
     async fn launch(&mut self) -> Result<Launched, MonitorError> {
-        let r = monitor::launch(&monitor_binary(), &self.args, LAUNCH_TIMEOUT).await;
+        let r = monitor::launch(&monitor_binary(), &self.config, LAUNCH_TIMEOUT).await;
         if let Ok(l) = &r {
             self.launched = Some(*l);
         }
@@ -321,11 +321,11 @@ impl Container {
     }
 
     fn log_path(&self) -> PathBuf {
-        self.args.log_path.clone().unwrap()
+        self.config.log_path.clone().unwrap()
     }
 
     fn rootfs(&self) -> PathBuf {
-        self.args.bundle.join("rootfs")
+        self.config.bundle.join("rootfs")
     }
 
     /// The container's v1 memory cgroup directory.
@@ -336,7 +336,7 @@ impl Container {
     async fn wait_exit(&self) -> ExitStatus {
         let start = Instant::now();
         loop {
-            match monitor::read_exit_file(&self.args.exit_file) {
+            match monitor::read_exit_file(&self.config.exit_file) {
                 Ok(Some(status)) => return status,
                 Ok(None) => {}
                 Err(e) => panic!("exit file of {}: {e}", self.id),
@@ -614,7 +614,7 @@ async fn stdout_stderr_exit_code_and_process_tree() {
     assert!(fd_target(l.init.pid, 2).starts_with("pipe:"));
     assert_ne!(fd_target(l.init.pid, 1), fd_target(l.init.pid, 2));
     assert_eq!(fd_target(l.init.pid, 0), "/dev/null");
-    let mode = std::fs::metadata(&c.args.socket)
+    let mode = std::fs::metadata(&c.config.socket)
         .unwrap()
         .permissions()
         .mode();
@@ -633,8 +633,8 @@ async fn stdout_stderr_exit_code_and_process_tree() {
         "finished_at {exit:?}"
     );
     c.wait_monitor_gone().await;
-    assert!(!c.args.socket.exists(), "control socket left behind");
-    assert!(!c.args.exit_file.with_extension("tmp").exists());
+    assert!(!c.config.socket.exists(), "control socket left behind");
+    assert!(!c.config.exit_file.with_extension("tmp").exists());
 
     let entries = c.log_entries();
     assert_eq!(
@@ -815,7 +815,7 @@ async fn reopen_after_rename_loses_no_line() {
         Spec::sh("i=0; while [ $i -lt 300 ]; do echo line$i; i=$((i+1)); usleep 3000; done"),
     );
     c.launch_ok().await;
-    let socket = c.args.socket.clone();
+    let socket = c.config.socket.clone();
 
     // Requests before the container even starts: several on one
     // connection, each answered in order.
@@ -877,11 +877,11 @@ async fn tty_output_is_stdout_and_resize_works() {
     );
     let l = c.launch_ok().await;
     assert!(
-        !c.args.console_socket.as_ref().unwrap().exists(),
+        !c.config.console_socket.as_ref().unwrap().exists(),
         "console socket left after create"
     );
     // The terminal exists from create on: size it before the start.
-    let socket = c.args.socket.clone();
+    let socket = c.config.socket.clone();
     monitor::resize(&socket, 120, 40, REQUEST_TIMEOUT)
         .await
         .expect("resize before start");
@@ -932,8 +932,8 @@ async fn failing_create_reports_runc_message_and_leaves_nothing() {
     // No monitor (nor anything else of this container) is left running.
     let left = processes_mentioning(&c.id);
     assert!(left.is_empty(), "processes left: {left:?}");
-    assert!(!c.args.socket.exists(), "control socket left behind");
-    assert!(monitor::read_exit_file(&c.args.exit_file)
+    assert!(!c.config.socket.exists(), "control socket left behind");
+    assert!(monitor::read_exit_file(&c.config.exit_file)
         .unwrap()
         .is_none());
 }
@@ -945,7 +945,7 @@ async fn failing_create_message_from_stderr_and_in_tty_mode() {
     let cg = TestCgroup::new();
     // Without --runtime-log the message is what runc wrote on stderr.
     let mut plain = Container::new(&cg, Spec::new(&["/nonexistent-plain"]));
-    plain.args.runtime_log = None;
+    plain.config.runtime_log = None;
     // In tty mode the runtime's own output has a pipe of its own.
     let mut tty = Container::new(
         &cg,
@@ -961,7 +961,7 @@ async fn failing_create_message_from_stderr_and_in_tty_mode() {
             ..Spec::new(&["/nonexistent-tty-stderr"])
         },
     );
-    tty_no_log.args.runtime_log = None;
+    tty_no_log.config.runtime_log = None;
     for (c, name) in [
         (&mut plain, "/nonexistent-plain"),
         (&mut tty, "/nonexistent-tty"),
@@ -976,16 +976,16 @@ async fn failing_create_message_from_stderr_and_in_tty_mode() {
             other => panic!("{name}: expected MonitorError::Runtime, got {other:?}"),
         }
         assert!(processes_mentioning(&c.id).is_empty());
-        assert!(!c.args.socket.exists());
-        if let Some(cs) = &c.args.console_socket {
+        assert!(!c.config.socket.exists());
+        if let Some(cs) = &c.config.console_socket {
             assert!(!cs.exists(), "console socket left behind");
         }
     }
 }
 
-/// Monitor arguments for a stand-in runtime: a /bin/sh script.
-fn fake_runtime_args(dir: &Path, script: &str) -> ContainerMonitorArgs {
-    ContainerMonitorArgs {
+/// The monitor config for a stand-in runtime: a /bin/sh script.
+fn fake_runtime_config(dir: &Path, script: &str) -> ContainerConfig {
+    ContainerConfig {
         id: "fake".into(),
         bundle: dir.into(),
         pid_file: dir.join("pid"),
@@ -1012,24 +1012,24 @@ async fn init_that_exits_before_the_pid_file_is_read() {
     // of the runtime (exec'd into sleep, which never waits), is
     // reparented to the monitor when the runtime exits and reaped there,
     // before the monitor has read the pid file.
-    let args = fake_runtime_args(
+    let config = fake_runtime_config(
         dir.path(),
         "sh -c 'echo from-init; exit 7' & echo $! > pid; exec sleep 0.3",
     );
-    let l = monitor::launch(&monitor_binary(), &args, LAUNCH_TIMEOUT)
+    let l = monitor::launch(&monitor_binary(), &config, LAUNCH_TIMEOUT)
         .await
         .expect("launch");
     assert_eq!(l.init.start_time, 0, "the init was already gone");
     let start = Instant::now();
     let exit = loop {
-        if let Some(exit) = monitor::read_exit_file(&args.exit_file).unwrap() {
+        if let Some(exit) = monitor::read_exit_file(&config.exit_file).unwrap() {
             break exit;
         }
         assert!(start.elapsed() < EXIT_TIMEOUT, "no exit file");
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     assert_eq!((exit.exit_code, exit.signal), (7, 0));
-    let entries = read_log(&args.log_path.clone().unwrap());
+    let entries = read_log(&config.log_path.clone().unwrap());
     assert_eq!(entries_of(&entries, "stdout"), [('F', "from-init")]);
     eventually("monitor exits", Duration::from_secs(10), || {
         !l.monitor.is_alive()
@@ -1056,19 +1056,19 @@ async fn create_error_fallbacks() {
         // Not a child of the monitor.
         ("echo 1 > pid", "is not a child of the monitor"),
     ] {
-        let args = fake_runtime_args(dir.path(), script);
-        let _ = std::fs::remove_file(&args.pid_file);
-        match monitor::launch(&monitor_binary(), &args, LAUNCH_TIMEOUT).await {
+        let config = fake_runtime_config(dir.path(), script);
+        let _ = std::fs::remove_file(&config.pid_file);
+        match monitor::launch(&monitor_binary(), &config, LAUNCH_TIMEOUT).await {
             Err(MonitorError::Runtime(msg)) => {
                 assert!(msg.contains(want), "{script}: {msg}")
             }
             other => panic!("{script}: expected MonitorError::Runtime, got {other:?}"),
         }
-        assert!(!args.socket.exists(), "{script}: socket left behind");
+        assert!(!config.socket.exists(), "{script}: socket left behind");
     }
-    let mut args = fake_runtime_args(dir.path(), "");
-    args.runtime_argv = vec!["/nonexistent/runtime".into()];
-    match monitor::launch(&monitor_binary(), &args, LAUNCH_TIMEOUT).await {
+    let mut config = fake_runtime_config(dir.path(), "");
+    config.runtime_argv = vec!["/nonexistent/runtime".into()];
+    match monitor::launch(&monitor_binary(), &config, LAUNCH_TIMEOUT).await {
         Err(MonitorError::Runtime(msg)) => {
             assert_eq!(msg, "exec /nonexistent/runtime: No such file or directory")
         }
@@ -1080,10 +1080,10 @@ async fn create_error_fallbacks() {
 async fn launch_timeout_kills_the_monitor() {
     let _serial = SERIAL.read().await;
     let dir = tempfile::tempdir().unwrap();
-    let args = fake_runtime_args(dir.path(), "echo $$ > runtime.pid; exec sleep 60");
+    let config = fake_runtime_config(dir.path(), "echo $$ > runtime.pid; exec sleep 60");
     let timeout = Duration::from_millis(500);
     let started = Instant::now();
-    match monitor::launch(&monitor_binary(), &args, timeout).await {
+    match monitor::launch(&monitor_binary(), &config, timeout).await {
         Err(MonitorError::Timeout(t)) => assert_eq!(t, timeout),
         other => panic!("expected a timeout, got {other:?}"),
     }
@@ -1113,7 +1113,7 @@ async fn launch_timeout_kills_the_monitor() {
 #[tokio::test]
 async fn usage_error_is_a_protocol_error() {
     let dir = tempfile::tempdir().unwrap();
-    let args = ContainerMonitorArgs {
+    let config = ContainerConfig {
         id: "x".into(),
         bundle: dir.path().into(),
         pid_file: dir.path().join("pid"),
@@ -1131,14 +1131,14 @@ async fn usage_error_is_a_protocol_error() {
         drain_timeout: Duration::ZERO,
         runtime_argv: vec!["true".into()],
     };
-    match monitor::launch(&monitor_binary(), &args, LAUNCH_TIMEOUT).await {
+    match monitor::launch(&monitor_binary(), &config, LAUNCH_TIMEOUT).await {
         Err(MonitorError::Protocol(msg)) => {
-            assert!(msg.contains("--tty and --console-socket"), "{msg}");
+            assert!(msg.contains("tty and console_socket go together"), "{msg}");
             assert!(msg.contains("exit status: 2"), "{msg}");
         }
         other => panic!("expected a protocol error, got {other:?}"),
     }
-    match monitor::launch(Path::new("/nonexistent/monitor"), &args, LAUNCH_TIMEOUT).await {
+    match monitor::launch(Path::new("/nonexistent/monitor"), &config, LAUNCH_TIMEOUT).await {
         Err(MonitorError::Spawn { .. }) => {}
         other => panic!("expected a spawn error, got {other:?}"),
     }

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use peapod_monitor_protocol::exec::{ExecArgs, EXIT_RUNTIME};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tracing::warn;
 
@@ -17,9 +18,6 @@ use crate::oci::{last_error_in_log, OciRuntime};
 /// Output kept per stream; the rest is read and dropped, so a chatty
 /// command never blocks on a full pipe. kubelet keeps far less of a probe.
 pub const OUTPUT_LIMIT: usize = 4 * 1024 * 1024;
-
-/// `peapod-monitor exec`'s exit code when the runtime failed.
-const EXIT_RUNTIME: i32 = 255;
 
 /// How long output is still read after the command exited, for a
 /// background child that keeps the command's stdout open.
@@ -100,12 +98,12 @@ pub async fn exec_sync(
     crate::sandbox::files::write_volatile(process_file, &json, 0o600)
         .map_err(|e| ContainerError::internal("write the exec process", e))?;
 
+    let exec = ExecArgs {
+        pid_file: pid_file.clone(),
+        runtime_argv: runtime.exec_argv(&rec.id, process_file, pid_file, log_file),
+    };
     let spawned = tokio::process::Command::new(monitor)
-        .arg("exec")
-        .arg("--pid-file")
-        .arg(pid_file)
-        .arg("--")
-        .args(runtime.exec_argv(&rec.id, process_file, pid_file, log_file))
+        .args(exec.to_args())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -190,7 +188,7 @@ pub async fn exec_sync(
     let started_ok = pid_file.exists();
     cleanup();
     let runtime_error = last_error_in_log(&log);
-    if !started_ok || (status.code() == Some(EXIT_RUNTIME) && runtime_error.is_some()) {
+    if !started_ok || (status.code() == Some(i32::from(EXIT_RUNTIME)) && runtime_error.is_some()) {
         return Err(ContainerError::Internal(format!(
             "{} exec failed: {}",
             runtime.name(),

@@ -36,7 +36,7 @@ pub use stats::ContainerStatsView;
 use crate::cgroups::CgroupLayout;
 use crate::config::{Config, OomScoreAdjRestriction};
 use crate::image::Images;
-use crate::monitor::{self, ContainerMonitorArgs, ExitStatus};
+use crate::monitor::{self, ContainerConfig, ExitStatus};
 use crate::names::{Names, Taken};
 use crate::oci::{CliRuntime, CreatePaths, OciRuntime};
 use crate::process::ProcessRef;
@@ -722,7 +722,7 @@ impl Containers {
                 console_socket: console.as_deref(),
             },
         );
-        let args = ContainerMonitorArgs {
+        let config = ContainerConfig {
             id: rec.id.clone(),
             bundle: rec.bundle(),
             pid_file: rec.pid_file(),
@@ -741,7 +741,7 @@ impl Containers {
             drain_timeout: monitor::DEFAULT_DRAIN_TIMEOUT,
             runtime_argv: argv,
         };
-        let launched = monitor::launch(&self.config.monitor_binary(), &args, CREATE_TIMEOUT)
+        let launched = monitor::launch(&self.config.monitor_binary(), &config, CREATE_TIMEOUT)
             .await
             .map_err(|e| match e {
                 monitor::MonitorError::Runtime(m) => ContainerError::FailedPrecondition(format!(
@@ -1317,12 +1317,9 @@ pub(crate) fn live(s: ContainerState) -> bool {
 
 /// The monitor process of container `id`, by its arguments.
 fn find_monitor(id: &str) -> Option<i32> {
-    crate::process::all_pids().into_iter().find(|&pid| {
-        let argv = crate::process::cmdline(pid);
-        argv.first().is_some_and(|a| a.ends_with("peapod-monitor"))
-            && argv.get(1).is_some_and(|a| a == "container")
-            && argv.windows(2).any(|w| w[0] == "--id" && w[1] == id)
-    })
+    crate::process::all_pids()
+        .into_iter()
+        .find(|&pid| monitor::is_container_monitor(&crate::process::cmdline(pid), id))
 }
 
 /// The state CRI reports: the transitional ones are shown as what they

@@ -17,7 +17,7 @@
 //! Single-threaded and allocation-light: one poll loop over a signalfd
 //! (SIGCHLD), the output descriptors, the control socket and its clients.
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CString, OsString};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -28,26 +28,15 @@ use nix::errno::Errno;
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
+use peapod_monitor_protocol::container::{load, ContainerArgs, USAGE};
+use peapod_monitor_protocol::control::{RequestError, MAX_REQUEST};
+use peapod_monitor_protocol::{Answer, ContainerConfig, ExitStatus, Request, EXIT_USAGE};
+
 use crate::crilog::{timestamp_now, CriLog, LineSplitter, Stream};
 use crate::sys;
 
-const EXIT_USAGE: u8 = 2;
-
-pub const USAGE: &str = "usage: peapod-monitor container --id ID --bundle DIR \
---pid-file PATH --exit-file PATH --socket PATH [--log-path PATH] [--log-max-line BYTES] \
-[--tty --console-socket PATH] [--stdin] [--stdin-once] [--oom-file PATH] \
-[--runtime-log PATH] [--drain-timeout-ms N] -- RUNTIME ARGV...";
-
-pub const DEFAULT_LOG_MAX_LINE: usize = 16 * 1024;
-/// Sizes the per-entry buffer, allocated once.
-const MAX_LOG_MAX_LINE: usize = 1024 * 1024;
-pub const DEFAULT_DRAIN_TIMEOUT_MS: u64 = 1000;
-const MAX_DRAIN_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
-
 /// Control connections served at once; more are closed on accept.
 const MAX_CLIENTS: usize = 8;
-/// Longest control request line.
-const MAX_REQUEST: usize = 128;
 /// Bytes of the runtime's stderr kept for the error message.
 const STDERR_TAIL: usize = 4096;
 /// Bytes read from the end of the runtime's log for the error message.
@@ -61,161 +50,8 @@ const FINAL_READS: usize = 64;
 /// Exit code of the forked runtime child when exec fails (as a shell's).
 const EXIT_EXEC_FAILED: i32 = 127;
 
-/// The parsed command line.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Options {
-    pub id: String,
-    pub bundle: PathBuf,
-    pub pid_file: PathBuf,
-    pub exit_file: PathBuf,
-    pub socket: PathBuf,
-    pub log_path: Option<PathBuf>,
-    pub log_max_line: usize,
-    pub tty: bool,
-    pub console_socket: Option<PathBuf>,
-    pub stdin: bool,
-    /// Recorded for attach: close the container's stdin after the first
-    /// attach session ends.
-    pub stdin_once: bool,
-    pub oom_file: Option<PathBuf>,
-    pub runtime_log: Option<PathBuf>,
-    pub drain_timeout_ms: u64,
-    pub runtime_argv: Vec<OsString>,
-}
-
-fn set_once<T>(slot: &mut Option<T>, flag: &str, value: T) -> Result<(), String> {
-    if slot.is_some() {
-        return Err(format!("{flag} given twice"));
-    }
-    *slot = Some(value);
-    Ok(())
-}
-
-fn set_flag(slot: &mut bool, flag: &str) -> Result<(), String> {
-    if *slot {
-        return Err(format!("{flag} given twice"));
-    }
-    *slot = true;
-    Ok(())
-}
-
-fn number(flag: &str, value: &OsStr, min: u64, max: u64) -> Result<u64, String> {
-    value
-        .to_str()
-        .and_then(|v| v.parse::<u64>().ok())
-        .filter(|n| (min..=max).contains(n))
-        .ok_or_else(|| format!("{flag}: {value:?} is not a number from {min} to {max}"))
-}
-
-fn abs_path(flag: &str, value: &OsStr) -> Result<PathBuf, String> {
-    let path = PathBuf::from(value);
-    if !path.is_absolute() {
-        return Err(format!("{flag}: {value:?} is not an absolute path"));
-    }
-    if value.as_bytes().contains(&0) {
-        return Err(format!("{flag}: {value:?} contains a NUL byte"));
-    }
-    Ok(path)
-}
-
-/// Parses the arguments after `container`. Strict: unknown or repeated
-/// flags, missing values and relative paths are errors.
-pub fn parse_args(args: &[OsString]) -> Result<Options, String> {
-    let mut id = None;
-    let mut bundle = None;
-    let mut pid_file = None;
-    let mut exit_file = None;
-    let mut socket = None;
-    let mut log_path = None;
-    let mut log_max_line = None;
-    let mut tty = false;
-    let mut console_socket = None;
-    let mut stdin = false;
-    let mut stdin_once = false;
-    let mut oom_file = None;
-    let mut runtime_log = None;
-    let mut drain_timeout_ms = None;
-    let mut runtime_argv = None;
-
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        let flag = arg.to_str().unwrap_or("");
-        if flag == "--" {
-            runtime_argv = Some(iter.by_ref().cloned().collect::<Vec<_>>());
-            break;
-        }
-        match flag {
-            "--tty" => set_flag(&mut tty, flag)?,
-            "--stdin" => set_flag(&mut stdin, flag)?,
-            "--stdin-once" => set_flag(&mut stdin_once, flag)?,
-            "--id" | "--bundle" | "--pid-file" | "--exit-file" | "--socket" | "--log-path"
-            | "--log-max-line" | "--console-socket" | "--oom-file" | "--runtime-log"
-            | "--drain-timeout-ms" => {
-                let value = iter
-                    .next()
-                    .ok_or_else(|| format!("{flag}: missing value"))?;
-                match flag {
-                    "--id" => {
-                        let v = value
-                            .to_str()
-                            .filter(|v| !v.is_empty() && !v.contains(['\n', '\r']))
-                            .ok_or_else(|| format!("--id: {value:?} is not a one-line name"))?;
-                        set_once(&mut id, flag, v.to_string())?
-                    }
-                    "--bundle" => set_once(&mut bundle, flag, abs_path(flag, value)?)?,
-                    "--pid-file" => set_once(&mut pid_file, flag, abs_path(flag, value)?)?,
-                    "--exit-file" => set_once(&mut exit_file, flag, abs_path(flag, value)?)?,
-                    "--socket" => set_once(&mut socket, flag, abs_path(flag, value)?)?,
-                    "--log-path" => set_once(&mut log_path, flag, abs_path(flag, value)?)?,
-                    "--console-socket" => {
-                        set_once(&mut console_socket, flag, abs_path(flag, value)?)?
-                    }
-                    "--oom-file" => set_once(&mut oom_file, flag, abs_path(flag, value)?)?,
-                    "--runtime-log" => set_once(&mut runtime_log, flag, abs_path(flag, value)?)?,
-                    "--log-max-line" => set_once(
-                        &mut log_max_line,
-                        flag,
-                        number(flag, value, 1, MAX_LOG_MAX_LINE as u64)? as usize,
-                    )?,
-                    _ => set_once(
-                        &mut drain_timeout_ms,
-                        flag,
-                        number(flag, value, 0, MAX_DRAIN_TIMEOUT_MS)?,
-                    )?,
-                }
-            }
-            _ => return Err(format!("unknown argument {arg:?}")),
-        }
-    }
-
-    let required = |v: Option<PathBuf>, flag: &str| v.ok_or_else(|| format!("{flag} is required"));
-    let runtime_argv = runtime_argv
-        .filter(|argv| !argv.is_empty())
-        .ok_or("the runtime's command line is required after --")?;
-    if runtime_argv.iter().any(|a| a.as_bytes().contains(&0)) {
-        return Err("the runtime's command line contains a NUL byte".into());
-    }
-    if tty != console_socket.is_some() {
-        return Err("--tty and --console-socket go together".into());
-    }
-    Ok(Options {
-        id: id.ok_or("--id is required")?,
-        bundle: required(bundle, "--bundle")?,
-        pid_file: required(pid_file, "--pid-file")?,
-        exit_file: required(exit_file, "--exit-file")?,
-        socket: required(socket, "--socket")?,
-        log_path,
-        log_max_line: log_max_line.unwrap_or(DEFAULT_LOG_MAX_LINE),
-        tty,
-        console_socket,
-        stdin,
-        stdin_once,
-        oom_file,
-        runtime_log,
-        drain_timeout_ms: drain_timeout_ms.unwrap_or(DEFAULT_DRAIN_TIMEOUT_MS),
-        runtime_argv,
-    })
-}
+/// The container's config, as the daemon wrote it.
+type Options = ContainerConfig;
 
 /// How a process ended, as the exit file records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,15 +91,15 @@ impl Exit {
     }
 }
 
-/// The exit file's text (parsed by the daemon's `read_exit_file`).
+/// The exit file's text.
 pub fn exit_file_text(exit: &Exit, oom_killed: bool) -> String {
-    format!(
-        "exit_code={}\nsignal={}\noom_killed={}\nfinished_at={}\n",
-        exit.code,
-        exit.signal,
-        u8::from(oom_killed),
-        exit.finished_at
-    )
+    ExitStatus {
+        exit_code: exit.code,
+        signal: exit.signal,
+        oom_killed,
+        finished_at: exit.finished_at,
+    }
+    .encode()
 }
 
 /// The `oom_kill N` counter of a `memory.oom_control` (v1) or
@@ -287,22 +123,14 @@ fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
     })
 }
 
-/// One line for the daemon, whatever the message holds.
-fn one_line(msg: &str) -> String {
-    msg.trim()
-        .chars()
-        .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
-        .collect()
-}
-
 /// Tells the daemon something on stdout. Errors are ignored: a daemon
 /// that went away must not cost the container its monitor.
-fn say(line: &str) {
-    let _ = sys::write_all(1, line.as_bytes());
+fn say(answer: &Answer) {
+    let _ = sys::write_all(1, answer.encode().as_bytes());
 }
 
 pub fn main(args: &[OsString]) -> ExitCode {
-    let opts = match parse_args(args) {
+    let opts = match ContainerArgs::parse(args).and_then(|args| load(&args)) {
         Ok(opts) => opts,
         Err(err) => {
             eprintln!("peapod-monitor container: {err}\n{USAGE}");
@@ -312,7 +140,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
     // SAFETY: the monitor is single-threaded, so the child may do anything.
     match unsafe { libc::fork() } {
         -1 => {
-            say(&format!("error fork: {}\n", Errno::last()));
+            say(&Answer::Error(format!("fork: {}", Errno::last())));
             ExitCode::FAILURE
         }
         // M0: done. M1 is never the daemon's child.
@@ -346,15 +174,17 @@ fn monitor(opts: Options) -> i32 {
     // SAFETY: prctl with integer arguments.
     let subreaper = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     let subreaper_err = (subreaper < 0).then(Errno::last);
-    say(&format!("monitor {}\n", std::process::id()));
+    say(&Answer::Monitor(std::process::id() as i32));
     if let Some(errno) = subreaper_err {
-        say(&format!("error prctl(PR_SET_CHILD_SUBREAPER): {errno}\n"));
+        say(&Answer::Error(format!(
+            "prctl(PR_SET_CHILD_SUBREAPER): {errno}"
+        )));
         return 1;
     }
     let mut m = match Monitor::create(opts) {
         Ok(m) => m,
         Err(Failure { msg, sockets }) => {
-            say(&format!("error {}\n", one_line(&msg)));
+            say(&Answer::Error(msg));
             for s in sockets.iter().flatten() {
                 sys::unlink(s);
             }
@@ -362,7 +192,7 @@ fn monitor(opts: Options) -> i32 {
         }
     };
     let init = m.init;
-    say(&format!("ok {init}\n"));
+    say(&Answer::Ok(init));
     if let Ok(null) = sys::dev_null() {
         let _ = sys::dup2(null.as_raw_fd(), 1);
         let _ = sys::dup2(null.as_raw_fd(), 2);
@@ -839,7 +669,8 @@ impl Monitor {
     fn init_exited(&mut self, exit: Exit) {
         if self.exit.is_none() {
             self.exit = Some(exit);
-            self.drain_deadline = sys::monotonic_ms().saturating_add(self.opts.drain_timeout_ms);
+            let drain_ms = u64::try_from(self.opts.drain_timeout.as_millis()).unwrap_or(u64::MAX);
+            self.drain_deadline = sys::monotonic_ms().saturating_add(drain_ms);
         }
     }
 
@@ -934,33 +765,27 @@ impl Monitor {
     }
 
     fn handle_request(&mut self, line: &[u8]) -> String {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let text = std::str::from_utf8(line).unwrap_or("");
-        let mut words = text.split_ascii_whitespace();
-        match (words.next(), words.next(), words.next(), words.next()) {
-            (Some("reopen"), None, None, None) => match &mut self.log {
+        match Request::parse(line) {
+            Ok(Request::Reopen) => match &mut self.log {
                 None => "error no log path\n".into(),
                 Some(log) => match log.reopen() {
                     Ok(()) => "ok\n".into(),
                     Err(e) => format!("error reopen log: {e}\n"),
                 },
             },
-            (Some("resize"), w, h, None) => {
+            Ok(Request::Resize { width, height }) => {
                 let Some(pty) = &self.pty else {
                     return "error not a terminal\n".into();
                 };
-                match (
-                    w.and_then(|w| w.parse().ok()),
-                    h.and_then(|h| h.parse().ok()),
-                ) {
-                    (Some(w), Some(h)) => match sys::set_window_size(pty, w, h) {
-                        Ok(()) => "ok\n".into(),
-                        Err(e) => format!("error resize: {e}\n"),
-                    },
-                    _ => "error usage: resize <width> <height>\n".into(),
+                match sys::set_window_size(pty, width, height) {
+                    Ok(()) => "ok\n".into(),
+                    Err(e) => format!("error resize: {e}\n"),
                 }
             }
-            _ => "error unknown request\n".into(),
+            // A terminal is asked for before the sizes are read.
+            Err(RequestError::ResizeUsage) if self.pty.is_none() => "error not a terminal\n".into(),
+            Ok(Request::Attach { .. }) => "error unknown request\n".into(),
+            Err(e) => format!("error {e}\n"),
         }
     }
 
@@ -1090,123 +915,6 @@ fn spawn_runtime(opts: &Options, stdio: [&OwnedFd; 3]) -> Result<i32, Errno> {
 mod tests {
     use super::*;
 
-    fn args(list: &[&str]) -> Vec<OsString> {
-        list.iter().map(OsString::from).collect()
-    }
-
-    const BASE: &[&str] = &[
-        "--id",
-        "c1",
-        "--bundle",
-        "/b",
-        "--pid-file",
-        "/b/pid",
-        "--exit-file",
-        "/s/exit",
-        "--socket",
-        "/s/sock",
-    ];
-
-    fn parse_with(extra: &[&str], argv: &[&str]) -> Result<Options, String> {
-        let mut list: Vec<&str> = BASE.to_vec();
-        list.extend_from_slice(extra);
-        list.push("--");
-        list.extend_from_slice(argv);
-        parse_args(&args(&list))
-    }
-
-    fn err(extra: &[&str]) -> String {
-        parse_with(extra, &["runc", "create"]).expect_err("must fail")
-    }
-
-    #[test]
-    fn minimal_and_defaults() {
-        let opts = parse_with(&[], &["runc", "create", "--bundle", "/b", "c1"]).unwrap();
-        assert_eq!(opts.id, "c1");
-        assert_eq!(opts.bundle, PathBuf::from("/b"));
-        assert_eq!(opts.log_path, None);
-        assert_eq!(opts.log_max_line, 16384);
-        assert_eq!(opts.drain_timeout_ms, 1000);
-        assert!(!opts.tty && !opts.stdin && !opts.stdin_once);
-        // Flags after -- belong to the runtime.
-        assert_eq!(
-            opts.runtime_argv,
-            args(&["runc", "create", "--bundle", "/b", "c1"])
-        );
-    }
-
-    #[test]
-    fn every_flag() {
-        let opts = parse_with(
-            &[
-                "--log-path",
-                "/l/0.log",
-                "--log-max-line",
-                "100",
-                "--tty",
-                "--console-socket",
-                "/s/console",
-                "--stdin",
-                "--stdin-once",
-                "--oom-file",
-                "/sys/fs/cgroup/memory/x/memory.oom_control",
-                "--runtime-log",
-                "/s/runc.log",
-                "--drain-timeout-ms",
-                "0",
-            ],
-            &["runc"],
-        )
-        .unwrap();
-        assert_eq!(opts.log_path, Some(PathBuf::from("/l/0.log")));
-        assert_eq!(opts.log_max_line, 100);
-        assert!(opts.tty && opts.stdin && opts.stdin_once);
-        assert_eq!(opts.console_socket, Some(PathBuf::from("/s/console")));
-        assert_eq!(opts.drain_timeout_ms, 0);
-        assert_eq!(opts.runtime_log, Some(PathBuf::from("/s/runc.log")));
-    }
-
-    #[test]
-    fn argument_errors() {
-        assert!(err(&["--bogus"]).contains("unknown argument \"--bogus\""));
-        assert!(err(&["--id", "c2"]).contains("--id given twice"));
-        assert!(err(&["--stdin", "--stdin"]).contains("--stdin given twice"));
-        assert!(err(&["--log-path", "rel.log"]).contains("not an absolute path"));
-        assert!(err(&["--log-max-line", "0"]).contains("not a number from 1"));
-        assert!(err(&["--log-max-line", "x"]).contains("not a number"));
-        assert!(err(&["--drain-timeout-ms", "-1"]).contains("not a number"));
-        assert!(err(&["--tty"]).contains("--tty and --console-socket go together"));
-        assert!(err(&["--console-socket", "/c"]).contains("go together"));
-        // Missing value: the flag is last before `--`, which is then taken
-        // as the value and is not absolute.
-        assert!(err(&["--oom-file"]).contains("not an absolute path"));
-        assert!(parse_args(&args(&["--id"]))
-            .unwrap_err()
-            .contains("missing value"));
-        assert!(parse_with(&[], &[])
-            .unwrap_err()
-            .contains("command line is required"));
-        assert!(parse_args(&args(&BASE[2..]))
-            .unwrap_err()
-            .contains("required"));
-        let no_socket = args(&[
-            "--id",
-            "c",
-            "--bundle",
-            "/b",
-            "--pid-file",
-            "/p",
-            "--exit-file",
-            "/e",
-            "--",
-            "runc",
-        ]);
-        assert!(parse_args(&no_socket)
-            .unwrap_err()
-            .contains("--socket is required"));
-        assert!(err(&["--id"]).contains("one-line") || err(&["--id"]).contains("twice"));
-    }
-
     #[test]
     fn exit_statuses() {
         // Encoded as the kernel reports them to waitpid.
@@ -1249,7 +957,7 @@ mod tests {
             ),
         ] {
             let text = exit_file_text(&exit, oom);
-            let parsed = peapod_monitor_protocol::ExitStatus::parse(&text).expect("parses");
+            let parsed = ExitStatus::parse(&text).expect("parses");
             assert_eq!(parsed.exit_code, exit.code);
             assert_eq!(parsed.signal, exit.signal);
             assert_eq!(parsed.oom_killed, oom);
@@ -1298,10 +1006,5 @@ mod tests {
         assert!(tail.ends_with(b"abc"));
         push_tail(&mut tail, &vec![b'z'; STDERR_TAIL * 2]);
         assert_eq!(tail, vec![b'z'; STDERR_TAIL]);
-    }
-
-    #[test]
-    fn error_lines_are_one_line() {
-        assert_eq!(one_line(" a\nb\r\nc \n"), "a b  c");
     }
 }
