@@ -46,8 +46,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
         eprintln!("{USAGE}");
         return ExitCode::from(EXIT_USAGE);
     };
-    // SAFETY: prctl with an integer option and argument.
-    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+    if nix::sys::prctl::set_child_subreaper(true).is_err() {
         return ExitCode::from(EXIT_RUNTIME);
     }
     let Ok(argv) = args
@@ -63,7 +62,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
         Ok(ForkResult::Child) => {
             // The runtime (and through it the command) starts as from a
             // shell, not with this binary's ignored SIGPIPE.
-            crate::pause::reset_signal_dispositions();
+            crate::sys::reset_signal_dispositions();
             let _ = nix::sys::signal::sigprocmask(
                 nix::sys::signal::SigmaskHow::SIG_SETMASK,
                 Some(&nix::sys::signal::SigSet::empty()),

@@ -25,6 +25,8 @@ use nix::unistd::{chdir, execve, fork, pipe2, read, sethostname, setsid, ForkRes
 use peapod_monitor_protocol::pause::{ArgError, PauseConfig, Sysctl};
 use peapod_monitor_protocol::Answer;
 
+use crate::sys;
+
 /// argv[0] of the pause program.
 const PAUSE_BIN_NAME: &str = "peapod-pause";
 
@@ -334,58 +336,6 @@ fn child_fail(status: RawFd, step: &str, errno: Errno) -> ! {
     }
 }
 
-/// Puts every signal back to its default action; ignored dispositions
-/// (std ignores SIGPIPE; a caller may pass on others) would otherwise
-/// survive exec. The raw system call, because glibc refuses to touch the
-/// signals it reserves (32 and 33), which can arrive ignored too.
-pub(crate) fn reset_signal_dispositions() {
-    // The kernel's struct sigaction: handler, flags, restorer, mask; all
-    // zero is SIG_DFL with no flags and an empty mask.
-    let action = [0u64; 4];
-    for sig in 1..=libc::SIGRTMAX() {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-            continue;
-        }
-        // SAFETY: rt_sigaction with a valid kernel sigaction and the
-        // kernel's sigset size (8 bytes); no old action is asked for.
-        unsafe {
-            libc::syscall(
-                libc::SYS_rt_sigaction,
-                sig,
-                action.as_ptr(),
-                std::ptr::null_mut::<u64>(),
-                8usize,
-            );
-        }
-    }
-}
-
-/// Closes every fd from `from` to `to` inclusive.
-pub(crate) fn close_fds(from: RawFd, to: u32) {
-    let Ok(from) = u32::try_from(from) else {
-        return;
-    };
-    if from > to {
-        return;
-    }
-    // SAFETY: close_range only closes descriptors; nothing in this
-    // process uses the ones in the range afterwards.
-    let rc = unsafe { libc::syscall(libc::SYS_close_range, from, to, 0u32) };
-    if rc == 0 {
-        return;
-    }
-    // Kernels before 5.9: close one by one up to the fd limit.
-    // SAFETY: sysconf only reads a limit.
-    let open_max = unsafe { libc::sysconf(libc::_SC_OPEN_MAX) };
-    let max = u64::try_from(open_max).unwrap_or(1024).min(u64::from(to));
-    for fd in u64::from(from)..=max {
-        if let Ok(fd) = RawFd::try_from(fd) {
-            // SAFETY: as above.
-            unsafe { libc::close(fd) };
-        }
-    }
-}
-
 /// The forked child: becomes the infra process. Never returns.
 fn infra_child(status_write: OwnedFd, target: Option<&ExecTarget>) -> ! {
     // Keep the status pipe clear of fds 0-2 before they are replaced.
@@ -405,7 +355,7 @@ fn infra_child(status_write: OwnedFd, target: Option<&ExecTarget>) -> ! {
     if let Err(errno) = chdir("/") {
         child_fail(status, "chdir /", errno);
     }
-    reset_signal_dispositions();
+    sys::reset_signal_dispositions();
     if let Err(errno) = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&wait_set()), None) {
         child_fail(status, "set signal mask", errno);
     }
@@ -413,18 +363,18 @@ fn infra_child(status_write: OwnedFd, target: Option<&ExecTarget>) -> ! {
         Ok(fd) => fd,
         Err(errno) => child_fail(status, "open /dev/null", errno),
     };
-    for target_fd in 0..=2 {
-        // SAFETY: dup2 onto the standard descriptors; dup2 clears
-        // O_CLOEXEC on the copy, so they survive exec.
-        if unsafe { libc::dup2(null.as_raw_fd(), target_fd) } < 0 {
-            child_fail(status, "redirect stdio to /dev/null", Errno::last());
-        }
+    // dup2 clears O_CLOEXEC on the copies, so they survive exec.
+    let redirected = nix::unistd::dup2_stdin(&null)
+        .and_then(|()| nix::unistd::dup2_stdout(&null))
+        .and_then(|()| nix::unistd::dup2_stderr(&null));
+    if let Err(errno) = redirected {
+        child_fail(status, "redirect stdio to /dev/null", errno);
     }
     drop(null);
     // Everything but stdio and the status pipe goes, including the
     // daemon's pipe if it was inherited on another fd.
-    close_fds(3, (status as u32).saturating_sub(1));
-    close_fds(status.saturating_add(1), u32::MAX);
+    sys::close_fds(3, (status as u32).saturating_sub(1));
+    sys::close_fds(status.saturating_add(1), u32::MAX);
 
     if let Some(target) = target {
         let env: [&std::ffi::CStr; 0] = [];

@@ -1,68 +1,49 @@
-//! Thin wrappers over the system calls the container monitor makes, so
-//! that the monitor's logic reads without `unsafe` blocks everywhere.
-//! Errors are plain [`Errno`]s; callers add the context.
+//! The monitor's system calls that take more than one nix call, and the
+//! few nix does not have (each says why it is made by hand). Errors are
+//! plain [`Errno`]s; callers add the context.
 
-use std::ffi::{CStr, CString, OsStr};
+use std::io::IoSliceMut;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
 
 use nix::errno::Errno;
-
-fn check(r: libc::c_int) -> Result<libc::c_int, Errno> {
-    if r < 0 {
-        Err(Errno::last())
-    } else {
-        Ok(r)
-    }
-}
-
-/// Takes ownership of a descriptor the kernel just returned.
-fn owned(fd: libc::c_int) -> Result<OwnedFd, Errno> {
-    let fd = check(fd)?;
-    // SAFETY: the kernel just returned this descriptor and nothing else
-    // in this process owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-pub fn cstring(s: &OsStr) -> Result<CString, Errno> {
-    CString::new(s.as_bytes()).map_err(|_| Errno::EINVAL)
-}
+use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
+use nix::sys::signal::{signal, SigHandler, Signal};
+use nix::sys::socket::{
+    accept4, bind, listen, recvmsg, send, socket, AddressFamily, Backlog, ControlMessageOwned,
+    MsgFlags, SockFlag, SockType, UnixAddr,
+};
+use nix::sys::stat::{umask, Mode};
 
 /// Writes all of `bytes` to `fd`, giving up on the first error.
-pub fn write_all(fd: RawFd, mut bytes: &[u8]) -> Result<(), Errno> {
+pub fn write_all(fd: impl AsFd, mut bytes: &[u8]) -> Result<(), Errno> {
+    let fd = fd.as_fd();
     while !bytes.is_empty() {
-        // SAFETY: writing from a live buffer.
-        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
-        if n < 0 {
-            if Errno::last() == Errno::EINTR {
-                continue;
-            }
-            return Err(Errno::last());
+        match nix::unistd::write(fd, bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
         }
-        bytes = &bytes[n as usize..];
     }
     Ok(())
 }
 
-/// One `read(2)`; `Ok(0)` is end of file.
-pub fn read(fd: RawFd, buf: &mut [u8]) -> Result<usize, Errno> {
+/// One `read(2)`, retried on EINTR; `Ok(0)` is end of file.
+pub fn read(fd: impl AsFd, buf: &mut [u8]) -> Result<usize, Errno> {
     loop {
-        // SAFETY: reading into a live, writable buffer of that length.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        if Errno::last() != Errno::EINTR {
-            return Err(Errno::last());
+        match nix::unistd::read(fd.as_fd(), buf) {
+            Err(Errno::EINTR) => {}
+            other => return other,
         }
     }
 }
 
-/// One `read(2)` into uninitialized memory (so that a large buffer costs
-/// only the pages reads actually fill); returns the bytes read, empty at
-/// end of file.
-pub fn read_into(fd: RawFd, buf: &mut [MaybeUninit<u8>]) -> Result<&[u8], Errno> {
+/// One `read(2)` into uninitialized memory, so that a large buffer costs
+/// only the pages reads actually fill (nix reads into initialized
+/// buffers only); returns the bytes read, empty at end of file.
+pub fn read_into(fd: impl AsFd, buf: &mut [MaybeUninit<u8>]) -> Result<&[u8], Errno> {
+    let fd = fd.as_fd().as_raw_fd();
     loop {
         // SAFETY: the kernel writes at most buf.len() bytes into buf.
         let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
@@ -76,120 +57,63 @@ pub fn read_into(fd: RawFd, buf: &mut [MaybeUninit<u8>]) -> Result<&[u8], Errno>
     }
 }
 
-pub fn open(path: &CStr, flags: libc::c_int, mode: libc::mode_t) -> Result<OwnedFd, Errno> {
-    // SAFETY: a valid NUL-terminated path.
-    owned(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::c_uint) })
-}
-
 pub fn dev_null() -> Result<OwnedFd, Errno> {
-    open(c"/dev/null", libc::O_RDWR, 0)
+    open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
 }
 
 /// A pipe, both ends close-on-exec: (read end, write end).
 pub fn pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+    nix::unistd::pipe2(OFlag::O_CLOEXEC)
 }
 
-pub fn set_nonblocking(fd: &OwnedFd) -> Result<(), Errno> {
-    // SAFETY: fcntl on our own descriptor.
-    let flags = check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
-    // SAFETY: as above.
-    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) })?;
+pub fn set_nonblocking(fd: impl AsFd) -> Result<(), Errno> {
+    let fd = fd.as_fd();
+    let flags = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL)?);
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
     Ok(())
 }
 
-/// A close-on-exec copy of a descriptor, numbered 3 or above.
-pub fn dup(fd: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
-    // SAFETY: fcntl on a live descriptor.
-    owned(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) })
-}
-
-pub fn dup2(from: RawFd, to: RawFd) -> Result<(), Errno> {
-    // SAFETY: dup2 only replaces `to`; the callers own both numbers.
-    check(unsafe { libc::dup2(from, to) })?;
-    Ok(())
-}
-
+/// Whether descriptor `fd` is open. By hand: nix and std only take
+/// descriptors known to be open.
 pub fn fd_is_open(fd: RawFd) -> bool {
     // SAFETY: F_GETFD only reads the descriptor's flags.
     unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
 }
 
 /// Removes a file, ignoring a file that is already gone.
-pub fn unlink(path: &CStr) {
-    // SAFETY: a valid NUL-terminated path.
-    unsafe { libc::unlink(path.as_ptr()) };
-}
-
-fn sockaddr(path: &CStr) -> Result<(libc::sockaddr_un, libc::socklen_t), Errno> {
-    // SAFETY: an all-zero sockaddr_un is valid.
-    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    let bytes = path.to_bytes();
-    // One byte stays for the terminating NUL.
-    if bytes.is_empty() || bytes.len() >= addr.sun_path.len() {
-        return Err(Errno::ENAMETOOLONG);
-    }
-    for (slot, &b) in addr.sun_path.iter_mut().zip(bytes) {
-        *slot = b as libc::c_char;
-    }
-    let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
-    Ok((addr, len as libc::socklen_t))
+pub fn unlink(path: &Path) {
+    let _ = nix::unistd::unlink(path);
 }
 
 /// A listening unix stream socket at `path`, mode 0600, non-blocking,
 /// close-on-exec. A file already at `path` (a stale socket) is replaced.
-pub fn listen_unix(path: &CStr) -> Result<OwnedFd, Errno> {
-    let (addr, len) = sockaddr(path)?;
-    // SAFETY: socket(2) with constant arguments.
-    let fd = owned(unsafe {
-        libc::socket(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    })?;
+pub fn listen_unix(path: &Path) -> Result<OwnedFd, Errno> {
+    let addr = UnixAddr::new(path)?;
+    let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+    let fd = socket(AddressFamily::Unix, SockType::Stream, flags, None)?;
     unlink(path);
     // bind(2) creates the file with 0777 & ~umask; a umask of 0177 makes
     // it 0600 from the start (fchmod does not apply to a socket's file).
-    // SAFETY: umask swaps the process's mask; restored right below.
-    let old = unsafe { libc::umask(0o177) };
-    // SAFETY: addr is a valid sockaddr_un of length len.
-    let r = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&addr as *const libc::sockaddr_un).cast(),
-            len,
-        )
-    };
-    // SAFETY: as above.
-    unsafe { libc::umask(old) };
-    check(r)?;
-    // SAFETY: listen on our own socket.
-    check(unsafe { libc::listen(fd.as_raw_fd(), 16) })?;
+    let old = umask(Mode::from_bits_truncate(0o177));
+    let bound = bind(fd.as_raw_fd(), &addr);
+    umask(old);
+    bound?;
+    listen(&fd, Backlog::new(16)?)?;
     Ok(fd)
 }
 
 /// Accepts one connection, non-blocking and close-on-exec; `Ok(None)`
 /// when none is pending.
 pub fn accept(listener: &OwnedFd) -> Result<Option<OwnedFd>, Errno> {
+    let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
     loop {
-        // SAFETY: accept4 on our own listening socket, no peer address.
-        let fd = unsafe {
-            libc::accept4(
-                listener.as_raw_fd(),
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            )
-        };
-        if fd >= 0 {
-            return owned(fd).map(Some);
-        }
-        match Errno::last() {
-            Errno::EINTR => continue,
-            Errno::EAGAIN => return Ok(None),
-            err => return Err(err),
+        match accept4(listener.as_raw_fd(), flags) {
+            // SAFETY: accept4 just returned this descriptor; nothing else
+            // owns it.
+            Ok(fd) => return Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) })),
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => return Ok(None),
+            Err(err) => return Err(err),
         }
     }
 }
@@ -199,87 +123,63 @@ pub fn accept(listener: &OwnedFd) -> Result<Option<OwnedFd>, Errno> {
 /// yet. `Err(EPIPE)`: the peer closed without sending a descriptor. Any
 /// further descriptors in the message are closed.
 pub fn recv_fd(conn: &OwnedFd) -> Result<Option<OwnedFd>, Errno> {
-    const MAX_FDS: usize = 4;
     let mut data = [0u8; 512];
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr().cast(),
-        iov_len: data.len(),
-    };
-    // u64 keeps the control buffer aligned for cmsghdr.
-    let mut control = [0u64; 16];
-    // SAFETY: CMSG_SPACE is a pure computation.
-    let space = unsafe { libc::CMSG_SPACE((MAX_FDS * std::mem::size_of::<RawFd>()) as u32) };
-    debug_assert!(space as usize <= std::mem::size_of_val(&control));
-    // SAFETY: an all-zero msghdr is valid; the pointers are set below.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = space as _;
-    let n = loop {
-        // SAFETY: msg points at live buffers for the whole call.
-        let n = unsafe { libc::recvmsg(conn.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-        if n >= 0 {
-            break n;
-        }
-        match Errno::last() {
-            Errno::EINTR => continue,
-            Errno::EAGAIN => return Ok(None),
-            err => return Err(err),
+    let mut iov = [IoSliceMut::new(&mut data)];
+    let mut control = nix::cmsg_space!([RawFd; 4]);
+    let msg = loop {
+        let flags = MsgFlags::MSG_CMSG_CLOEXEC;
+        match recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut control), flags) {
+            Ok(msg) => break msg,
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => return Ok(None),
+            Err(err) => return Err(err),
         }
     };
     let mut received: Option<OwnedFd> = None;
-    // SAFETY: walking the control messages the kernel filled in, within
-    // msg_controllen, with the libc macros made for it.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let payload = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
-                let count = payload / std::mem::size_of::<RawFd>();
-                let fds = libc::CMSG_DATA(cmsg).cast::<RawFd>();
-                for i in 0..count {
-                    let fd = OwnedFd::from_raw_fd(fds.add(i).read_unaligned());
-                    // The first is the master; extra ones are dropped (closed).
-                    if received.is_none() {
-                        received = Some(fd);
-                    }
-                }
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+    for cmsg in msg.cmsgs()? {
+        let ControlMessageOwned::ScmRights(fds) = cmsg else {
+            continue;
+        };
+        for fd in fds {
+            // SAFETY: the kernel just installed this descriptor for us.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            // The first is the master; extra ones are dropped (closed).
+            received.get_or_insert(fd);
         }
     }
     match received {
         Some(fd) => Ok(Some(fd)),
         // End of stream, or data without a descriptor.
-        None if n == 0 => Err(Errno::EPIPE),
+        None if msg.bytes == 0 => Err(Errno::EPIPE),
         None => Err(Errno::EBADMSG),
     }
 }
 
-/// Sends a short reply on a client connection without ever blocking or
-/// raising SIGPIPE.
-pub fn send_reply(conn: &OwnedFd, bytes: &[u8]) -> Result<(), Errno> {
-    // SAFETY: sending from a live buffer on our own socket.
-    let n = unsafe {
-        libc::send(
-            conn.as_raw_fd(),
-            bytes.as_ptr().cast(),
-            bytes.len(),
-            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-        )
-    };
-    if n < 0 {
-        return Err(Errno::last());
+/// Sends what the socket takes now, without ever blocking or raising
+/// SIGPIPE; returns how much that was.
+pub fn send_some(conn: impl AsFd, bytes: &[u8]) -> Result<usize, Errno> {
+    let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT;
+    loop {
+        match send(conn.as_fd().as_raw_fd(), bytes, flags) {
+            Err(Errno::EINTR) => {}
+            other => return other,
+        }
     }
-    if n as usize != bytes.len() {
-        return Err(Errno::EAGAIN);
-    }
-    Ok(())
 }
 
+/// Sends a short reply on a client connection whole or not at all (then
+/// EAGAIN), without ever blocking or raising SIGPIPE.
+pub fn send_reply(conn: impl AsFd, bytes: &[u8]) -> Result<(), Errno> {
+    match send_some(conn, bytes)? {
+        n if n == bytes.len() => Ok(()),
+        _ => Err(Errno::EAGAIN),
+    }
+}
+
+nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, libc::winsize);
+
 /// Sets a terminal's window size (TIOCSWINSZ).
-pub fn set_window_size(tty: &OwnedFd, width: u16, height: u16) -> Result<(), Errno> {
+pub fn set_window_size(tty: impl AsFd, width: u16, height: u16) -> Result<(), Errno> {
     let size = libc::winsize {
         ws_row: height,
         ws_col: width,
@@ -287,19 +187,89 @@ pub fn set_window_size(tty: &OwnedFd, width: u16, height: u16) -> Result<(), Err
         ws_ypixel: 0,
     };
     // SAFETY: TIOCSWINSZ reads a winsize from a live struct.
-    check(unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCSWINSZ, &size) })?;
+    unsafe { set_winsize(tty.as_fd().as_raw_fd(), &size) }?;
     Ok(())
 }
 
-/// Sets the action of `sig` (SIG_IGN or SIG_DFL).
-pub fn set_disposition(sig: libc::c_int, handler: libc::sighandler_t) -> Result<(), Errno> {
-    // SAFETY: a zeroed sigaction with a plain handler value is valid.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = handler;
-        check(libc::sigaction(sig, &action, std::ptr::null_mut()))?;
-    }
+/// Ignores `sig` from now on.
+pub fn ignore_signal(sig: Signal) -> Result<(), Errno> {
+    // SAFETY: SIG_IGN installs no handler code.
+    unsafe { signal(sig, SigHandler::SigIgn) }?;
     Ok(())
+}
+
+/// Reaps one exited child without waiting: its pid and raw wait status,
+/// None when no child has exited. By hand: nix's `WaitStatus` cannot
+/// hold a death by a real-time signal, and fails after the child is
+/// already reaped.
+pub fn reap_one() -> Option<(i32, libc::c_int)> {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes the status into a live int.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG | libc::__WALL) };
+        if pid > 0 {
+            return Some((pid, status));
+        }
+        if pid == 0 || Errno::last() != Errno::EINTR {
+            return None;
+        }
+    }
+}
+
+/// Puts every signal back to its default action; ignored dispositions
+/// (std ignores SIGPIPE; a caller may pass on others) would otherwise
+/// survive exec. The raw system call, because glibc refuses to touch the
+/// signals it reserves (32 and 33), which can arrive ignored too, and
+/// nix's signal numbers stop before the real-time ones.
+pub fn reset_signal_dispositions() {
+    // The kernel's struct sigaction: handler, flags, restorer, mask; all
+    // zero is SIG_DFL with no flags and an empty mask.
+    let action = [0u64; 4];
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction with a valid kernel sigaction and the
+        // kernel's sigset size (8 bytes); no old action is asked for.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                action.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            );
+        }
+    }
+}
+
+/// Closes every fd from `from` to `to` inclusive. By hand: nix has no
+/// close_range, and the descriptors closed are owned by nothing here.
+pub fn close_fds(from: RawFd, to: u32) {
+    let Ok(from) = u32::try_from(from) else {
+        return;
+    };
+    if from > to {
+        return;
+    }
+    // SAFETY: close_range only closes descriptors; nothing in this
+    // process uses the ones in the range afterwards.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, from, to, 0u32) };
+    if rc == 0 {
+        return;
+    }
+    // Kernels before 5.9: close one by one up to the fd limit.
+    let open_max = nix::unistd::sysconf(nix::unistd::SysconfVar::OPEN_MAX)
+        .ok()
+        .flatten()
+        .and_then(|n| u64::try_from(n).ok())
+        .unwrap_or(1024);
+    for fd in u64::from(from)..=open_max.min(u64::from(to)) {
+        if let Ok(fd) = RawFd::try_from(fd) {
+            // SAFETY: as above.
+            unsafe { libc::close(fd) };
+        }
+    }
 }
 
 /// Wall clock in nanoseconds since the epoch.
