@@ -16,7 +16,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use peapod::monitor::{self, ContainerConfig, ExitStatus, Launched, MonitorError};
+use peapod::monitor::{
+    self, AttachOutput, AttachSession, ContainerConfig, ExitStatus, Frame, Launched, MonitorError,
+};
 use peapod::process::{parent_pid, ProcessRef};
 use serde_json::{json, Value};
 
@@ -173,6 +175,7 @@ struct Spec {
     drain_timeout: Duration,
     readonly_root: bool,
     stdin: bool,
+    stdin_once: bool,
 }
 
 impl Spec {
@@ -187,6 +190,7 @@ impl Spec {
             drain_timeout: monitor::DEFAULT_DRAIN_TIMEOUT,
             readonly_root: true,
             stdin: false,
+            stdin_once: false,
         }
     }
 
@@ -258,7 +262,7 @@ impl Container {
             tty: spec.tty,
             console_socket,
             stdin: spec.stdin,
-            stdin_once: spec.stdin,
+            stdin_once: spec.stdin_once,
             oom_file,
             runtime_log: Some(runtime_log),
             drain_timeout: spec.drain_timeout,
@@ -716,6 +720,7 @@ async fn runc_kill_term_gives_143() {
         Spec {
             pid_ns: false,
             stdin: true,
+            stdin_once: true,
             ..Spec::new(&["sleep", "1000"])
         },
     );
@@ -1418,5 +1423,329 @@ async fn memory_of_an_idle_monitor() {
     let pss_bound = if cfg!(debug_assertions) { 1280 } else { 700 };
     assert!(pss < pss_bound, "monitor PSS {pss} kB ({profile} build)");
     c.kill("KILL");
+    assert_eq!(c.wait_exit().await.exit_code, 137);
+}
+
+/// What an attach session brought.
+#[derive(Debug, Default)]
+struct Attached {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    /// The monitor's end frame came.
+    ended: bool,
+    /// The connection closed.
+    closed: bool,
+}
+
+impl Attached {
+    fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+/// Reads an attach session's frames into `got` until `enough` holds or
+/// the session is over.
+async fn read_until(
+    output: &mut AttachOutput,
+    got: &mut Attached,
+    enough: impl Fn(&Attached) -> bool,
+) {
+    let deadline = Instant::now() + EXIT_TIMEOUT;
+    while !enough(got) && !got.closed {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let frame = tokio::time::timeout(left, output.next())
+            .await
+            .unwrap_or_else(|_| panic!("attach session: nothing more after {got:?}"))
+            .expect("read the attach session");
+        match frame {
+            Some(Frame::Stdout(data)) => got.stdout.extend(data),
+            Some(Frame::Stderr(data)) => got.stderr.extend(data),
+            Some(Frame::End) => got.ended = true,
+            Some(other) => panic!("the monitor sent {other:?}"),
+            None => got.closed = true,
+        }
+    }
+}
+
+/// Reads an attach session to its end.
+async fn read_to_end(output: &mut AttachOutput) -> Attached {
+    let mut got = Attached::default();
+    read_until(output, &mut got, |_| false).await;
+    got
+}
+
+async fn attach(c: &Container, stdin: bool) -> AttachSession {
+    monitor::attach(&c.config.socket, stdin, REQUEST_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("attach to {}: {e}", c.id))
+}
+
+#[tokio::test]
+async fn attach_gets_the_output_while_the_log_is_written() {
+    require_host();
+    let _serial = SERIAL.read().await;
+    let cg = TestCgroup::new();
+    let mut c = Container::new(
+        &cg,
+        Spec {
+            readonly_root: false,
+            ..Spec::sh(
+                "echo before; while [ ! -e /go ]; do usleep 10000; done; \
+                 echo out1; echo err1 >&2; echo out2",
+            )
+        },
+    );
+    c.launch_ok().await;
+    c.start();
+    let log = c.log_path();
+    eventually("first line logged", Duration::from_secs(10), || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("before"))
+    })
+    .await;
+    // Output from the moment of the attach on, not before.
+    let mut session = attach(&c, false).await;
+    std::fs::write(c.rootfs().join("go"), "").unwrap();
+    let got = read_to_end(&mut session.output).await;
+    assert!(got.ended && got.closed, "{got:?}");
+    assert_eq!(got.stdout_text(), "out1\nout2\n");
+    assert_eq!(got.stderr, b"err1\n");
+    let exit = c.wait_exit().await;
+    assert_eq!(exit.exit_code, 0);
+    let entries = c.log_entries();
+    assert_eq!(
+        entries_of(&entries, "stdout"),
+        [('F', "before"), ('F', "out1"), ('F', "out2")]
+    );
+    assert_eq!(entries_of(&entries, "stderr"), [('F', "err1")]);
+    c.wait_monitor_gone().await;
+}
+
+#[tokio::test]
+async fn attach_writes_stdin_to_cat() {
+    require_host();
+    let _serial = SERIAL.read().await;
+    let cg = TestCgroup::new();
+    let mut c = Container::new(
+        &cg,
+        Spec {
+            stdin: true,
+            ..Spec::new(&["cat"])
+        },
+    );
+    c.launch_ok().await;
+    c.start();
+    let AttachSession {
+        mut output,
+        mut input,
+    } = attach(&c, true).await;
+    input.stdin(b"hello\n").await.unwrap();
+    let mut got = Attached::default();
+    read_until(&mut output, &mut got, |g| g.stdout.ends_with(b"\n")).await;
+    assert_eq!(got.stdout_text(), "hello\n");
+    // Without stdin_once the container's stdin outlives the session.
+    drop((output, input));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(c.state()["status"], "running");
+    let AttachSession {
+        mut output,
+        mut input,
+    } = attach(&c, true).await;
+    input.stdin(b"again\n").await.unwrap();
+    let mut got = Attached::default();
+    read_until(&mut output, &mut got, |g| g.stdout.ends_with(b"\n")).await;
+    assert_eq!(got.stdout_text(), "again\n");
+    c.kill("KILL");
+    let got = read_to_end(&mut output).await;
+    assert!(got.ended, "{got:?}");
+    assert_eq!(c.wait_exit().await.exit_code, 137);
+    let entries = c.log_entries();
+    assert_eq!(
+        entries_of(&entries, "stdout"),
+        [('F', "hello"), ('F', "again")]
+    );
+}
+
+#[tokio::test]
+async fn stdin_once_closes_stdin_after_the_session() {
+    require_host();
+    let _serial = SERIAL.read().await;
+    let cg = TestCgroup::new();
+    // Ended by the client's stdin close, and by the client going away.
+    for close in [true, false] {
+        let mut c = Container::new(
+            &cg,
+            Spec {
+                stdin: true,
+                stdin_once: true,
+                ..Spec::sh("cat; echo cat-done; sleep 1000")
+            },
+        );
+        c.launch_ok().await;
+        c.start();
+        let AttachSession {
+            mut output,
+            mut input,
+        } = attach(&c, true).await;
+        input.stdin(b"one\n").await.unwrap();
+        let mut got = Attached::default();
+        read_until(&mut output, &mut got, |g| g.stdout.ends_with(b"\n")).await;
+        assert_eq!(got.stdout_text(), "one\n");
+        if close {
+            input.close_stdin().await.unwrap();
+            read_until(&mut output, &mut got, |g| {
+                g.stdout_text().contains("cat-done")
+            })
+            .await;
+        } else {
+            drop((output, input));
+            let log = c.log_path();
+            eventually("cat ends", Duration::from_secs(10), || {
+                std::fs::read_to_string(&log).is_ok_and(|t| t.contains("cat-done"))
+            })
+            .await;
+        }
+        // Closed for good: no later session writes it.
+        match monitor::attach(&c.config.socket, true, REQUEST_TIMEOUT).await {
+            Err(MonitorError::Refused(msg)) => {
+                assert_eq!(msg, "the container's stdin is closed")
+            }
+            Err(e) => panic!("attach after stdin_once: {e}"),
+            Ok(_) => panic!("attach with stdin accepted after stdin_once"),
+        }
+        c.kill("KILL");
+        assert_eq!(c.wait_exit().await.exit_code, 137);
+        let entries = c.log_entries();
+        assert_eq!(
+            entries_of(&entries, "stdout"),
+            [('F', "one"), ('F', "cat-done")]
+        );
+    }
+}
+
+#[tokio::test]
+async fn attach_resizes_a_tty_and_gets_its_output() {
+    require_host();
+    let _serial = SERIAL.read().await;
+    let cg = TestCgroup::new();
+    let mut c = Container::new(
+        &cg,
+        Spec {
+            tty: true,
+            stdin: true,
+            readonly_root: false,
+            ..Spec::sh(
+                "stty size; echo to-stderr >&2; \
+                 while [ ! -e /go ]; do usleep 10000; done; stty size; echo done",
+            )
+        },
+    );
+    c.launch_ok().await;
+    monitor::resize(&c.config.socket, 120, 40, REQUEST_TIMEOUT)
+        .await
+        .expect("resize before start");
+    let AttachSession {
+        mut output,
+        mut input,
+    } = attach(&c, true).await;
+    c.start();
+    let mut got = Attached::default();
+    read_until(&mut output, &mut got, |g| {
+        g.stdout_text().contains("to-stderr")
+    })
+    .await;
+    input.resize(100, 30).await.unwrap();
+    // The frame is applied as soon as the monitor reads it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    std::fs::write(c.rootfs().join("go"), "").unwrap();
+    read_until(&mut output, &mut got, |_| false).await;
+    assert!(got.ended, "{got:?}");
+    // A terminal has one output: everything comes as stdout.
+    assert!(got.stderr.is_empty(), "{got:?}");
+    assert_eq!(
+        got.stdout_text(),
+        "40 120\r\nto-stderr\r\n30 100\r\ndone\r\n"
+    );
+    assert_eq!(c.wait_exit().await.exit_code, 0);
+    let entries = c.log_entries();
+    let lines: Vec<&str> = entries.iter().map(|e| e.content.as_str()).collect();
+    assert_eq!(lines, ["40 120", "to-stderr", "30 100", "done"]);
+}
+
+/// Sends `attach` on a raw connection and reads the reply, without ever
+/// reading the session's frames.
+fn attach_and_stop_reading(socket: &Path) -> std::os::unix::net::UnixStream {
+    use std::io::Read;
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).expect("connect");
+    stream.write_all(b"attach\n").unwrap();
+    let mut reply = Vec::new();
+    let mut byte = [0u8];
+    while !reply.ends_with(b"\n") {
+        stream.read_exact(&mut byte).expect("reply");
+        reply.push(byte[0]);
+    }
+    assert_eq!(reply, b"ok\n");
+    stream
+}
+
+#[tokio::test]
+async fn a_stuck_attach_client_does_not_block_the_log() {
+    require_host();
+    let _serial = SERIAL.read().await;
+    let cg = TestCgroup::new();
+    let lines = 300_000;
+    let mut c = Container::new(&cg, Spec::new(&["seq", "1", &lines.to_string()]));
+    c.launch_ok().await;
+    let stuck = attach_and_stop_reading(&c.config.socket);
+    c.start();
+    let exit = c.wait_exit().await;
+    assert_eq!(exit.exit_code, 0);
+    c.wait_monitor_gone().await;
+    let logged: Vec<String> = c.log_entries().into_iter().map(|e| e.content).collect();
+    let want: Vec<String> = (1..=lines).map(|i| i.to_string()).collect();
+    assert!(logged == want, "{} of {lines} lines logged", logged.len());
+    // The client was cut off: some output, then the end of the
+    // connection without an end frame.
+    let mut bytes = Vec::new();
+    use std::io::Read;
+    (&stuck)
+        .read_to_end(&mut bytes)
+        .expect("read the stuck session");
+    let mut decoder = peapod_monitor_protocol::FrameDecoder::new();
+    decoder.feed(&bytes);
+    let mut stdout = Vec::new();
+    while let Some(frame) = decoder.next_frame().expect("frames") {
+        match frame {
+            Frame::Stdout(data) => stdout.extend(data),
+            other => panic!("the stuck client got {other:?}"),
+        }
+    }
+    let all: String = want.iter().map(|l| format!("{l}\n")).collect();
+    println!(
+        "the stuck client got {} of {} bytes",
+        stdout.len(),
+        all.len()
+    );
+    assert!(!stdout.is_empty() && stdout.len() < all.len());
+    assert!(all.as_bytes().starts_with(&stdout));
+}
+
+#[tokio::test]
+async fn attach_with_stdin_is_refused_without_stdin() {
+    require_host();
+    let _serial = SERIAL.read().await;
+    let cg = TestCgroup::new();
+    let mut c = Container::new(&cg, Spec::new(&["sleep", "1000"]));
+    c.launch_ok().await;
+    match monitor::attach(&c.config.socket, true, REQUEST_TIMEOUT).await {
+        Err(MonitorError::Refused(msg)) => assert_eq!(msg, "the container has no stdin"),
+        Err(e) => panic!("attach with stdin: {e}"),
+        Ok(_) => panic!("attach with stdin accepted without stdin"),
+    }
+    // Output only is fine.
+    let mut session = attach(&c, false).await;
+    c.start();
+    c.kill("KILL");
+    let got = read_to_end(&mut session.output).await;
+    assert!(got.ended && got.stdout.is_empty(), "{got:?}");
     assert_eq!(c.wait_exit().await.exit_code, 137);
 }

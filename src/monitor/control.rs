@@ -15,7 +15,7 @@ const MAX_REPLY: usize = 64 * 1024;
 /// Asks the monitor to reopen the CRI log (after the caller renamed it).
 /// Returns once the monitor writes to the new file.
 pub async fn reopen_log(socket: &Path, timeout: Duration) -> Result<(), MonitorError> {
-    request(socket, Request::Reopen, timeout).await
+    request(socket, Request::Reopen, timeout).await.map(drop)
 }
 
 /// Sets the terminal size of a tty container.
@@ -31,11 +31,22 @@ pub async fn resize(
         )));
     };
     let resize = Request::Resize { width, height };
-    request(socket, resize, timeout).await
+    request(socket, resize, timeout).await.map(drop)
+}
+
+/// An accepted request's connection, and what the monitor sent after
+/// its reply line (the first frames of an attach session).
+pub(super) struct Accepted {
+    pub stream: UnixStream,
+    pub rest: Vec<u8>,
 }
 
 /// Sends one request and reads its reply, within `timeout`.
-async fn request(socket: &Path, request: Request, timeout: Duration) -> Result<(), MonitorError> {
+pub(super) async fn request(
+    socket: &Path,
+    request: Request,
+    timeout: Duration,
+) -> Result<Accepted, MonitorError> {
     let exchange = async {
         let io_err = |what: &str| {
             let what = format!("{what} {}", socket.display());
@@ -48,11 +59,11 @@ async fn request(socket: &Path, request: Request, timeout: Duration) -> Result<(
             .write_all(request.encode().as_bytes())
             .await
             .map_err(io_err("write to"))?;
-        let (line, _) = read_reply_line(&mut stream)
+        let (line, rest) = read_reply_line(&mut stream)
             .await
             .map_err(io_err("read from"))?;
         match parse_reply(&line)? {
-            Reply::Ok => Ok(()),
+            Reply::Ok => Ok(Accepted { stream, rest }),
             Reply::Error(msg) => Err(MonitorError::Refused(msg)),
         }
     };

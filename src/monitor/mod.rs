@@ -16,8 +16,12 @@
 //!
 //! Control socket: line requests, line replies (`ok` or `error
 //! <message>`), several per connection: `reopen` (the CRI log, after a
-//! rename) and `resize <width> <height>` (tty containers).
+//! rename) and `resize <width> <height>` (tty containers). `attach` (or
+//! `attach stdin`) turns the connection into an attach session: after
+//! `ok` it carries frames ([`Frame`]): the container's output and an end
+//! frame from the monitor; stdin data, stdin close and resizes to it.
 
+mod attach;
 mod control;
 
 use std::io;
@@ -31,10 +35,11 @@ use tokio::time::Instant;
 
 use crate::process::{PidFd, ProcessRef};
 
+pub use attach::{attach, AttachInput, AttachOutput, AttachSession};
 pub use control::{reopen_log, resize};
 pub use peapod_monitor_protocol::container::is_container_monitor;
 pub use peapod_monitor_protocol::{
-    ContainerConfig, ExitStatus, DEFAULT_DRAIN_TIMEOUT, DEFAULT_LOG_MAX_LINE,
+    ContainerConfig, ExitStatus, Frame, DEFAULT_DRAIN_TIMEOUT, DEFAULT_LOG_MAX_LINE,
 };
 
 /// A container whose create succeeded.

@@ -1,4 +1,5 @@
-//! The control socket: line requests from the daemon, one reply each.
+//! The control socket: line requests from the daemon, one reply each,
+//! until an `attach` turns the connection into an attach session.
 
 use std::os::fd::OwnedFd;
 
@@ -7,6 +8,7 @@ use nix::poll::PollFlags;
 use peapod_monitor_protocol::control::{RequestError, MAX_REQUEST};
 use peapod_monitor_protocol::{Reply, Request};
 
+use super::attach::Session;
 use super::Monitor;
 use crate::sys;
 
@@ -20,12 +22,17 @@ pub(super) struct Client {
     len: usize,
     /// The connection is over: removed after this round of events.
     pub done: bool,
+    /// After an accepted `attach`: the session it carries.
+    pub session: Option<Box<Session>>,
 }
 
 impl Client {
-    /// What to poll this connection for.
-    pub fn events(&self) -> PollFlags {
-        PollFlags::POLLIN
+    /// What to poll this connection for; None: not to poll it now.
+    pub fn events(&self) -> Option<PollFlags> {
+        match &self.session {
+            None => Some(PollFlags::POLLIN),
+            Some(s) => s.events(),
+        }
     }
 }
 
@@ -42,6 +49,7 @@ impl Monitor {
                     buf: [0; MAX_REQUEST],
                     len: 0,
                     done: false,
+                    session: None,
                 });
             } else {
                 let _ = sys::send_reply(&fd, error("too many connections").encode().as_bytes());
@@ -49,9 +57,16 @@ impl Monitor {
         }
     }
 
-    /// Serves a ready connection. Returns false when it is done (marked
-    /// `done`, removed by the caller).
-    pub(super) fn serve_client(&mut self, i: usize, _events: PollFlags) -> bool {
+    /// Serves a ready connection; one that is over is marked `done`.
+    pub(super) fn serve_client(&mut self, i: usize, events: PollFlags) {
+        if self.clients[i].session.is_some() {
+            self.serve_session(i, events);
+        } else {
+            self.serve_requests(i);
+        }
+    }
+
+    fn serve_requests(&mut self, i: usize) {
         let client = &mut self.clients[i];
         let len = client.len;
         match sys::read(&client.fd, &mut client.buf[len..]) {
@@ -63,7 +78,6 @@ impl Monitor {
             Err(Errno::EAGAIN) => {}
             Err(_) => client.done = true,
         }
-        !self.clients[i].done
     }
 
     /// Answers every complete line in the connection's buffer.
@@ -74,12 +88,20 @@ impl Monitor {
             .position(|&b| b == b'\n')
         {
             let line_buf = self.clients[i].buf;
-            let reply = self.handle_request(&line_buf[start..start + nl]);
+            let request = Request::parse(&line_buf[start..start + nl]);
+            let reply = self.handle_request(request);
             if sys::send_reply(&self.clients[i].fd, reply.encode().as_bytes()).is_err() {
                 self.clients[i].done = true;
                 return;
             }
             start += nl + 1;
+            if let (Ok(Request::Attach { stdin }), Reply::Ok) = (request, &reply) {
+                // What follows the line is the session's first frames.
+                let first = &line_buf[start..self.clients[i].len];
+                self.clients[i].session = Some(Box::new(Session::new(stdin, first)));
+                self.serve_session(i, PollFlags::empty());
+                return;
+            }
         }
         let client = &mut self.clients[i];
         client.buf.copy_within(start..client.len, 0);
@@ -91,11 +113,11 @@ impl Monitor {
         }
     }
 
-    fn handle_request(&mut self, line: &[u8]) -> Reply {
-        match Request::parse(line) {
+    fn handle_request(&mut self, request: Result<Request, RequestError>) -> Reply {
+        match request {
             Ok(Request::Reopen) => self.reopen_log(),
             Ok(Request::Resize { width, height }) => self.resize(width, height),
-            Ok(Request::Attach { .. }) => error(RequestError::Unknown.to_string()),
+            Ok(Request::Attach { stdin }) => self.accept_session(stdin),
             // A terminal is asked for before the sizes are read.
             Err(RequestError::ResizeUsage) if self.pty.is_none() => error("not a terminal"),
             Err(e) => error(e.to_string()),

@@ -57,6 +57,8 @@ impl Stdio {
         // A terminal's input is its master; a stdin pipe is for pipes only.
         let (child_in, stdin) = if config.stdin && !config.tty {
             let (r, w) = pipe()?;
+            // Attach sessions write it without ever waiting.
+            sys::set_nonblocking(&w).map_err(|e| format!("O_NONBLOCK: {e}"))?;
             (r, Some(w))
         } else {
             (null, None)
@@ -140,6 +142,7 @@ impl Monitor {
         let pid = runtime::spawn(&config, &stdio.child).map_err(|e| format!("fork: {e}"))?;
         // Only the runtime (and the container after it) holds these now.
         drop(stdio.child);
+        let stdin_open = config.stdin;
         let mut m = Monitor {
             config,
             signals,
@@ -148,7 +151,8 @@ impl Monitor {
             clients: Vec::new(),
             outputs: stdio.outputs,
             pty: None,
-            _stdin: stdio.stdin,
+            stdin: stdio.stdin,
+            stdin_open,
             init: 0,
             exit: None,
             drain_deadline: 0,

@@ -23,6 +23,8 @@ enum Slot {
     ConsoleListener,
     ConsoleConn,
     RuntimeOut,
+    /// The container's stdin, when attach sessions have data for it.
+    Stdin,
 }
 
 /// The descriptors one poll waits on.
@@ -64,7 +66,6 @@ impl Monitor {
     /// Waits up to `timeout_ms` (-1: no limit) and serves what is ready.
     pub(super) fn poll_once(&mut self, mut creating: Option<&mut Creating>, timeout_ms: i32) {
         let ready = self.wait(creating.as_deref(), timeout_ms);
-        let mut closed_clients = false;
         for (slot, events) in ready {
             match slot {
                 Slot::Signals => self.reap(creating.as_deref_mut()),
@@ -72,7 +73,8 @@ impl Monitor {
                     self.read_output(i, creating.as_deref_mut());
                 }
                 Slot::Control => self.accept_clients(),
-                Slot::Client(i) => closed_clients |= !self.serve_client(i, events),
+                Slot::Client(i) => self.serve_client(i, events),
+                Slot::Stdin => self.stdin_ready(),
                 Slot::ConsoleListener | Slot::ConsoleConn => {
                     if let Some(c) = creating.as_deref_mut() {
                         self.service_console(c);
@@ -85,9 +87,7 @@ impl Monitor {
                 }
             }
         }
-        if closed_clients {
-            self.clients.retain(|c| !c.done);
-        }
+        self.drop_done_clients();
     }
 
     /// Polls; returns the ready slots and their events.
@@ -123,7 +123,12 @@ impl Monitor {
             None => {
                 list.read(&self.control, Slot::Control);
                 for (i, client) in self.clients.iter().enumerate() {
-                    list.add(client.fd.as_fd(), client.events(), Slot::Client(i));
+                    if let Some(events) = client.events() {
+                        list.add(client.fd.as_fd(), events, Slot::Client(i));
+                    }
+                }
+                if let Some(fd) = self.stdin_to_watch() {
+                    list.add(fd, PollFlags::POLLOUT, Slot::Stdin);
                 }
             }
         }

@@ -77,11 +77,18 @@ fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
 
 impl Monitor {
     /// After the main loop: logs what is left, removes the socket, writes
-    /// the exit file. Returns the exit code of the monitor.
+    /// the exit file, ends the attach sessions. Returns the exit code of
+    /// the monitor.
     pub(super) fn finish(mut self) -> i32 {
         self.log_the_rest();
         // The control socket goes whatever happens below.
         sys::unlink(&self.config.socket);
+        let code = self.write_exit_file();
+        self.end_sessions();
+        code
+    }
+
+    fn write_exit_file(&self) -> i32 {
         let Some(exit) = self.exit else {
             return 1;
         };

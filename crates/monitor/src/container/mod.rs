@@ -10,16 +10,18 @@
 //!    `error <message>` and exit 1 (the daemon then deletes the runtime's
 //!    state).
 //!
-//! Then M1 copies the container's output to the CRI log, answers control
-//! requests on the socket, reaps the container's init and, once it has
-//! exited and its output is drained, writes the exit file atomically,
-//! removes the socket and exits 0.
+//! Then M1 copies the container's output to the CRI log (and to attach
+//! sessions), answers control requests on the socket, reaps the
+//! container's init and, once it has exited and its output is drained,
+//! writes the exit file atomically, removes the socket, ends the attach
+//! sessions and exits 0.
 //!
 //! Single-threaded and allocation-light: one poll loop over a signalfd
 //! (SIGCHLD), the output descriptors, the control socket and its clients.
 //! M0 reads the JSON config before the fork, so that the JSON parser's
 //! code is never paged into the long-lived M1.
 
+mod attach;
 mod control;
 mod create;
 mod events;
@@ -139,11 +141,13 @@ struct Monitor {
     control: OwnedFd,
     clients: Vec<Client>,
     outputs: Vec<Output>,
-    /// tty mode: the terminal's master, for resize.
+    /// tty mode: the terminal's master, for resize and attach.
     pty: Option<OwnedFd>,
     /// `stdin` without a tty: the write end of the container's stdin,
-    /// held open.
-    _stdin: Option<OwnedFd>,
+    /// held open for attach sessions.
+    stdin: Option<OwnedFd>,
+    /// The container has a stdin that is not closed yet (`stdin_once`).
+    stdin_open: bool,
     init: i32,
     exit: Option<Exit>,
     /// Monotonic ms after which output is no longer awaited.

@@ -1,9 +1,11 @@
-//! The container's output: read as it comes and written to the CRI log.
+//! The container's output: read as it comes, written to the CRI log and
+//! sent to attach sessions.
 
 use std::os::fd::OwnedFd;
 
 use nix::errno::Errno;
 
+use super::attach::send_output;
 use super::runtime::{push_tail, Creating};
 use super::Monitor;
 use crate::crilog::{timestamp_now, LineSplitter, Stream};
@@ -60,6 +62,7 @@ impl Monitor {
             out.splitter
                 .feed(data, &mut |c, tag| log.write(&ts, out.stream, tag, c));
         }
+        send_output(&mut self.clients, out.stream, data);
         true
     }
 
