@@ -23,6 +23,7 @@ pub struct AttachSession {
 pub struct AttachOutput {
     read: OwnedReadHalf,
     decoder: FrameDecoder,
+    chunk: Vec<u8>,
     ended: bool,
 }
 
@@ -48,6 +49,7 @@ pub async fn attach(
         output: AttachOutput {
             read,
             decoder,
+            chunk: vec![0; READ_CHUNK],
             ended: false,
         },
         input: AttachInput { write },
@@ -63,7 +65,6 @@ impl AttachOutput {
         let protocol = |e: peapod_monitor_protocol::frame::FrameError| {
             MonitorError::Protocol(format!("attach: {e}"))
         };
-        let mut chunk = vec![0u8; READ_CHUNK];
         loop {
             if self.ended {
                 return Ok(None);
@@ -74,13 +75,13 @@ impl AttachOutput {
             }
             let n = self
                 .read
-                .read(&mut chunk)
+                .read(&mut self.chunk)
                 .await
                 .map_err(|e| MonitorError::Io("read an attach session".into(), e))?;
             if n == 0 {
                 return Ok(None);
             }
-            self.decoder.feed(&chunk[..n]);
+            self.decoder.feed(&self.chunk[..n]);
         }
     }
 }
