@@ -18,8 +18,8 @@
 //!
 //! Single-threaded and allocation-light: one poll loop over a signalfd
 //! (SIGCHLD), the output descriptors, the control socket and its clients.
-//! M0 reads the JSON config before the fork, so that the JSON parser's
-//! code is never paged into the long-lived M1.
+//! M0 reads and checks the config before the fork, so that a bad one is a
+//! usage error (exit 2) the daemon sees, as a bad command line was.
 
 mod attach;
 mod control;
