@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{getpid, getsid, Pid};
 
-const MONITOR: &str = env!("CARGO_BIN_EXE_peapod-monitor");
+#[path = "common/monitor_binary.rs"]
+mod monitor_binary;
+use monitor_binary::monitor_binary;
+
 /// What /proc/<pid>/exe shows for the embedded pause program, exec'd from a memfd.
 const PAUSE: &str = "/memfd:peapod-pause";
 
@@ -145,7 +148,7 @@ fn is_ours(pid: i32) -> bool {
         .to_string_lossy()
         .trim_end_matches(" (deleted)")
         .to_string();
-    Path::new(&exe) == Path::new(MONITOR) || exe == PAUSE
+    Path::new(&exe) == monitor_binary() || exe == PAUSE
 }
 
 /// Live (non-zombie) processes running our two binaries.
@@ -211,13 +214,14 @@ struct MonitorRun {
 /// for it to exit. Fails if it does not exit, or if its stdout stays open
 /// after it exited (the infra process must not hold the daemon's pipe).
 fn monitor(args: &[&str]) -> MonitorRun {
-    let mut child = Command::new(MONITOR)
+    let binary = monitor_binary();
+    let mut child = Command::new(&binary)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("spawn {MONITOR}: {e}"));
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
     let mut stdout = child.stdout.take().expect("piped stdout");
     let mut stderr = child.stderr.take().expect("piped stderr");
     let (tx, rx) = mpsc::channel();
@@ -507,7 +511,7 @@ fn falls_back_to_in_process_loop_without_pause_binary() {
     ]);
     assert_eq!(
         infra.exe(),
-        PathBuf::from(MONITOR),
+        monitor_binary(),
         "fallback should keep running peapod-monitor"
     );
     assert_eq!(infra.nsenter("-u", &["hostname"]), "fb");

@@ -16,11 +16,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use peapod::monitor::{self, ContainerMonitorArgs, ExitStatus, Launched, MonitorError};
+use peapod::monitor::{
+    self, AttachOutput, AttachSession, ContainerConfig, ExitStatus, Frame, Launched, MonitorError,
+};
 use peapod::process::{parent_pid, ProcessRef};
 use serde_json::{json, Value};
 
-const MONITOR: &str = env!("CARGO_BIN_EXE_peapod-monitor");
+#[path = "common/monitor_binary.rs"]
+mod monitor_binary;
+use monitor_binary::monitor_binary;
+
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(20);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -170,6 +175,7 @@ struct Spec {
     drain_timeout: Duration,
     readonly_root: bool,
     stdin: bool,
+    stdin_once: bool,
 }
 
 impl Spec {
@@ -184,6 +190,7 @@ impl Spec {
             drain_timeout: monitor::DEFAULT_DRAIN_TIMEOUT,
             readonly_root: true,
             stdin: false,
+            stdin_once: false,
         }
     }
 
@@ -198,7 +205,7 @@ struct Container {
     dir: tempfile::TempDir,
     id: String,
     cgroup_path: String,
-    args: ContainerMonitorArgs,
+    config: ContainerConfig,
     launched: Option<Launched>,
 }
 
@@ -244,7 +251,7 @@ impl Container {
                 .join(cgroup_path.trim_start_matches('/'))
                 .join("memory.oom_control")
         });
-        let args = ContainerMonitorArgs {
+        let config = ContainerConfig {
             id: id.clone(),
             bundle,
             pid_file,
@@ -255,7 +262,7 @@ impl Container {
             tty: spec.tty,
             console_socket,
             stdin: spec.stdin,
-            stdin_once: spec.stdin,
+            stdin_once: spec.stdin_once,
             oom_file,
             runtime_log: Some(runtime_log),
             drain_timeout: spec.drain_timeout,
@@ -265,13 +272,13 @@ impl Container {
             dir,
             id,
             cgroup_path,
-            args,
+            config,
             launched: None,
         }
     }
 
     async fn launch(&mut self) -> Result<Launched, MonitorError> {
-        let r = monitor::launch(Path::new(MONITOR), &self.args, LAUNCH_TIMEOUT).await;
+        let r = monitor::launch(&monitor_binary(), &self.config, LAUNCH_TIMEOUT).await;
         if let Ok(l) = &r {
             self.launched = Some(*l);
         }
@@ -318,11 +325,11 @@ impl Container {
     }
 
     fn log_path(&self) -> PathBuf {
-        self.args.log_path.clone().unwrap()
+        self.config.log_path.clone().unwrap()
     }
 
     fn rootfs(&self) -> PathBuf {
-        self.args.bundle.join("rootfs")
+        self.config.bundle.join("rootfs")
     }
 
     /// The container's v1 memory cgroup directory.
@@ -333,7 +340,7 @@ impl Container {
     async fn wait_exit(&self) -> ExitStatus {
         let start = Instant::now();
         loop {
-            match monitor::read_exit_file(&self.args.exit_file) {
+            match monitor::read_exit_file(&self.config.exit_file) {
                 Ok(Some(status)) => return status,
                 Ok(None) => {}
                 Err(e) => panic!("exit file of {}: {e}", self.id),
@@ -611,7 +618,7 @@ async fn stdout_stderr_exit_code_and_process_tree() {
     assert!(fd_target(l.init.pid, 2).starts_with("pipe:"));
     assert_ne!(fd_target(l.init.pid, 1), fd_target(l.init.pid, 2));
     assert_eq!(fd_target(l.init.pid, 0), "/dev/null");
-    let mode = std::fs::metadata(&c.args.socket)
+    let mode = std::fs::metadata(&c.config.socket)
         .unwrap()
         .permissions()
         .mode();
@@ -630,8 +637,8 @@ async fn stdout_stderr_exit_code_and_process_tree() {
         "finished_at {exit:?}"
     );
     c.wait_monitor_gone().await;
-    assert!(!c.args.socket.exists(), "control socket left behind");
-    assert!(!c.args.exit_file.with_extension("tmp").exists());
+    assert!(!c.config.socket.exists(), "control socket left behind");
+    assert!(!c.config.exit_file.with_extension("tmp").exists());
 
     let entries = c.log_entries();
     assert_eq!(
@@ -713,6 +720,7 @@ async fn runc_kill_term_gives_143() {
         Spec {
             pid_ns: false,
             stdin: true,
+            stdin_once: true,
             ..Spec::new(&["sleep", "1000"])
         },
     );
@@ -812,7 +820,7 @@ async fn reopen_after_rename_loses_no_line() {
         Spec::sh("i=0; while [ $i -lt 300 ]; do echo line$i; i=$((i+1)); usleep 3000; done"),
     );
     c.launch_ok().await;
-    let socket = c.args.socket.clone();
+    let socket = c.config.socket.clone();
 
     // Requests before the container even starts: several on one
     // connection, each answered in order.
@@ -874,11 +882,11 @@ async fn tty_output_is_stdout_and_resize_works() {
     );
     let l = c.launch_ok().await;
     assert!(
-        !c.args.console_socket.as_ref().unwrap().exists(),
+        !c.config.console_socket.as_ref().unwrap().exists(),
         "console socket left after create"
     );
     // The terminal exists from create on: size it before the start.
-    let socket = c.args.socket.clone();
+    let socket = c.config.socket.clone();
     monitor::resize(&socket, 120, 40, REQUEST_TIMEOUT)
         .await
         .expect("resize before start");
@@ -929,8 +937,8 @@ async fn failing_create_reports_runc_message_and_leaves_nothing() {
     // No monitor (nor anything else of this container) is left running.
     let left = processes_mentioning(&c.id);
     assert!(left.is_empty(), "processes left: {left:?}");
-    assert!(!c.args.socket.exists(), "control socket left behind");
-    assert!(monitor::read_exit_file(&c.args.exit_file)
+    assert!(!c.config.socket.exists(), "control socket left behind");
+    assert!(monitor::read_exit_file(&c.config.exit_file)
         .unwrap()
         .is_none());
 }
@@ -942,7 +950,7 @@ async fn failing_create_message_from_stderr_and_in_tty_mode() {
     let cg = TestCgroup::new();
     // Without --runtime-log the message is what runc wrote on stderr.
     let mut plain = Container::new(&cg, Spec::new(&["/nonexistent-plain"]));
-    plain.args.runtime_log = None;
+    plain.config.runtime_log = None;
     // In tty mode the runtime's own output has a pipe of its own.
     let mut tty = Container::new(
         &cg,
@@ -958,7 +966,7 @@ async fn failing_create_message_from_stderr_and_in_tty_mode() {
             ..Spec::new(&["/nonexistent-tty-stderr"])
         },
     );
-    tty_no_log.args.runtime_log = None;
+    tty_no_log.config.runtime_log = None;
     for (c, name) in [
         (&mut plain, "/nonexistent-plain"),
         (&mut tty, "/nonexistent-tty"),
@@ -973,16 +981,16 @@ async fn failing_create_message_from_stderr_and_in_tty_mode() {
             other => panic!("{name}: expected MonitorError::Runtime, got {other:?}"),
         }
         assert!(processes_mentioning(&c.id).is_empty());
-        assert!(!c.args.socket.exists());
-        if let Some(cs) = &c.args.console_socket {
+        assert!(!c.config.socket.exists());
+        if let Some(cs) = &c.config.console_socket {
             assert!(!cs.exists(), "console socket left behind");
         }
     }
 }
 
-/// Monitor arguments for a stand-in runtime: a /bin/sh script.
-fn fake_runtime_args(dir: &Path, script: &str) -> ContainerMonitorArgs {
-    ContainerMonitorArgs {
+/// The monitor config for a stand-in runtime: a /bin/sh script.
+fn fake_runtime_config(dir: &Path, script: &str) -> ContainerConfig {
+    ContainerConfig {
         id: "fake".into(),
         bundle: dir.into(),
         pid_file: dir.join("pid"),
@@ -1009,24 +1017,24 @@ async fn init_that_exits_before_the_pid_file_is_read() {
     // of the runtime (exec'd into sleep, which never waits), is
     // reparented to the monitor when the runtime exits and reaped there,
     // before the monitor has read the pid file.
-    let args = fake_runtime_args(
+    let config = fake_runtime_config(
         dir.path(),
         "sh -c 'echo from-init; exit 7' & echo $! > pid; exec sleep 0.3",
     );
-    let l = monitor::launch(Path::new(MONITOR), &args, LAUNCH_TIMEOUT)
+    let l = monitor::launch(&monitor_binary(), &config, LAUNCH_TIMEOUT)
         .await
         .expect("launch");
     assert_eq!(l.init.start_time, 0, "the init was already gone");
     let start = Instant::now();
     let exit = loop {
-        if let Some(exit) = monitor::read_exit_file(&args.exit_file).unwrap() {
+        if let Some(exit) = monitor::read_exit_file(&config.exit_file).unwrap() {
             break exit;
         }
         assert!(start.elapsed() < EXIT_TIMEOUT, "no exit file");
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     assert_eq!((exit.exit_code, exit.signal), (7, 0));
-    let entries = read_log(&args.log_path.clone().unwrap());
+    let entries = read_log(&config.log_path.clone().unwrap());
     assert_eq!(entries_of(&entries, "stdout"), [('F', "from-init")]);
     eventually("monitor exits", Duration::from_secs(10), || {
         !l.monitor.is_alive()
@@ -1053,19 +1061,19 @@ async fn create_error_fallbacks() {
         // Not a child of the monitor.
         ("echo 1 > pid", "is not a child of the monitor"),
     ] {
-        let args = fake_runtime_args(dir.path(), script);
-        let _ = std::fs::remove_file(&args.pid_file);
-        match monitor::launch(Path::new(MONITOR), &args, LAUNCH_TIMEOUT).await {
+        let config = fake_runtime_config(dir.path(), script);
+        let _ = std::fs::remove_file(&config.pid_file);
+        match monitor::launch(&monitor_binary(), &config, LAUNCH_TIMEOUT).await {
             Err(MonitorError::Runtime(msg)) => {
                 assert!(msg.contains(want), "{script}: {msg}")
             }
             other => panic!("{script}: expected MonitorError::Runtime, got {other:?}"),
         }
-        assert!(!args.socket.exists(), "{script}: socket left behind");
+        assert!(!config.socket.exists(), "{script}: socket left behind");
     }
-    let mut args = fake_runtime_args(dir.path(), "");
-    args.runtime_argv = vec!["/nonexistent/runtime".into()];
-    match monitor::launch(Path::new(MONITOR), &args, LAUNCH_TIMEOUT).await {
+    let mut config = fake_runtime_config(dir.path(), "");
+    config.runtime_argv = vec!["/nonexistent/runtime".into()];
+    match monitor::launch(&monitor_binary(), &config, LAUNCH_TIMEOUT).await {
         Err(MonitorError::Runtime(msg)) => {
             assert_eq!(msg, "exec /nonexistent/runtime: No such file or directory")
         }
@@ -1077,10 +1085,10 @@ async fn create_error_fallbacks() {
 async fn launch_timeout_kills_the_monitor() {
     let _serial = SERIAL.read().await;
     let dir = tempfile::tempdir().unwrap();
-    let args = fake_runtime_args(dir.path(), "echo $$ > runtime.pid; exec sleep 60");
+    let config = fake_runtime_config(dir.path(), "echo $$ > runtime.pid; exec sleep 60");
     let timeout = Duration::from_millis(500);
     let started = Instant::now();
-    match monitor::launch(Path::new(MONITOR), &args, timeout).await {
+    match monitor::launch(&monitor_binary(), &config, timeout).await {
         Err(MonitorError::Timeout(t)) => assert_eq!(t, timeout),
         other => panic!("expected a timeout, got {other:?}"),
     }
@@ -1110,7 +1118,7 @@ async fn launch_timeout_kills_the_monitor() {
 #[tokio::test]
 async fn usage_error_is_a_protocol_error() {
     let dir = tempfile::tempdir().unwrap();
-    let args = ContainerMonitorArgs {
+    let config = ContainerConfig {
         id: "x".into(),
         bundle: dir.path().into(),
         pid_file: dir.path().join("pid"),
@@ -1128,14 +1136,14 @@ async fn usage_error_is_a_protocol_error() {
         drain_timeout: Duration::ZERO,
         runtime_argv: vec!["true".into()],
     };
-    match monitor::launch(Path::new(MONITOR), &args, LAUNCH_TIMEOUT).await {
+    match monitor::launch(&monitor_binary(), &config, LAUNCH_TIMEOUT).await {
         Err(MonitorError::Protocol(msg)) => {
-            assert!(msg.contains("--tty and --console-socket"), "{msg}");
+            assert!(msg.contains("tty and console_socket go together"), "{msg}");
             assert!(msg.contains("exit status: 2"), "{msg}");
         }
         other => panic!("expected a protocol error, got {other:?}"),
     }
-    match monitor::launch(Path::new("/nonexistent/monitor"), &args, LAUNCH_TIMEOUT).await {
+    match monitor::launch(Path::new("/nonexistent/monitor"), &config, LAUNCH_TIMEOUT).await {
         Err(MonitorError::Spawn { .. }) => {}
         other => panic!("expected a spawn error, got {other:?}"),
     }
@@ -1401,8 +1409,9 @@ async fn memory_of_an_idle_monitor() {
         "release"
     };
     println!(
-        "idle monitor, {profile} build ({MONITOR}): Rss {rss} kB, Pss {pss} kB \
+        "idle monitor, {profile} build ({}): Rss {rss} kB, Pss {pss} kB \
          (Pss_Anon {} kB, Pss_File {} kB)",
+        monitor_binary().display(),
         get("Pss_Anon"),
         get("Pss_File")
     );
@@ -1414,5 +1423,329 @@ async fn memory_of_an_idle_monitor() {
     let pss_bound = if cfg!(debug_assertions) { 1280 } else { 700 };
     assert!(pss < pss_bound, "monitor PSS {pss} kB ({profile} build)");
     c.kill("KILL");
+    assert_eq!(c.wait_exit().await.exit_code, 137);
+}
+
+/// What an attach session brought.
+#[derive(Debug, Default)]
+struct Attached {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    /// The monitor's end frame came.
+    ended: bool,
+    /// The connection closed.
+    closed: bool,
+}
+
+impl Attached {
+    fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+/// Reads an attach session's frames into `got` until `enough` holds or
+/// the session is over.
+async fn read_until(
+    output: &mut AttachOutput,
+    got: &mut Attached,
+    enough: impl Fn(&Attached) -> bool,
+) {
+    let deadline = Instant::now() + EXIT_TIMEOUT;
+    while !enough(got) && !got.closed {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let frame = tokio::time::timeout(left, output.next())
+            .await
+            .unwrap_or_else(|_| panic!("attach session: nothing more after {got:?}"))
+            .expect("read the attach session");
+        match frame {
+            Some(Frame::Stdout(data)) => got.stdout.extend(data),
+            Some(Frame::Stderr(data)) => got.stderr.extend(data),
+            Some(Frame::End) => got.ended = true,
+            Some(other) => panic!("the monitor sent {other:?}"),
+            None => got.closed = true,
+        }
+    }
+}
+
+/// Reads an attach session to its end.
+async fn read_to_end(output: &mut AttachOutput) -> Attached {
+    let mut got = Attached::default();
+    read_until(output, &mut got, |_| false).await;
+    got
+}
+
+async fn attach(c: &Container, stdin: bool) -> AttachSession {
+    monitor::attach(&c.config.socket, stdin, REQUEST_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("attach to {}: {e}", c.id))
+}
+
+#[tokio::test]
+async fn attach_gets_the_output_while_the_log_is_written() {
+    require_host();
+    let _serial = SERIAL.read().await;
+    let cg = TestCgroup::new();
+    let mut c = Container::new(
+        &cg,
+        Spec {
+            readonly_root: false,
+            ..Spec::sh(
+                "echo before; while [ ! -e /go ]; do usleep 10000; done; \
+                 echo out1; echo err1 >&2; echo out2",
+            )
+        },
+    );
+    c.launch_ok().await;
+    c.start();
+    let log = c.log_path();
+    eventually("first line logged", Duration::from_secs(10), || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("before"))
+    })
+    .await;
+    // Output from the moment of the attach on, not before.
+    let mut session = attach(&c, false).await;
+    std::fs::write(c.rootfs().join("go"), "").unwrap();
+    let got = read_to_end(&mut session.output).await;
+    assert!(got.ended && got.closed, "{got:?}");
+    assert_eq!(got.stdout_text(), "out1\nout2\n");
+    assert_eq!(got.stderr, b"err1\n");
+    let exit = c.wait_exit().await;
+    assert_eq!(exit.exit_code, 0);
+    let entries = c.log_entries();
+    assert_eq!(
+        entries_of(&entries, "stdout"),
+        [('F', "before"), ('F', "out1"), ('F', "out2")]
+    );
+    assert_eq!(entries_of(&entries, "stderr"), [('F', "err1")]);
+    c.wait_monitor_gone().await;
+}
+
+#[tokio::test]
+async fn attach_writes_stdin_to_cat() {
+    require_host();
+    let _serial = SERIAL.read().await;
+    let cg = TestCgroup::new();
+    let mut c = Container::new(
+        &cg,
+        Spec {
+            stdin: true,
+            ..Spec::new(&["cat"])
+        },
+    );
+    c.launch_ok().await;
+    c.start();
+    let AttachSession {
+        mut output,
+        mut input,
+    } = attach(&c, true).await;
+    input.stdin(b"hello\n").await.unwrap();
+    let mut got = Attached::default();
+    read_until(&mut output, &mut got, |g| g.stdout.ends_with(b"\n")).await;
+    assert_eq!(got.stdout_text(), "hello\n");
+    // Without stdin_once the container's stdin outlives the session.
+    drop((output, input));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(c.state()["status"], "running");
+    let AttachSession {
+        mut output,
+        mut input,
+    } = attach(&c, true).await;
+    input.stdin(b"again\n").await.unwrap();
+    let mut got = Attached::default();
+    read_until(&mut output, &mut got, |g| g.stdout.ends_with(b"\n")).await;
+    assert_eq!(got.stdout_text(), "again\n");
+    c.kill("KILL");
+    let got = read_to_end(&mut output).await;
+    assert!(got.ended, "{got:?}");
+    assert_eq!(c.wait_exit().await.exit_code, 137);
+    let entries = c.log_entries();
+    assert_eq!(
+        entries_of(&entries, "stdout"),
+        [('F', "hello"), ('F', "again")]
+    );
+}
+
+#[tokio::test]
+async fn stdin_once_closes_stdin_after_the_session() {
+    require_host();
+    let _serial = SERIAL.read().await;
+    let cg = TestCgroup::new();
+    // Ended by the client's stdin close, and by the client going away.
+    for close in [true, false] {
+        let mut c = Container::new(
+            &cg,
+            Spec {
+                stdin: true,
+                stdin_once: true,
+                ..Spec::sh("cat; echo cat-done; sleep 1000")
+            },
+        );
+        c.launch_ok().await;
+        c.start();
+        let AttachSession {
+            mut output,
+            mut input,
+        } = attach(&c, true).await;
+        input.stdin(b"one\n").await.unwrap();
+        let mut got = Attached::default();
+        read_until(&mut output, &mut got, |g| g.stdout.ends_with(b"\n")).await;
+        assert_eq!(got.stdout_text(), "one\n");
+        if close {
+            input.close_stdin().await.unwrap();
+            read_until(&mut output, &mut got, |g| {
+                g.stdout_text().contains("cat-done")
+            })
+            .await;
+        } else {
+            drop((output, input));
+            let log = c.log_path();
+            eventually("cat ends", Duration::from_secs(10), || {
+                std::fs::read_to_string(&log).is_ok_and(|t| t.contains("cat-done"))
+            })
+            .await;
+        }
+        // Closed for good: no later session writes it.
+        match monitor::attach(&c.config.socket, true, REQUEST_TIMEOUT).await {
+            Err(MonitorError::Refused(msg)) => {
+                assert_eq!(msg, "the container's stdin is closed")
+            }
+            Err(e) => panic!("attach after stdin_once: {e}"),
+            Ok(_) => panic!("attach with stdin accepted after stdin_once"),
+        }
+        c.kill("KILL");
+        assert_eq!(c.wait_exit().await.exit_code, 137);
+        let entries = c.log_entries();
+        assert_eq!(
+            entries_of(&entries, "stdout"),
+            [('F', "one"), ('F', "cat-done")]
+        );
+    }
+}
+
+#[tokio::test]
+async fn attach_resizes_a_tty_and_gets_its_output() {
+    require_host();
+    let _serial = SERIAL.read().await;
+    let cg = TestCgroup::new();
+    let mut c = Container::new(
+        &cg,
+        Spec {
+            tty: true,
+            stdin: true,
+            readonly_root: false,
+            ..Spec::sh(
+                "stty size; echo to-stderr >&2; \
+                 while [ ! -e /go ]; do usleep 10000; done; stty size; echo done",
+            )
+        },
+    );
+    c.launch_ok().await;
+    monitor::resize(&c.config.socket, 120, 40, REQUEST_TIMEOUT)
+        .await
+        .expect("resize before start");
+    let AttachSession {
+        mut output,
+        mut input,
+    } = attach(&c, true).await;
+    c.start();
+    let mut got = Attached::default();
+    read_until(&mut output, &mut got, |g| {
+        g.stdout_text().contains("to-stderr")
+    })
+    .await;
+    input.resize(100, 30).await.unwrap();
+    // The frame is applied as soon as the monitor reads it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    std::fs::write(c.rootfs().join("go"), "").unwrap();
+    read_until(&mut output, &mut got, |_| false).await;
+    assert!(got.ended, "{got:?}");
+    // A terminal has one output: everything comes as stdout.
+    assert!(got.stderr.is_empty(), "{got:?}");
+    assert_eq!(
+        got.stdout_text(),
+        "40 120\r\nto-stderr\r\n30 100\r\ndone\r\n"
+    );
+    assert_eq!(c.wait_exit().await.exit_code, 0);
+    let entries = c.log_entries();
+    let lines: Vec<&str> = entries.iter().map(|e| e.content.as_str()).collect();
+    assert_eq!(lines, ["40 120", "to-stderr", "30 100", "done"]);
+}
+
+/// Sends `attach` on a raw connection and reads the reply, without ever
+/// reading the session's frames.
+fn attach_and_stop_reading(socket: &Path) -> std::os::unix::net::UnixStream {
+    use std::io::Read;
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).expect("connect");
+    stream.write_all(b"attach\n").unwrap();
+    let mut reply = Vec::new();
+    let mut byte = [0u8];
+    while !reply.ends_with(b"\n") {
+        stream.read_exact(&mut byte).expect("reply");
+        reply.push(byte[0]);
+    }
+    assert_eq!(reply, b"ok\n");
+    stream
+}
+
+#[tokio::test]
+async fn a_stuck_attach_client_does_not_block_the_log() {
+    require_host();
+    let _serial = SERIAL.read().await;
+    let cg = TestCgroup::new();
+    let lines = 300_000;
+    let mut c = Container::new(&cg, Spec::new(&["seq", "1", &lines.to_string()]));
+    c.launch_ok().await;
+    let stuck = attach_and_stop_reading(&c.config.socket);
+    c.start();
+    let exit = c.wait_exit().await;
+    assert_eq!(exit.exit_code, 0);
+    c.wait_monitor_gone().await;
+    let logged: Vec<String> = c.log_entries().into_iter().map(|e| e.content).collect();
+    let want: Vec<String> = (1..=lines).map(|i| i.to_string()).collect();
+    assert!(logged == want, "{} of {lines} lines logged", logged.len());
+    // The client was cut off: some output, then the end of the
+    // connection without an end frame.
+    let mut bytes = Vec::new();
+    use std::io::Read;
+    (&stuck)
+        .read_to_end(&mut bytes)
+        .expect("read the stuck session");
+    let mut decoder = peapod_monitor_protocol::FrameDecoder::new();
+    decoder.feed(&bytes);
+    let mut stdout = Vec::new();
+    while let Some(frame) = decoder.next_frame().expect("frames") {
+        match frame {
+            Frame::Stdout(data) => stdout.extend(data),
+            other => panic!("the stuck client got {other:?}"),
+        }
+    }
+    let all: String = want.iter().map(|l| format!("{l}\n")).collect();
+    println!(
+        "the stuck client got {} of {} bytes",
+        stdout.len(),
+        all.len()
+    );
+    assert!(!stdout.is_empty() && stdout.len() < all.len());
+    assert!(all.as_bytes().starts_with(&stdout));
+}
+
+#[tokio::test]
+async fn attach_with_stdin_is_refused_without_stdin() {
+    require_host();
+    let _serial = SERIAL.read().await;
+    let cg = TestCgroup::new();
+    let mut c = Container::new(&cg, Spec::new(&["sleep", "1000"]));
+    c.launch_ok().await;
+    match monitor::attach(&c.config.socket, true, REQUEST_TIMEOUT).await {
+        Err(MonitorError::Refused(msg)) => assert_eq!(msg, "the container has no stdin"),
+        Err(e) => panic!("attach with stdin: {e}"),
+        Ok(_) => panic!("attach with stdin accepted without stdin"),
+    }
+    // Output only is fine.
+    let mut session = attach(&c, false).await;
+    c.start();
+    c.kill("KILL");
+    let got = read_to_end(&mut session.output).await;
+    assert!(got.ended && got.stdout.is_empty(), "{got:?}");
     assert_eq!(c.wait_exit().await.exit_code, 137);
 }

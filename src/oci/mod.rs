@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use oci_spec::runtime::LinuxResources;
 
-pub use crate::monitor::{ExitStatus, Launched};
+pub use crate::monitor::{AttachSession, ExitStatus, Launched};
 pub use runc::CliRuntime;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -129,6 +129,11 @@ pub trait OciRuntime: Send + Sync {
         process: &[u8],
         timeout: Option<Duration>,
     ) -> Result<ExecOutput, OciError>;
+
+    /// Attaches to the container's stdio: its output from now on and, with
+    /// `stdin`, its input (refused when it was created without stdin), and
+    /// its terminal size.
+    async fn attach(&self, c: &ContainerHandle, stdin: bool) -> Result<AttachSession, OciError>;
 
     /// Deletes the runtime's state of the container. With `force`, first
     /// kills whatever of it still runs, including the monitor of a

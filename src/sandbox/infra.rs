@@ -2,9 +2,13 @@
 //! sets the hostname and sysctls, forks the process that holds them and
 //! reports its pid. The infra process is never the daemon's child.
 
+use std::ffi::OsString;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
+
+use peapod_monitor_protocol::pause::{PauseConfig, Sysctl};
+use peapod_monitor_protocol::Answer;
 
 use super::spec::{NamespaceMode, SandboxSpec};
 use crate::process::ProcessRef;
@@ -26,35 +30,35 @@ pub enum InfraError {
     Timeout(Duration),
 }
 
-/// The monitor's arguments for a pod.
-pub fn pause_args(spec: &SandboxSpec) -> Vec<String> {
-    let mut args = vec!["pause".to_string()];
+/// What the infra process of a pod is made with.
+pub fn pause_config(spec: &SandboxSpec) -> PauseConfig {
     let own_net = spec.network == NamespaceMode::Pod;
-    if own_net {
-        args.push("--net".into());
+    PauseConfig {
+        net: own_net,
+        ipc: spec.ipc != NamespaceMode::Node,
+        // A host-network pod keeps the host's UTS namespace (and
+        // hostname), as kubelet and other runtimes expect.
+        uts: own_net,
+        hostname: (own_net && !spec.hostname.is_empty()).then(|| spec.hostname.clone()),
+        // The infra process gets a PID namespace of its own unless the pod
+        // uses the host's: when the pod shares one, it is that namespace's
+        // init.
+        pid: spec.pid != NamespaceMode::Node,
+        sysctls: spec
+            .sysctls
+            .iter()
+            .map(|(key, value)| Sysctl {
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+        pause_bin: None,
     }
-    if spec.ipc != NamespaceMode::Node {
-        args.push("--ipc".into());
-    }
-    // A host-network pod keeps the host's UTS namespace (and hostname), as
-    // kubelet and other runtimes expect.
-    if own_net {
-        args.push("--uts".into());
-        if !spec.hostname.is_empty() {
-            args.push("--hostname".into());
-            args.push(spec.hostname.clone());
-        }
-    }
-    // The infra process gets a PID namespace of its own unless the pod uses
-    // the host's: when the pod shares one, it is that namespace's init.
-    if spec.pid != NamespaceMode::Node {
-        args.push("--pid".into());
-    }
-    for (k, v) in &spec.sysctls {
-        args.push("--sysctl".into());
-        args.push(format!("{k}={v}"));
-    }
-    args
+}
+
+/// The monitor's arguments for a pod.
+pub fn pause_args(spec: &SandboxSpec) -> Vec<OsString> {
+    pause_config(spec).to_args()
 }
 
 /// Starts the infra process and returns it once its namespaces exist.
@@ -92,24 +96,25 @@ pub async fn start(
     })?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().next().unwrap_or("").trim();
-    if let Some(pid) = line.strip_prefix("ok ") {
-        let pid: i32 = pid
-            .split_whitespace()
-            .next()
-            .and_then(|p| p.parse().ok())
-            .ok_or_else(|| InfraError::Setup(format!("unexpected answer {line:?}")))?;
-        // The monitor has exited, so the infra process is now init's child;
-        // its start time pins its identity from here on.
-        return ProcessRef::of(pid)
-            .ok_or_else(|| InfraError::Setup(format!("infra process {pid} exited at once")));
-    }
-    let msg = line.strip_prefix("error ").unwrap_or(line);
+    let msg = match Answer::parse(line) {
+        Ok(Answer::Ok(pid)) => {
+            // The monitor has exited, so the infra process is now init's
+            // child; its start time pins its identity from here on.
+            return ProcessRef::of(pid)
+                .ok_or_else(|| InfraError::Setup(format!("infra process {pid} exited at once")));
+        }
+        Ok(Answer::Error(msg)) => msg,
+        _ if line.starts_with("ok ") => {
+            return Err(InfraError::Setup(format!("unexpected answer {line:?}")))
+        }
+        _ => line.to_string(),
+    };
     // The monitor names the failed step first: `sysctl KEY: ...`.
     if msg.starts_with("sysctl ") {
         return Err(InfraError::Sysctl(msg.to_string()));
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let detail = if msg.is_empty() { stderr.trim() } else { msg };
+    let detail = if msg.is_empty() { stderr.trim() } else { &msg };
     Err(InfraError::Setup(format!(
         "{detail} (monitor exit status {})",
         out.status

@@ -7,8 +7,8 @@ use oci_spec::runtime::LinuxResources;
 
 use super::{RuntimeContainer, World};
 use crate::oci::{
-    ContainerHandle, ContainerIo, ExecOutput, ExitStatus, Launched, OciError, OciRuntime,
-    RuntimeFeatures,
+    AttachSession, ContainerHandle, ContainerIo, ExecOutput, ExitStatus, Launched, OciError,
+    OciRuntime, RuntimeFeatures,
 };
 
 pub struct FakeRuntime(pub World);
@@ -95,6 +95,13 @@ impl OciRuntime for FakeRuntime {
             stderr: Vec::new(),
             exit_code: 0,
         })
+    }
+
+    async fn attach(&self, c: &ContainerHandle, _stdin: bool) -> Result<AttachSession, OciError> {
+        Err(OciError::Monitor(format!(
+            "the fake runtime has no stdio to attach to ({})",
+            c.id
+        )))
     }
 
     async fn delete(&self, c: &ContainerHandle, force: bool) -> Result<(), OciError> {

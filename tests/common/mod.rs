@@ -4,8 +4,11 @@
 
 pub mod containers;
 pub mod gate;
+mod monitor_binary;
 pub mod proxy;
 pub mod registry;
+
+pub use monitor_binary::monitor_binary;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -175,7 +178,7 @@ impl TestDaemon {
             .arg("--cni-bin-dir")
             .arg(&self.cni_bin_dir)
             .arg("--monitor-path")
-            .arg(env!("CARGO_BIN_EXE_peapod-monitor"))
+            .arg(monitor_binary())
             .arg("--log-level")
             .arg("peapod=debug")
             .args(&self.extra_args)

@@ -47,10 +47,7 @@ impl CliRuntime {
 
 /// The monitor process of container `id`, by its arguments.
 fn find_monitor(id: &str) -> Option<i32> {
-    process::all_pids().into_iter().find(|&pid| {
-        let argv = process::cmdline(pid);
-        argv.first().is_some_and(|a| a.ends_with("peapod-monitor"))
-            && argv.get(1).is_some_and(|a| a == "container")
-            && argv.windows(2).any(|w| w[0] == "--id" && w[1] == id)
-    })
+    process::all_pids()
+        .into_iter()
+        .find(|&pid| crate::monitor::is_container_monitor(&process::cmdline(pid), id))
 }

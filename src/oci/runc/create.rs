@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{BundleFiles, CliRuntime, ContainerHandle, ContainerIo, Launched, OciError};
-use crate::monitor::{self, ContainerMonitorArgs, MonitorError};
+use crate::monitor::{self, ContainerConfig, MonitorError};
 
 /// How long the monitor and the runtime's `create` may take.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -29,8 +29,8 @@ impl CliRuntime {
             std::fs::create_dir_all(dir)
                 .map_err(|e| OciError::Io(format!("create {}: {e}", dir.display())))?;
         }
-        let args = self.monitor_args(c, io);
-        monitor::launch(&self.monitor, &args, CREATE_TIMEOUT)
+        let config = self.monitor_config(c, io);
+        monitor::launch(&self.monitor, &config, CREATE_TIMEOUT)
             .await
             .map_err(|e| match e {
                 MonitorError::Runtime(message) => OciError::Refused {
@@ -41,7 +41,8 @@ impl CliRuntime {
             })
     }
 
-    fn monitor_args(&self, c: &ContainerHandle, io: &ContainerIo) -> ContainerMonitorArgs {
+    /// What the monitor needs to create the container and stay its parent.
+    fn monitor_config(&self, c: &ContainerHandle, io: &ContainerIo) -> ContainerConfig {
         let files = BundleFiles(c);
         let console = io.tty.then(|| files.console_socket());
         let argv = self.create_argv(
@@ -53,7 +54,7 @@ impl CliRuntime {
                 console_socket: console.as_deref(),
             },
         );
-        ContainerMonitorArgs {
+        ContainerConfig {
             id: c.id.clone(),
             bundle: c.bundle.clone(),
             pid_file: files.pid_file(),

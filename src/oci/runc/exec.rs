@@ -7,6 +7,7 @@ use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use peapod_monitor_protocol::exec::{ExecArgs, EXIT_RUNTIME};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Child;
 use tokio::task::JoinHandle;
@@ -19,9 +20,6 @@ use crate::oci::last_error_in_log;
 /// Output kept per stream; the rest is read and dropped, so a chatty
 /// command never blocks on a full pipe. kubelet keeps far less of a probe.
 pub const OUTPUT_LIMIT: usize = 4 * 1024 * 1024;
-
-/// `peapod-monitor exec`'s exit code when the runtime failed.
-const EXIT_RUNTIME: i32 = 255;
 
 /// How long output is still read after the command exited, for a
 /// background child that keeps the command's stdout open.
@@ -164,12 +162,12 @@ impl CliRuntime {
 
     /// `peapod-monitor exec` around the runtime's detached exec.
     fn spawn_exec(&self, c: &ContainerHandle, files: &ExecFiles) -> Result<Child, OciError> {
+        let exec = ExecArgs {
+            pid_file: files.pid.clone(),
+            runtime_argv: self.exec_argv(&c.id, files),
+        };
         tokio::process::Command::new(&self.monitor)
-            .arg("exec")
-            .arg("--pid-file")
-            .arg(&files.pid)
-            .arg("--")
-            .args(self.exec_argv(&c.id, files))
+            .args(exec.to_args())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -208,7 +206,7 @@ impl CliRuntime {
         let log = std::fs::read_to_string(&files.log).unwrap_or_default();
         let started = files.pid.exists();
         let runtime_error = last_error_in_log(&log);
-        if !started || (status.code() == Some(EXIT_RUNTIME) && runtime_error.is_some()) {
+        if !started || (status.code() == Some(i32::from(EXIT_RUNTIME)) && runtime_error.is_some()) {
             return Err(OciError::ExecFailed {
                 runtime: self.name.clone(),
                 message: runtime_error

@@ -19,10 +19,13 @@ use oci_spec::runtime::LinuxResources;
 use tokio::sync::OnceCell;
 
 use super::{
-    ContainerHandle, ContainerIo, ExecOutput, ExitStatus, Launched, OciError, OciRuntime,
-    RuntimeFeatures,
+    AttachSession, ContainerHandle, ContainerIo, ExecOutput, ExitStatus, Launched, OciError,
+    OciRuntime, RuntimeFeatures,
 };
 use crate::host::fs::write_volatile;
+
+/// How long the monitor may take to answer a control request.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct CliRuntime {
     name: String,
@@ -127,6 +130,12 @@ impl OciRuntime for CliRuntime {
         self.exec_detached(c, process, timeout).await
     }
 
+    async fn attach(&self, c: &ContainerHandle, stdin: bool) -> Result<AttachSession, OciError> {
+        crate::monitor::attach(&c.socket, stdin, CONTROL_TIMEOUT)
+            .await
+            .map_err(|e| OciError::Monitor(e.to_string()))
+    }
+
     async fn delete(&self, c: &ContainerHandle, force: bool) -> Result<(), OciError> {
         if !force {
             return match c.state_deleted {
@@ -195,7 +204,7 @@ impl OciRuntime for CliRuntime {
     }
 
     async fn reopen_log(&self, c: &ContainerHandle) -> Result<(), OciError> {
-        crate::monitor::reopen_log(&c.socket, Duration::from_secs(10))
+        crate::monitor::reopen_log(&c.socket, CONTROL_TIMEOUT)
             .await
             .map_err(|e| OciError::Monitor(e.to_string()))
     }

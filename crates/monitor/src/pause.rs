@@ -1,17 +1,18 @@
 //! `peapod-monitor pause`: creates the pod's namespaces and forks the pod's
 //! infra process into them.
 //!
-//! Contract with the daemon: exactly one line on stdout, `ok <pid>\n` (the
-//! infra process's pid in the caller's PID namespace) and exit 0, or
-//! `error <message>\n` and exit 1 with nothing left running. The infra
-//! process is not our child once we exit, has its own session, and holds
-//! only /dev/null as stdio, so the daemon's pipe sees EOF when we exit.
+//! Contract with the daemon (`peapod_monitor_protocol::pause`): exactly one
+//! line on stdout, `ok <pid>\n` (the infra process's pid in the caller's
+//! PID namespace) and exit 0, or `error <message>\n` and exit 1 with
+//! nothing left running. The infra process is not our child once we exit,
+//! has its own session, and holds only /dev/null as stdio, so the daemon's
+//! pipe sees EOF when we exit.
 
 use std::ffi::{CString, OsString};
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use nix::errno::Errno;
@@ -21,9 +22,10 @@ use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{chdir, execve, fork, pipe2, read, sethostname, setsid, ForkResult, Pid};
+use peapod_monitor_protocol::pause::{ArgError, PauseConfig, Sysctl};
+use peapod_monitor_protocol::Answer;
 
-/// Linux's HOST_NAME_MAX.
-const HOSTNAME_MAX: usize = 64;
+use crate::sys;
 
 /// argv[0] of the pause program.
 const PAUSE_BIN_NAME: &str = "peapod-pause";
@@ -38,8 +40,8 @@ const EXIT_CHILD_SETUP: i32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PauseError {
-    #[error("argument {arg}: {reason}")]
-    Argument { arg: String, reason: String },
+    #[error("{0}")]
+    Argument(#[from] ArgError),
     #[error("setsid: {0}")]
     Setsid(Errno),
     #[error("unshare({flags}): {errno}")]
@@ -80,171 +82,14 @@ pub enum PauseError {
     WriteOk(std::io::Error),
 }
 
-/// The parsed command line of `pause`.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct PauseOptions {
-    pub net: bool,
-    pub ipc: bool,
-    pub uts: bool,
-    pub pid: bool,
-    pub hostname: Option<String>,
-    pub sysctls: Vec<Sysctl>,
-    pub pause_bin: Option<PathBuf>,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub struct Sysctl {
-    pub key: String,
-    pub value: String,
-}
-
-impl Sysctl {
-    /// The file under /proc/sys that holds this sysctl.
-    pub fn proc_path(&self) -> String {
-        format!("/proc/sys/{}", self.key.replace('.', "/"))
-    }
-}
-
-impl PauseOptions {
-    pub fn clone_flags(&self) -> CloneFlags {
-        let mut flags = CloneFlags::empty();
-        flags.set(CloneFlags::CLONE_NEWNET, self.net);
-        flags.set(CloneFlags::CLONE_NEWIPC, self.ipc);
-        flags.set(CloneFlags::CLONE_NEWUTS, self.uts);
-        flags.set(CloneFlags::CLONE_NEWPID, self.pid);
-        flags
-    }
-}
-
-fn arg_error(arg: &str, reason: impl Into<String>) -> PauseError {
-    PauseError::Argument {
-        arg: arg.to_string(),
-        reason: reason.into(),
-    }
-}
-
-fn utf8_value(flag: &str, value: Option<&OsString>) -> Result<String, PauseError> {
-    let value = value.ok_or_else(|| arg_error(flag, "missing value"))?;
-    value
-        .to_str()
-        .map(str::to_string)
-        .ok_or_else(|| arg_error(flag, format!("value {value:?} is not UTF-8")))
-}
-
-/// Parses and validates the arguments after `pause`.
-pub fn parse_args(args: &[OsString]) -> Result<PauseOptions, PauseError> {
-    let mut opts = PauseOptions::default();
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        let Some(flag) = arg.to_str() else {
-            return Err(arg_error(&arg.to_string_lossy(), "unknown argument"));
-        };
-        match flag {
-            "--net" => opts.net = true,
-            "--ipc" => opts.ipc = true,
-            "--uts" => opts.uts = true,
-            "--pid" => opts.pid = true,
-            "--hostname" => opts.hostname = Some(utf8_value(flag, iter.next())?),
-            "--sysctl" => opts
-                .sysctls
-                .push(parse_sysctl(&utf8_value(flag, iter.next())?)?),
-            "--pause-bin" => {
-                let path = iter
-                    .next()
-                    .ok_or_else(|| arg_error(flag, "missing value"))?;
-                if path.is_empty() {
-                    return Err(arg_error(flag, "empty path"));
-                }
-                opts.pause_bin = Some(PathBuf::from(path));
-            }
-            _ => return Err(arg_error(flag, "unknown argument")),
-        }
-    }
-    validate(&opts)?;
-    Ok(opts)
-}
-
-fn parse_sysctl(spec: &str) -> Result<Sysctl, PauseError> {
-    let (key, value) = spec
-        .split_once('=')
-        .ok_or_else(|| arg_error("--sysctl", format!("{spec:?} is not KEY=VALUE")))?;
-    validate_sysctl_key(key)?;
-    Ok(Sysctl {
-        key: key.to_string(),
-        value: value.to_string(),
-    })
-}
-
-/// Only keys that map to a file strictly below /proc/sys.
-fn validate_sysctl_key(key: &str) -> Result<(), PauseError> {
-    let bad = |reason: &str| arg_error("--sysctl", format!("key {key:?}: {reason}"));
-    if key.is_empty() {
-        return Err(bad("empty"));
-    }
-    if let Some(c) = key
-        .chars()
-        .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '_' | '.' | '-'))
-    {
-        return Err(bad(&format!("character {c:?} not in [a-z0-9_.-]")));
-    }
-    if key.contains("..") {
-        return Err(bad("contains \"..\""));
-    }
-    if key.starts_with('.') || key.ends_with('.') {
-        return Err(bad("empty path component"));
-    }
-    Ok(())
-}
-
-/// The namespace a namespaced sysctl lives in, so that a pod's sysctl is
-/// never written to the host's namespace by mistake.
-fn sysctl_namespace(key: &str) -> Option<(&'static str, &'static str)> {
-    if key.starts_with("net.") {
-        Some(("network", "--net"))
-    } else if key.starts_with("kernel.shm")
-        || key.starts_with("kernel.msg")
-        || key.starts_with("kernel.sem")
-        || key.starts_with("fs.mqueue.")
-    {
-        Some(("IPC", "--ipc"))
-    } else if key == "kernel.hostname" || key == "kernel.domainname" {
-        Some(("UTS", "--uts"))
-    } else {
-        None
-    }
-}
-
-fn validate(opts: &PauseOptions) -> Result<(), PauseError> {
-    if let Some(name) = &opts.hostname {
-        if !opts.uts {
-            return Err(arg_error("--hostname", "requires --uts"));
-        }
-        if name.is_empty() || name.len() > HOSTNAME_MAX {
-            return Err(arg_error(
-                "--hostname",
-                format!("{name:?} must be 1 to {HOSTNAME_MAX} bytes"),
-            ));
-        }
-    }
-    for sysctl in &opts.sysctls {
-        if let Some((ns, flag)) = sysctl_namespace(&sysctl.key) {
-            let created = match flag {
-                "--net" => opts.net,
-                "--ipc" => opts.ipc,
-                _ => opts.uts,
-            };
-            if !created {
-                return Err(arg_error(
-                    "--sysctl",
-                    format!(
-                        "{} is in the {ns} namespace and needs {flag} (refusing to change the host's)",
-                        sysctl.key
-                    ),
-                ));
-            }
-        }
-    }
-    Ok(())
+/// The namespaces to create.
+fn clone_flags(config: &PauseConfig) -> CloneFlags {
+    let mut flags = CloneFlags::empty();
+    flags.set(CloneFlags::CLONE_NEWNET, config.net);
+    flags.set(CloneFlags::CLONE_NEWIPC, config.ipc);
+    flags.set(CloneFlags::CLONE_NEWUTS, config.uts);
+    flags.set(CloneFlags::CLONE_NEWPID, config.pid);
+    flags
 }
 
 /// Names of the set flags, for error messages.
@@ -263,13 +108,8 @@ fn flag_names(flags: CloneFlags) -> String {
 }
 
 /// The line printed for a failure: one line, whatever the message holds.
-pub fn error_line(err: &PauseError) -> String {
-    let msg: String = err
-        .to_string()
-        .chars()
-        .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
-        .collect();
-    format!("error {msg}\n")
+fn error_line(err: &PauseError) -> String {
+    Answer::Error(err.to_string()).encode()
 }
 
 pub fn main(args: &[OsString]) -> ExitCode {
@@ -284,7 +124,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
     }
 }
 
-/// The static pause program (src/pause/main.rs), built by build.rs.
+/// The static pause program (pause/main.rs), built by build.rs.
 const PAUSE_IMAGE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/peapod-pause"));
 
 /// What the infra child execs, prepared before fork: a file named by
@@ -294,8 +134,8 @@ struct ExecTarget {
     argv: [CString; 1],
 }
 
-fn exec_target(opts: &PauseOptions) -> Option<ExecTarget> {
-    let path = match &opts.pause_bin {
+fn exec_target(config: &PauseConfig) -> Option<ExecTarget> {
+    let path = match &config.pause_bin {
         Some(p) => Some(CString::new(p.as_os_str().as_bytes()).ok()?),
         None => None,
     };
@@ -369,8 +209,8 @@ fn write_sysctl(sysctl: &Sysctl) -> Result<(), PauseError> {
 }
 
 fn run(args: &[OsString]) -> Result<(), PauseError> {
-    let opts = parse_args(args)?;
-    let target = exec_target(&opts);
+    let config = PauseConfig::parse(args)?;
+    let target = exec_target(&config);
 
     // EPERM means we are already a process group leader; the child calls
     // setsid() itself, so the infra process is detached either way.
@@ -379,20 +219,20 @@ fn run(args: &[OsString]) -> Result<(), PauseError> {
         Err(errno) => return Err(PauseError::Setsid(errno)),
     }
 
-    let flags = opts.clone_flags();
+    let flags = clone_flags(&config);
     if !flags.is_empty() {
         unshare(flags).map_err(|errno| PauseError::Unshare {
             flags: flag_names(flags),
             errno,
         })?;
     }
-    if let Some(name) = &opts.hostname {
+    if let Some(name) = &config.hostname {
         sethostname(name).map_err(|errno| PauseError::Sethostname {
             name: name.clone(),
             errno,
         })?;
     }
-    for sysctl in &opts.sysctls {
+    for sysctl in &config.sysctls {
         write_sysctl(sysctl)?;
     }
 
@@ -472,7 +312,7 @@ fn report_child(status_read: OwnedFd, child: Pid) -> Result<(), PauseError> {
             });
         }
     }
-    let line = format!("ok {}\n", child.as_raw());
+    let line = Answer::Ok(child.as_raw()).encode();
     let mut stdout = std::io::stdout().lock();
     if let Err(err) = stdout
         .write_all(line.as_bytes())
@@ -496,58 +336,6 @@ fn child_fail(status: RawFd, step: &str, errno: Errno) -> ! {
     }
 }
 
-/// Puts every signal back to its default action; ignored dispositions
-/// (std ignores SIGPIPE; a caller may pass on others) would otherwise
-/// survive exec. The raw system call, because glibc refuses to touch the
-/// signals it reserves (32 and 33), which can arrive ignored too.
-pub(crate) fn reset_signal_dispositions() {
-    // The kernel's struct sigaction: handler, flags, restorer, mask; all
-    // zero is SIG_DFL with no flags and an empty mask.
-    let action = [0u64; 4];
-    for sig in 1..=libc::SIGRTMAX() {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-            continue;
-        }
-        // SAFETY: rt_sigaction with a valid kernel sigaction and the
-        // kernel's sigset size (8 bytes); no old action is asked for.
-        unsafe {
-            libc::syscall(
-                libc::SYS_rt_sigaction,
-                sig,
-                action.as_ptr(),
-                std::ptr::null_mut::<u64>(),
-                8usize,
-            );
-        }
-    }
-}
-
-/// Closes every fd from `from` to `to` inclusive.
-pub(crate) fn close_fds(from: RawFd, to: u32) {
-    let Ok(from) = u32::try_from(from) else {
-        return;
-    };
-    if from > to {
-        return;
-    }
-    // SAFETY: close_range only closes descriptors; nothing in this
-    // process uses the ones in the range afterwards.
-    let rc = unsafe { libc::syscall(libc::SYS_close_range, from, to, 0u32) };
-    if rc == 0 {
-        return;
-    }
-    // Kernels before 5.9: close one by one up to the fd limit.
-    // SAFETY: sysconf only reads a limit.
-    let open_max = unsafe { libc::sysconf(libc::_SC_OPEN_MAX) };
-    let max = u64::try_from(open_max).unwrap_or(1024).min(u64::from(to));
-    for fd in u64::from(from)..=max {
-        if let Ok(fd) = RawFd::try_from(fd) {
-            // SAFETY: as above.
-            unsafe { libc::close(fd) };
-        }
-    }
-}
-
 /// The forked child: becomes the infra process. Never returns.
 fn infra_child(status_write: OwnedFd, target: Option<&ExecTarget>) -> ! {
     // Keep the status pipe clear of fds 0-2 before they are replaced.
@@ -567,7 +355,7 @@ fn infra_child(status_write: OwnedFd, target: Option<&ExecTarget>) -> ! {
     if let Err(errno) = chdir("/") {
         child_fail(status, "chdir /", errno);
     }
-    reset_signal_dispositions();
+    sys::reset_signal_dispositions();
     if let Err(errno) = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&wait_set()), None) {
         child_fail(status, "set signal mask", errno);
     }
@@ -575,18 +363,18 @@ fn infra_child(status_write: OwnedFd, target: Option<&ExecTarget>) -> ! {
         Ok(fd) => fd,
         Err(errno) => child_fail(status, "open /dev/null", errno),
     };
-    for target_fd in 0..=2 {
-        // SAFETY: dup2 onto the standard descriptors; dup2 clears
-        // O_CLOEXEC on the copy, so they survive exec.
-        if unsafe { libc::dup2(null.as_raw_fd(), target_fd) } < 0 {
-            child_fail(status, "redirect stdio to /dev/null", Errno::last());
-        }
+    // dup2 clears O_CLOEXEC on the copies, so they survive exec.
+    let redirected = nix::unistd::dup2_stdin(&null)
+        .and_then(|()| nix::unistd::dup2_stdout(&null))
+        .and_then(|()| nix::unistd::dup2_stderr(&null));
+    if let Err(errno) = redirected {
+        child_fail(status, "redirect stdio to /dev/null", errno);
     }
     drop(null);
     // Everything but stdio and the status pipe goes, including the
     // daemon's pipe if it was inherited on another fd.
-    close_fds(3, (status as u32).saturating_sub(1));
-    close_fds(status.saturating_add(1), u32::MAX);
+    sys::close_fds(3, (status as u32).saturating_sub(1));
+    sys::close_fds(status.saturating_add(1), u32::MAX);
 
     if let Some(target) = target {
         let env: [&std::ffi::CStr; 0] = [];
@@ -640,117 +428,35 @@ fn reap_children() {
 mod tests {
     use super::*;
 
-    fn args(list: &[&str]) -> Vec<OsString> {
-        list.iter().map(OsString::from).collect()
-    }
-
-    fn parse(list: &[&str]) -> Result<PauseOptions, PauseError> {
-        parse_args(&args(list))
-    }
-
-    fn err_text(list: &[&str]) -> String {
-        match parse(list) {
-            Ok(opts) => panic!("{list:?} parsed: {opts:?}"),
-            Err(err) => err.to_string(),
-        }
-    }
-
     #[test]
     fn no_flags_keep_every_host_namespace() {
-        let opts = parse(&[]).expect("empty args");
-        assert_eq!(opts, PauseOptions::default());
-        assert!(opts.clone_flags().is_empty());
+        assert!(clone_flags(&PauseConfig::default()).is_empty());
     }
 
     #[test]
-    fn all_flags() {
-        let opts = parse(&[
-            "--net",
-            "--ipc",
-            "--uts",
-            "--pid",
-            "--hostname",
-            "h1",
-            "--sysctl",
-            "net.ipv4.ip_forward=1",
-            "--sysctl",
-            "kernel.shmmax=123456789",
-            "--sysctl",
-            "net.ipv4.ip_local_port_range=1024 65000",
-            "--pause-bin",
-            "/x/peapod-pause",
-        ])
-        .expect("valid args");
+    fn every_namespace() {
+        let config = PauseConfig {
+            net: true,
+            ipc: true,
+            uts: true,
+            pid: true,
+            ..PauseConfig::default()
+        };
         assert_eq!(
-            opts.clone_flags(),
+            clone_flags(&config),
             CloneFlags::CLONE_NEWNET
                 | CloneFlags::CLONE_NEWIPC
                 | CloneFlags::CLONE_NEWUTS
                 | CloneFlags::CLONE_NEWPID
         );
-        assert_eq!(opts.hostname.as_deref(), Some("h1"));
-        assert_eq!(opts.sysctls.len(), 3);
-        assert_eq!(opts.sysctls[0].proc_path(), "/proc/sys/net/ipv4/ip_forward");
-        assert_eq!(opts.sysctls[1].proc_path(), "/proc/sys/kernel/shmmax");
-        assert_eq!(opts.sysctls[2].value, "1024 65000");
-        assert_eq!(opts.pause_bin, Some(PathBuf::from("/x/peapod-pause")));
-    }
-
-    #[test]
-    fn value_may_contain_equals() {
-        let opts = parse(&["--net", "--sysctl", "net.a=b=c"]).expect("valid");
-        assert_eq!(opts.sysctls[0].key, "net.a");
-        assert_eq!(opts.sysctls[0].value, "b=c");
-    }
-
-    #[test]
-    fn hostname_requires_uts() {
-        assert!(err_text(&["--hostname", "h1"]).contains("--hostname: requires --uts"));
-        assert!(err_text(&["--uts", "--hostname", ""]).contains("1 to 64 bytes"));
-        let long = "a".repeat(65);
-        assert!(err_text(&["--uts", "--hostname", &long]).contains("1 to 64 bytes"));
-    }
-
-    #[test]
-    fn missing_values_and_unknown_flags() {
-        assert!(err_text(&["--hostname"]).contains("missing value"));
-        assert!(err_text(&["--sysctl"]).contains("missing value"));
-        assert!(err_text(&["--pause-bin"]).contains("missing value"));
-        assert!(err_text(&["--bogus"]).contains("--bogus: unknown argument"));
-        assert!(err_text(&["net"]).contains("unknown argument"));
-    }
-
-    #[test]
-    fn bad_sysctl_keys() {
-        for (spec, why) in [
-            ("net.ipv4.ip_forward", "not KEY=VALUE"),
-            ("=1", "empty"),
-            ("../../etc/passwd=1", "character '/'"),
-            ("/net/ipv4=1", "character '/'"),
-            ("net..ipv4=1", "\"..\""),
-            ("net.ipv4.=1", "empty path component"),
-            (".net=1", "empty path component"),
-            ("NET.ipv4=1", "character 'N'"),
-            ("net ipv4=1", "character ' '"),
-        ] {
-            let text = err_text(&["--net", "--ipc", "--sysctl", spec]);
-            assert!(text.contains(why), "{spec}: {text}");
-        }
-    }
-
-    #[test]
-    fn namespaced_sysctls_need_their_namespace() {
-        assert!(err_text(&["--sysctl", "net.ipv4.ip_forward=1"]).contains("needs --net"));
-        assert!(err_text(&["--net", "--sysctl", "kernel.shmmax=1"]).contains("needs --ipc"));
-        assert!(err_text(&["--sysctl", "fs.mqueue.msg_max=1"]).contains("needs --ipc"));
-        assert!(err_text(&["--sysctl", "kernel.domainname=x"]).contains("needs --uts"));
-        // Not namespaced: left to the daemon's allow list.
-        assert!(parse(&["--sysctl", "vm.swappiness=1"]).is_ok());
     }
 
     #[test]
     fn error_line_is_one_line() {
-        let err = arg_error("--x", "a\nb\rc");
+        let err = PauseError::Argument(ArgError {
+            arg: "--x".into(),
+            reason: "a\nb\rc".into(),
+        });
         assert_eq!(error_line(&err), "error argument --x: a b c\n");
         let err = PauseError::Unshare {
             flags: flag_names(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWPID),
@@ -764,8 +470,7 @@ mod tests {
 
     #[test]
     fn default_pause_program_is_the_embedded_one() {
-        let opts = parse(&[]).expect("valid");
-        let target = exec_target(&opts).expect("target");
+        let target = exec_target(&PauseConfig::default()).expect("target");
         assert!(target.path.is_none());
         assert_eq!(target.argv[0].to_bytes(), b"peapod-pause");
         // A static ELF executable, not a placeholder.

@@ -1,5 +1,6 @@
 //! `peapod-monitor`: the small single-threaded helper the daemon starts once
-//! per pod and once per container. The first argument selects the mode:
+//! per pod and once per container. The first argument selects the mode;
+//! the protocol of each is defined in `peapod_monitor_protocol`:
 //!
 //! - `pause`: set up a pod's namespaces and leave behind the pod's infra
 //!   process that holds them (see [`pause`]).
@@ -14,22 +15,21 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-/// Exit code for an unknown mode or a missing mode.
-const EXIT_USAGE: u8 = 2;
-
-const USAGE: &str = "usage: peapod-monitor pause [--net] [--ipc] [--uts] [--pid] \
-[--hostname NAME] [--sysctl KEY=VALUE]... [--pause-bin PATH]";
+use peapod_monitor_protocol::{
+    self as protocol, EXIT_USAGE, MODE_CONTAINER, MODE_EXEC, MODE_PAUSE,
+};
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     match args.split_first() {
-        Some((mode, rest)) if mode == "pause" => pause::main(rest),
-        Some((mode, rest)) if mode == "container" => container::main(rest),
-        Some((mode, rest)) if mode == "exec" => exec::main(rest),
+        Some((mode, rest)) if mode == MODE_PAUSE => pause::main(rest),
+        Some((mode, rest)) if mode == MODE_CONTAINER => container::main(rest),
+        Some((mode, rest)) if mode == MODE_EXEC => exec::main(rest),
         _ => {
             eprintln!(
-                "{USAGE}\n       {}",
-                container::USAGE.trim_start_matches("usage: ")
+                "{}\n       {}",
+                protocol::pause::USAGE,
+                protocol::container::USAGE.trim_start_matches("usage: ")
             );
             ExitCode::from(EXIT_USAGE)
         }

@@ -6,10 +6,12 @@
 //! [`LineSplitter`] cuts a byte stream into such pieces, [`CriLog`] writes
 //! them, one `write(2)` per entry, to a file it can reopen.
 
-use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
+use nix::fcntl::{open, OFlag};
+use nix::sys::stat::Mode;
 
 /// Length of a timestamp, `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
 pub const TIMESTAMP_LEN: usize = 30;
@@ -105,7 +107,9 @@ pub fn now() -> (i64, u32) {
     clock(libc::CLOCK_REALTIME)
 }
 
-/// A clock as (seconds, nanoseconds); zero if it cannot be read.
+/// A clock as (seconds, nanoseconds); zero if it cannot be read. By hand:
+/// nix's clock_gettime is behind its `time` feature, which nothing else
+/// here needs.
 pub fn clock(id: libc::clockid_t) -> (i64, u32) {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -231,53 +235,38 @@ impl LineSplitter {
 /// drops the entry: the container must never block on its log.
 #[derive(Debug)]
 pub struct CriLog {
-    path: CString,
+    path: PathBuf,
     fd: OwnedFd,
     entry: Vec<u8>,
 }
 
 /// Opens (creating) a log file for appending, creating missing parent
 /// directories with mode 0755.
-fn open_log(path: &CString) -> Result<OwnedFd, Errno> {
-    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC;
-    // SAFETY: a valid NUL-terminated path; the kernel returns a new fd.
-    let fd = unsafe { libc::open(path.as_ptr(), flags, 0o640 as libc::c_uint) };
-    if fd >= 0 {
-        // SAFETY: the fd was just returned to us and nothing else owns it.
-        return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+fn open_log(path: &Path) -> Result<OwnedFd, Errno> {
+    let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_APPEND | OFlag::O_CLOEXEC;
+    let mode = Mode::from_bits_truncate(0o640);
+    match open(path, flags, mode) {
+        Err(Errno::ENOENT) => {}
+        other => return other,
     }
-    let err = Errno::last();
-    if err != Errno::ENOENT {
-        return Err(err);
-    }
-    let bytes = path.as_bytes();
-    let Some(slash) = bytes.iter().rposition(|&b| b == b'/').filter(|&i| i > 0) else {
-        return Err(err);
+    let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Err(Errno::ENOENT);
     };
-    create_dirs(&bytes[..slash])?;
-    // SAFETY: as above.
-    let fd = unsafe { libc::open(path.as_ptr(), flags, 0o640 as libc::c_uint) };
-    if fd < 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: as above.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    create_dirs(dir)?;
+    open(path, flags, mode)
 }
 
 /// `mkdir -p` with mode 0755 (before the umask).
-fn create_dirs(dir: &[u8]) -> Result<(), Errno> {
-    for (i, _) in dir
-        .iter()
-        .enumerate()
-        .filter(|&(i, &b)| i > 0 && b == b'/')
-        .chain(std::iter::once((dir.len(), &b'/')))
-    {
-        let Ok(prefix) = CString::new(&dir[..i]) else {
-            return Err(Errno::EINVAL);
-        };
-        // SAFETY: a valid NUL-terminated path.
-        if unsafe { libc::mkdir(prefix.as_ptr(), 0o755) } < 0 && Errno::last() != Errno::EEXIST {
-            return Err(Errno::last());
+fn create_dirs(dir: &Path) -> Result<(), Errno> {
+    let mut missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && *d != Path::new("/"))
+        .collect();
+    missing.reverse();
+    for d in missing {
+        match nix::unistd::mkdir(d, Mode::from_bits_truncate(0o755)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(())
@@ -285,10 +274,10 @@ fn create_dirs(dir: &[u8]) -> Result<(), Errno> {
 
 impl CriLog {
     /// Opens the log; `max_line` sizes the entry buffer once.
-    pub fn open(path: CString, max_line: usize) -> Result<CriLog, Errno> {
-        let fd = open_log(&path)?;
+    pub fn open(path: &Path, max_line: usize) -> Result<CriLog, Errno> {
+        let fd = open_log(path)?;
         Ok(CriLog {
-            path,
+            path: path.to_path_buf(),
             fd,
             entry: Vec::with_capacity(max_line + ENTRY_OVERHEAD),
         })
@@ -303,14 +292,9 @@ impl CriLog {
 
     /// Truncates the last `len` bytes of the file.
     fn cut_tail(&self, len: u64) {
-        // SAFETY: an all-zero stat is valid; fstat fills it.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: fstat/ftruncate on our own descriptor.
-        unsafe {
-            if libc::fstat(self.fd.as_raw_fd(), &mut st) == 0 {
-                let size = (st.st_size as u64).saturating_sub(len);
-                libc::ftruncate(self.fd.as_raw_fd(), size as libc::off_t);
-            }
+        if let Ok(st) = nix::sys::stat::fstat(&self.fd) {
+            let size = (st.st_size as u64).saturating_sub(len);
+            let _ = nix::unistd::ftruncate(&self.fd, size as libc::off_t);
         }
     }
 
@@ -326,22 +310,16 @@ impl CriLog {
         self.entry.extend_from_slice(content);
         self.entry.push(b'\n');
         loop {
-            // SAFETY: writing a live buffer to our own fd.
-            let n = unsafe {
-                libc::write(
-                    self.fd.as_raw_fd(),
-                    self.entry.as_ptr().cast(),
-                    self.entry.len(),
-                )
-            };
-            if n < 0 && Errno::last() == Errno::EINTR {
-                continue;
-            }
-            if n > 0 && (n as usize) < self.entry.len() {
-                // The disk filled up in the middle of the entry: cut the
-                // torn piece off again (O_APPEND put it at the end), so
-                // that every line in the file is a whole entry.
-                self.cut_tail(n as u64);
+            match nix::unistd::write(&self.fd, &self.entry) {
+                Err(Errno::EINTR) => continue,
+                Ok(n) if n > 0 && n < self.entry.len() => {
+                    // The disk filled up in the middle of the entry: cut
+                    // the torn piece off again (O_APPEND put it at the
+                    // end), so that every line in the file is a whole
+                    // entry.
+                    self.cut_tail(n as u64);
+                }
+                _ => {}
             }
             return;
         }
@@ -527,8 +505,7 @@ mod tests {
     fn log_entries_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a/b/c.log");
-        let c = CString::new(path.to_str().unwrap()).unwrap();
-        let mut log = CriLog::open(c, 16).unwrap();
+        let mut log = CriLog::open(&path, 16).unwrap();
         let ts = *b"2026-11-22T10:37:23.433125851Z";
         log.write(&ts, Stream::Stdout, Tag::Full, b"hello");
         log.write(&ts, Stream::Stderr, Tag::Partial, b"");

@@ -8,53 +8,18 @@
 //! started process falls to, and exits as soon as that one process has:
 //! with its exit code, or 128 + the signal that killed it.
 //!
-//! ```text
-//! peapod-monitor exec --pid-file PATH -- RUNTIME ARGV (… exec --detach --pid-file PATH …)
-//! ```
-//!
+//! The command line and the exit codes are `peapod_monitor_protocol::exec`'s.
 //! stdio is inherited by the runtime and the process (the daemon's pipes).
-//! Exit code [`EXIT_RUNTIME`] when the runtime failed: its own log says why.
 
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use nix::errno::Errno;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{execvp, fork, ForkResult, Pid};
-
-/// The runtime's exec failed, or the started process could not be found.
-pub const EXIT_RUNTIME: u8 = 255;
-
-pub const USAGE: &str = "usage: peapod-monitor exec --pid-file PATH -- RUNTIME ARGV...";
-
-struct ExecArgs {
-    pid_file: PathBuf,
-    argv: Vec<OsString>,
-}
-
-fn parse(args: &[OsString]) -> Option<ExecArgs> {
-    let mut pid_file = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.to_str() {
-            Some("--pid-file") => pid_file = Some(PathBuf::from(it.next()?)),
-            Some("--") => {
-                let argv: Vec<OsString> = it.cloned().collect();
-                if argv.is_empty() {
-                    return None;
-                }
-                return Some(ExecArgs {
-                    pid_file: pid_file?,
-                    argv,
-                });
-            }
-            _ => return None,
-        }
-    }
-    None
-}
+use peapod_monitor_protocol::exec::{ExecArgs, EXIT_RUNTIME, USAGE};
+use peapod_monitor_protocol::EXIT_USAGE;
 
 /// 128 + signal for a signalled process, as shells and runtimes report it.
 fn code_of(status: WaitStatus) -> Option<u8> {
@@ -77,16 +42,15 @@ fn wait_for(pid: Pid) -> Result<WaitStatus, Errno> {
 }
 
 pub fn main(args: &[OsString]) -> ExitCode {
-    let Some(args) = parse(args) else {
+    let Some(args) = ExecArgs::parse(args) else {
         eprintln!("{USAGE}");
-        return ExitCode::from(2);
+        return ExitCode::from(EXIT_USAGE);
     };
-    // SAFETY: prctl with an integer option and argument.
-    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+    if nix::sys::prctl::set_child_subreaper(true).is_err() {
         return ExitCode::from(EXIT_RUNTIME);
     }
     let Ok(argv) = args
-        .argv
+        .runtime_argv
         .iter()
         .map(|a| CString::new(a.as_bytes()))
         .collect::<Result<Vec<CString>, _>>()
@@ -98,7 +62,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
         Ok(ForkResult::Child) => {
             // The runtime (and through it the command) starts as from a
             // shell, not with this binary's ignored SIGPIPE.
-            crate::pause::reset_signal_dispositions();
+            crate::sys::reset_signal_dispositions();
             let _ = nix::sys::signal::sigprocmask(
                 nix::sys::signal::SigmaskHow::SIG_SETMASK,
                 Some(&nix::sys::signal::SigSet::empty()),
@@ -138,20 +102,6 @@ pub fn main(args: &[OsString]) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn os(v: &[&str]) -> Vec<OsString> {
-        v.iter().map(OsString::from).collect()
-    }
-
-    #[test]
-    fn arguments() {
-        let a = parse(&os(&["--pid-file", "/p", "--", "runc", "exec"])).unwrap();
-        assert_eq!(a.pid_file, PathBuf::from("/p"));
-        assert_eq!(a.argv, os(&["runc", "exec"]));
-        assert!(parse(&os(&["--", "runc"])).is_none());
-        assert!(parse(&os(&["--pid-file", "/p", "--"])).is_none());
-        assert!(parse(&os(&["--bogus"])).is_none());
-    }
 
     #[test]
     fn exit_codes() {
