@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash hack/install-deps.sh
+# The version tests/upgrade.rs takes over from (built once).
+bash hack/build-previous.sh
 
 # Integration tests start several daemons and pods at once; two test threads
 # keep a 2-core machine responsive.

@@ -8,7 +8,7 @@ mod monitor_binary;
 pub mod proxy;
 pub mod registry;
 
-pub use monitor_binary::monitor_binary;
+pub use monitor_binary::Binaries;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -68,6 +68,8 @@ pub struct TestDaemon {
     pub cgroup_parent: String,
     pub network: Option<TestNetwork>,
     pub extra_args: Vec<String>,
+    /// The daemon and monitor this harness runs.
+    pub binaries: Binaries,
     child: Option<Child>,
     log: PathBuf,
 }
@@ -77,6 +79,8 @@ pub struct Options {
     pub extra_args: Vec<String>,
     /// Replaces the CNI bin dir (for fault-injecting plugins).
     pub cni_bin_dir: Option<String>,
+    /// Another version's binaries (the upgrade test).
+    pub binaries: Option<Binaries>,
 }
 
 impl Default for Options {
@@ -85,6 +89,7 @@ impl Default for Options {
             cni: true,
             extra_args: vec![],
             cni_bin_dir: None,
+            binaries: None,
         }
     }
 }
@@ -111,6 +116,7 @@ impl TestDaemon {
             cgroup_parent: format!("/peapod-test-{}", rand_hex(8)),
             network: None,
             extra_args: opts.extra_args,
+            binaries: opts.binaries.unwrap_or_else(Binaries::current),
             child: None,
             log: dir.path().join("daemon.log"),
             dir,
@@ -165,7 +171,7 @@ impl TestDaemon {
     }
 
     fn command(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_peapod"));
+        let mut cmd = Command::new(&self.binaries.daemon);
         cmd.arg("serve")
             .arg("--socket")
             .arg(&self.socket)
@@ -178,7 +184,7 @@ impl TestDaemon {
             .arg("--cni-bin-dir")
             .arg(&self.cni_bin_dir)
             .arg("--monitor-path")
-            .arg(monitor_binary())
+            .arg(&self.binaries.monitor)
             .arg("--log-level")
             .arg("peapod=debug")
             .args(&self.extra_args)
