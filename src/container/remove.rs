@@ -8,17 +8,14 @@ use tracing::{info, warn};
 use super::{ContainerEntry, ContainerRecord, ContainerState, Containers};
 use crate::errors::Error;
 use crate::host::fs::remove_dir;
-use crate::objects::operate;
+use crate::objects::operate_removal;
 
 impl Containers {
     /// RemoveContainer: kills it if needed and removes everything of it.
     /// An unknown id succeeds (already removed).
     pub async fn remove(&self, id: &str) -> Result<(), Error> {
-        let Some(entry) = self.registry.lookup_to_remove(id)? else {
-            return Ok(());
-        };
         let this = self.arc();
-        operate(entry, "remove", |entry| async move {
+        operate_removal(self.registry.lookup_to_remove(id)?, |entry| async move {
             this.remove_locked(&entry).await
         })
         .await
@@ -26,9 +23,6 @@ impl Containers {
 
     async fn remove_locked(&self, entry: &ContainerEntry) -> Result<(), Error> {
         let id = entry.snapshot().id.clone();
-        if !self.registry.contains(&id) {
-            return Ok(()); // removed by a concurrent call
-        }
         if let Err(e) = self.stop_locked(entry, Duration::ZERO).await {
             warn!(container = %id, "removing a container that did not stop: {e}");
         }

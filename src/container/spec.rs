@@ -130,9 +130,30 @@ pub enum SeccompSpec {
 /// AppArmor as requested: CRI's profile type and the Localhost name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppArmorSpec {
-    /// 0 RuntimeDefault, 1 Unconfined, 2 Localhost.
+    /// As CRI numbers `SecurityProfile.ProfileType` (see [`AppArmorKind`]);
+    /// stored so.
     pub profile_type: i32,
     pub localhost_ref: String,
+}
+
+/// The kinds of AppArmor profile CRI defines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppArmorKind {
+    RuntimeDefault,
+    Unconfined,
+    Localhost,
+}
+
+impl AppArmorKind {
+    /// The kind CRI's profile type `n` names, if any.
+    pub fn of(n: i32) -> Option<AppArmorKind> {
+        match n {
+            0 => Some(AppArmorKind::RuntimeDefault),
+            1 => Some(AppArmorKind::Unconfined),
+            2 => Some(AppArmorKind::Localhost),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -63,3 +63,24 @@ where
     .await
     .map_err(|e| Error::Internal(format!("{what} task: {e}")))?
 }
+
+/// [`operate`] for a removal of the object `entry` names: no object, or
+/// one another removal took while this one waited for its turn, is
+/// removed already (removals are idempotent).
+pub async fn operate_removal<R, F, Fut>(entry: Option<Arc<Entry<R>>>, op: F) -> Result<(), Error>
+where
+    R: Record,
+    F: FnOnce(Arc<Entry<R>>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), Error>> + Send + 'static,
+{
+    let Some(entry) = entry else {
+        return Ok(());
+    };
+    operate(entry, "remove", |entry| async move {
+        match entry.is_removed() {
+            true => Ok(()),
+            false => op(entry).await,
+        }
+    })
+    .await
+}

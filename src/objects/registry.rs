@@ -27,6 +27,8 @@ pub struct Entry<R: Record> {
     /// Serialises transitions, so the store always ends with the newest
     /// record.
     commit: Mutex<()>,
+    /// Set once the object is removed from the store and the index.
+    removed: std::sync::atomic::AtomicBool,
     pub extra: R::Extra,
 }
 
@@ -38,6 +40,7 @@ impl<R: Record> Entry<R> {
             state,
             op: Mutex::new(()),
             commit: Mutex::new(()),
+            removed: Default::default(),
             extra: R::Extra::default(),
         })
     }
@@ -48,6 +51,11 @@ impl<R: Record> Entry<R> {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Whether the object was removed (while someone held this entry).
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Follows the object's state.
@@ -211,6 +219,9 @@ impl<R: Record> Registry<R> {
             index.visible.remove(rec.id());
             index.hidden.remove(rec.id());
         }
+        entry
+            .removed
+            .store(true, std::sync::atomic::Ordering::Release);
         if rec.visible() {
             self.names.remove(&rec.name());
             self.publish(Some(rec.state()), rec, true);
@@ -262,12 +273,6 @@ impl<R: Record> Registry<R> {
             Err(Error::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }
-    }
-
-    /// Whether the object is still there (a concurrent removal may have
-    /// taken it while an operation waited for its turn).
-    pub fn contains(&self, id: &str) -> bool {
-        self.read().visible.contains_key(id)
     }
 
     /// Every visible object.

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::errors::Error;
 use crate::host::fs::remove_dir;
-use crate::objects::operate;
+use crate::objects::{operate, operate_removal};
 use crate::process::ProcessRef;
 
 impl Sandboxes {
@@ -152,7 +152,7 @@ impl Sandboxes {
     }
 
     /// StopPodSandbox of the sandbox alone (its containers are stopped
-    /// first, see [`crate::pods::Pods::stop`]): kills the pod's processes
+    /// first, by the pod-wide call): kills the pod's processes
     /// and detaches its network; the sandbox stays, NOTREADY. Idempotent.
     pub async fn stop(&self, id: &str) -> Result<(), Error> {
         let entry = self.registry.lookup(id)?;
@@ -183,15 +183,12 @@ impl Sandboxes {
     }
 
     /// RemovePodSandbox of the sandbox alone (its containers are removed
-    /// first, see [`crate::pods::Pods::remove`]): stops the pod if needed
+    /// first, by the pod-wide call): stops the pod if needed
     /// and removes everything of it. An unknown id succeeds (it is already
     /// removed).
     pub async fn remove(&self, id: &str) -> Result<(), Error> {
-        let Some(entry) = self.registry.lookup_to_remove(id)? else {
-            return Ok(());
-        };
         let this = self.arc();
-        operate(entry, "remove", |entry| async move {
+        operate_removal(self.registry.lookup_to_remove(id)?, |entry| async move {
             this.remove_locked(&entry).await
         })
         .await
@@ -199,9 +196,6 @@ impl Sandboxes {
 
     async fn remove_locked(&self, entry: &SandboxEntry) -> Result<(), Error> {
         let id = entry.snapshot().id.clone();
-        if !self.registry.contains(&id) {
-            return Ok(()); // removed by a concurrent call
-        }
         let mut rec = self
             .registry
             .transition(entry, |r| {

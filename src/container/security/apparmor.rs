@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::api::security_profile::ProfileType;
+use crate::container::spec::AppArmorKind;
 
 use super::SecurityError;
 
@@ -56,7 +56,7 @@ impl AppArmorHost {
         localhost_ref: &str,
         privileged: bool,
     ) -> Result<Option<String>, SecurityError> {
-        let kind = ProfileType::try_from(profile_type).map_err(|_| {
+        let kind = AppArmorKind::of(profile_type).ok_or_else(|| {
             SecurityError::invalid(
                 "config.linux.security_context.apparmor.profile_type",
                 format!("unknown profile type {profile_type}"),
@@ -66,11 +66,11 @@ impl AppArmorHost {
             return Ok(None);
         }
         match kind {
-            ProfileType::Unconfined => Ok(None),
-            ProfileType::RuntimeDefault => Ok((self.enabled()
+            AppArmorKind::Unconfined => Ok(None),
+            AppArmorKind::RuntimeDefault => Ok((self.enabled()
                 && self.profile_loaded(DEFAULT_APPARMOR_PROFILE))
             .then(|| DEFAULT_APPARMOR_PROFILE.to_string())),
-            ProfileType::Localhost => self.localhost_profile(localhost_ref).map(Some),
+            AppArmorKind::Localhost => self.localhost_profile(localhost_ref).map(Some),
         }
     }
 
