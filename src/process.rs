@@ -129,7 +129,8 @@ impl ProcessRef {
     }
 }
 
-/// A pidfd (Linux ≥ 5.3).
+/// A pidfd (Linux ≥ 5.3). nix has no pidfd calls, so the two system calls
+/// are made here, each with its safety argument.
 #[derive(Debug)]
 pub struct PidFd(OwnedFd);
 

@@ -515,12 +515,7 @@ async fn sync_filesystem(dir: &std::path::Path) -> Result<(), ImageError> {
     let dir = dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let f = std::fs::File::open(&dir).map_err(ImageError::io("open", &dir))?;
-        use std::os::fd::AsRawFd;
-        // SAFETY: syncfs only reads the descriptor, which `f` keeps open.
-        if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
-            return Err(ImageError::io("sync", &dir)(std::io::Error::last_os_error()));
-        }
-        Ok(())
+        nix::unistd::syncfs(&f).map_err(|e| ImageError::io("sync", &dir)(e.into()))
     })
     .await
     .map_err(|e| ImageError::Internal(format!("sync task: {e}")))?
