@@ -408,3 +408,32 @@ async fn exits_while_the_daemon_is_down_are_recorded_at_start() {
     let rec = restarted.containers.status(&runs).unwrap();
     assert_eq!((rec.exit_code, rec.reason.as_str()), (0, "Completed"));
 }
+
+#[tokio::test]
+async fn a_failure_in_the_cleanup_of_an_exit_is_finished_by_remove() {
+    let steps = at_every_step(
+        async |h, d, pod, n| {
+            let id = d
+                .containers
+                .create(container_spec(pod, "app"))
+                .await
+                .unwrap();
+            d.containers.start(&id).await.unwrap();
+            fault_after(h, n, Fault::Fail);
+            d.containers
+                .stop(&id, Duration::from_secs(5))
+                .await
+                .unwrap();
+            let rec = d.containers.status(&id).unwrap();
+            assert_eq!(rec.state, ContainerState::Exited);
+        },
+        async |h, d, pod, when| {
+            for rec in d.containers.list(&ContainerFilter::default()) {
+                d.containers.remove(&rec.id).await.unwrap();
+            }
+            assert_only_the_pod_left(h, d, pod, when);
+        },
+    )
+    .await;
+    assert!(steps >= 2, "the unmount and the runtime's delete: {steps}");
+}

@@ -298,3 +298,27 @@ async fn a_restart_keeps_live_pods_ready_and_others_notready() {
     assert!(matches!(name_taken, Error::AlreadyExists(_)));
     assert_eq!(restarted.pod(&live[..8]).unwrap().id, live);
 }
+
+#[tokio::test]
+async fn a_crash_at_any_step_of_stop_leaves_a_pod_the_next_start_can_remove() {
+    let steps = at_every_step(
+        Fault::Crash,
+        async |h, sandboxes, n| {
+            let id = sandboxes.run(pod_spec("web")).await.unwrap();
+            fault_after(h, n, Fault::Crash);
+            let _ = sandboxes.stop(&id).await;
+        },
+        async |h, when| {
+            let restarted = h.sandboxes().await;
+            // kubelet retries the stop that never answered, then removes.
+            for pod in restarted.list(&SandboxFilter::default()) {
+                restarted.stop(&pod.record.id).await.unwrap();
+                assert!(!restarted.status(&pod.record.id).unwrap().ready, "{when}");
+                restarted.remove(&pod.record.id).await.unwrap();
+            }
+            h.assert_nothing_left(when);
+        },
+    )
+    .await;
+    assert_eq!(steps, 3, "network, infra, cgroup");
+}
