@@ -77,57 +77,10 @@ where
     where
         F: Future<Output = Outcome<E>> + Send + 'static,
     {
-        let mut rx = {
-            let mut map = self.lock();
-            match map.get_mut(&key) {
-                Some(NameState::InFlight(rx)) => {
-                    tracing::info!(
-                        "creation retried while the first call is in flight: joining it"
-                    );
-                    rx.clone()
-                }
-                Some(NameState::Done { id, delivered }) => {
-                    if !*delivered {
-                        *delivered = true;
-                        tracing::info!(id = %id, "creation retried after its first caller gave up: returning the object");
-                        return Ok(id.clone());
-                    }
-                    return Err(exists(&key, Taken::Exists(id)));
-                }
-                None => {
-                    let (tx, rx) = watch::channel(None);
-                    map.insert(key.clone(), NameState::InFlight(rx.clone()));
-                    let names = self.clone();
-                    let key = key.clone();
-                    tokio::spawn(async move {
-                        let result = create.await;
-                        {
-                            let mut map = names.lock();
-                            match &result {
-                                Ok(id) => {
-                                    map.insert(
-                                        key,
-                                        NameState::Done {
-                                            id: id.clone(),
-                                            delivered: false,
-                                        },
-                                    );
-                                }
-                                // Free again, unless the failed creation
-                                // kept an object by that name (one that
-                                // could not be rolled back).
-                                Err(_) => {
-                                    if matches!(map.get(&key), Some(NameState::InFlight(_))) {
-                                        map.remove(&key);
-                                    }
-                                }
-                            }
-                        }
-                        let _ = tx.send(Some(result));
-                    });
-                    rx
-                }
-            }
+        let mut rx = match self.claim(&key, create) {
+            Claim::Wait(rx) => rx,
+            Claim::Undelivered(id) => return Ok(id),
+            Claim::Taken(id) => return Err(exists(&key, Taken::Exists(&id))),
         };
         let result = match rx.wait_for(|r| r.is_some()).await {
             Ok(r) => r
@@ -142,6 +95,69 @@ where
         }
         result
     }
+
+    /// What a call with `key` gets: the creation to wait for (started now
+    /// with `create` when the name is free), or the object of the name.
+    fn claim<F>(self: &Arc<Self>, key: &K, create: F) -> Claim<E>
+    where
+        F: Future<Output = Outcome<E>> + Send + 'static,
+    {
+        let mut map = self.lock();
+        match map.get_mut(key) {
+            Some(NameState::InFlight(rx)) => {
+                tracing::info!("creation retried while the first call is in flight: joining it");
+                Claim::Wait(rx.clone())
+            }
+            Some(NameState::Done { id, delivered }) if !*delivered => {
+                *delivered = true;
+                tracing::info!(id = %id, "creation retried after its first caller gave up: returning the object");
+                Claim::Undelivered(id.clone())
+            }
+            Some(NameState::Done { id, .. }) => Claim::Taken(id.clone()),
+            None => {
+                let (tx, rx) = watch::channel(None);
+                map.insert(key.clone(), NameState::InFlight(rx.clone()));
+                let (names, key) = (self.clone(), key.clone());
+                tokio::spawn(async move {
+                    let result = create.await;
+                    names.settle(key, &result);
+                    let _ = tx.send(Some(result));
+                });
+                Claim::Wait(rx)
+            }
+        }
+    }
+
+    /// Records how a creation ended: the name is the new object's, or free
+    /// again, unless the failed creation kept an object by that name (one
+    /// that could not be rolled back).
+    fn settle(&self, key: K, result: &Outcome<E>) {
+        let mut map = self.lock();
+        match result {
+            Ok(id) => {
+                map.insert(
+                    key,
+                    NameState::Done {
+                        id: id.clone(),
+                        delivered: false,
+                    },
+                );
+            }
+            Err(_) => {
+                if matches!(map.get(&key), Some(NameState::InFlight(_))) {
+                    map.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+/// See [`Names::claim`].
+enum Claim<E> {
+    Wait(watch::Receiver<Option<Outcome<E>>>),
+    /// Created, but its first caller never received it.
+    Undelivered(String),
+    Taken(String),
 }
 
 #[cfg(test)]
