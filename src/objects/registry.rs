@@ -275,11 +275,6 @@ impl<R: Record> Registry<R> {
         }
     }
 
-    /// Every visible object.
-    pub fn entries(&self) -> Vec<Arc<Entry<R>>> {
-        self.read().visible.values().cloned().collect()
-    }
-
     /// The records of every visible object.
     pub fn records(&self) -> Vec<Arc<R>> {
         self.read().visible.values().map(|e| e.snapshot()).collect()
