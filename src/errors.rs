@@ -40,3 +40,39 @@ impl From<StoreError> for Error {
         Error::Internal(e.to_string())
     }
 }
+
+/// The failures of a release that tries every step even after one failed:
+/// the result names each of them.
+#[derive(Debug, Default)]
+pub struct Problems(Vec<String>);
+
+impl Problems {
+    pub fn add(&mut self, problem: impl Into<String>) {
+        self.0.push(problem.into());
+    }
+
+    /// Notes the failure of the step `what`, if it failed.
+    pub fn check<E: std::fmt::Display>(&mut self, what: impl std::fmt::Display, r: Result<(), E>) {
+        if let Err(e) = r {
+            self.0.push(format!("{what}: {e}"));
+        }
+    }
+
+    /// Notes a failure whose message says what failed.
+    pub fn note<E: std::fmt::Display>(&mut self, r: Result<(), E>) {
+        if let Err(e) = r {
+            self.0.push(e.to_string());
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn into_result(self) -> Result<(), Error> {
+        match self.0.is_empty() {
+            true => Ok(()),
+            false => Err(Error::Internal(self.0.join("; "))),
+        }
+    }
+}

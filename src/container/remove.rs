@@ -6,7 +6,8 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::{ContainerEntry, ContainerRecord, ContainerState, Containers};
-use crate::errors::Error;
+use crate::cgroups::remove_blocking;
+use crate::errors::{Error, Problems};
 use crate::host::fs::remove_dir;
 use crate::objects::operate_removal;
 
@@ -52,37 +53,29 @@ impl Containers {
     /// Releases everything a container holds: its processes, the runtime's
     /// state, its cgroup, mounts and directories. Idempotent.
     pub(super) async fn release(&self, rec: &mut ContainerRecord) -> Result<(), Error> {
-        let mut problems = Vec::new();
+        let mut problems = Problems::default();
         match self.runtime(&rec.runtime_handler) {
-            Ok(rt) => {
-                if let Err(e) = rt.delete(&rec.handle(), true).await {
-                    problems.push(e.to_string());
-                }
-            }
-            Err(e) => problems.push(e.to_string()),
+            Ok(rt) => problems.note(rt.delete(&rec.handle(), true).await),
+            Err(e) => problems.add(e.to_string()),
         }
         // Whatever else is in its cgroup (a host-PID container's children).
-        if let Err(e) = self.deps.cgroups.kill_all(&rec.cgroup).await {
-            problems.push(format!("kill the processes of cgroup {}: {e}", rec.cgroup));
-        }
-        if let Err(e) = self.deps.host.unmount_all(&rec.rootfs()) {
-            problems.push(format!("unmount {}: {e}", rec.rootfs().display()));
-        }
+        let killed = self.deps.cgroups.kill_all(&rec.cgroup).await;
+        problems.check(
+            format_args!("kill the processes of cgroup {}", rec.cgroup),
+            killed,
+        );
+        let unmounted = self.deps.host.unmount_all(&rec.rootfs());
+        problems.check(
+            format_args!("unmount {}", rec.rootfs().display()),
+            unmounted,
+        );
         if problems.is_empty() {
             for d in [&rec.dir, &rec.layer_dir] {
-                if let Err(e) = remove_dir(d) {
-                    problems.push(format!("remove {}: {e}", d.display()));
-                }
+                problems.check(format_args!("remove {}", d.display()), remove_dir(d));
             }
         }
-        if let Err(e) = crate::cgroups::remove_blocking(&self.deps.cgroups, &rec.cgroup).await {
-            problems.push(e);
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Internal(problems.join("; ")))
-        }
+        problems.note(remove_blocking(&self.deps.cgroups, &rec.cgroup).await);
+        problems.into_result()
     }
 
     /// Lets the image store delete layers no image or container holds.

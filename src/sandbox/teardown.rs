@@ -6,7 +6,8 @@ use tracing::{error, info, warn};
 use super::{
     attachment, cni_ports, SandboxEntry, SandboxRecord, SandboxState, Sandboxes, KILL_TIMEOUT,
 };
-use crate::errors::Error;
+use crate::cgroups::remove_blocking;
+use crate::errors::{Error, Problems};
 use crate::host::fs::remove_dir;
 use crate::objects::{operate, operate_removal};
 use crate::process::ProcessRef;
@@ -16,36 +17,25 @@ impl Sandboxes {
     /// is skipped, so rollback, Stop, Remove and recovery share it.
     pub(super) async fn release(&self, rec: &mut SandboxRecord) -> Result<(), Error> {
         self.stop_processes_and_network(rec).await?;
-        let mut problems = self.remove_mounts(rec);
-        if problems.is_empty() {
-            if let Err(e) = remove_dir(&rec.dir) {
-                problems.push(format!("remove {}: {e}", rec.dir.display()));
-            }
-        }
-        if let Err(e) = crate::cgroups::remove_blocking(&self.deps.cgroups, &rec.cgroup).await {
-            problems.push(e);
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Internal(problems.join("; ")))
-        }
-    }
-
-    /// Unmounts the pod's network namespace file and /dev/shm; what failed.
-    fn remove_mounts(&self, rec: &SandboxRecord) -> Vec<String> {
-        let mut problems = Vec::new();
+        let mut problems = Problems::default();
         if let Some(netns) = &rec.netns_path {
-            if let Err(e) = self.deps.host.remove_mount_point(netns) {
-                problems.push(format!("remove netns {}: {e}", netns.display()));
-            }
+            let removed = self.deps.host.remove_mount_point(netns);
+            problems.check(format_args!("remove netns {}", netns.display()), removed);
         }
         if let Some(shm) = &rec.shm_path {
-            if let Err(e) = self.deps.host.unmount_all(shm) {
-                problems.push(format!("unmount {}: {e}", shm.display()));
-            }
+            let unmounted = self.deps.host.unmount_all(shm);
+            problems.check(format_args!("unmount {}", shm.display()), unmounted);
         }
-        problems
+        // Only once nothing is mounted in it: never follow a mount into
+        // another filesystem.
+        if problems.is_empty() {
+            problems.check(
+                format_args!("remove {}", rec.dir.display()),
+                remove_dir(&rec.dir),
+            );
+        }
+        problems.note(remove_blocking(&self.deps.cgroups, &rec.cgroup).await);
+        problems.into_result()
     }
 
     /// Detaches the pod from its network and kills its processes.
@@ -189,31 +179,25 @@ impl Sandboxes {
     pub async fn remove(&self, id: &str) -> Result<(), Error> {
         let this = self.arc();
         operate_removal(self.registry.lookup_to_remove(id)?, |entry| async move {
-            this.remove_locked(&entry).await
-        })
-        .await
-    }
-
-    async fn remove_locked(&self, entry: &SandboxEntry) -> Result<(), Error> {
-        let id = entry.snapshot().id.clone();
-        let mut rec = self
-            .registry
-            .transition(entry, |r| {
-                r.state = SandboxState::Removing;
-                r.clone()
-            })
-            .await?;
-        if let Err(e) = self.release(&mut rec).await {
-            self.registry
-                .transition(entry, |r| {
-                    *r = rec;
-                    r.state = SandboxState::NotReady;
+            let mut rec = this
+                .registry
+                .transition(&entry, |r| {
+                    r.state = SandboxState::Removing;
+                    r.clone()
                 })
                 .await?;
-            return Err(e);
-        }
-        self.registry.remove(entry).await?;
-        info!(sandbox = %id, "pod sandbox removed");
-        Ok(())
+            if let Err(e) = this.release(&mut rec).await {
+                let kept = |r: &mut SandboxRecord| {
+                    *r = rec;
+                    r.state = SandboxState::NotReady;
+                };
+                this.registry.transition(&entry, kept).await?;
+                return Err(e);
+            }
+            this.registry.remove(&entry).await?;
+            info!(sandbox = %entry.snapshot().id, "pod sandbox removed");
+            Ok(())
+        })
+        .await
     }
 }
