@@ -104,25 +104,12 @@ fn container_spec(sandbox_id: &str, name: &str) -> ContainerSpec {
         tty: false,
         resources: Resources::default(),
         security: SecuritySpec {
-            privileged: false,
-            pid: PidMode::Container,
-            run_as_user: None,
-            run_as_group: None,
-            run_as_username: String::new(),
-            supplemental_groups: vec![],
-            supplemental_groups_strict: false,
-            readonly_rootfs: false,
-            add_capabilities: vec![],
-            drop_capabilities: vec![],
-            no_new_privs: false,
-            masked_paths: vec![],
-            readonly_paths: vec![],
             seccomp: SeccompSpec::Unconfined,
             apparmor: AppArmorSpec {
                 profile_type: 1,
                 localhost_ref: String::new(),
             },
-            selinux: None,
+            ..crate::container::runtime_spec::test_support::security_spec()
         },
         stop_signal: 0,
     }

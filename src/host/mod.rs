@@ -11,8 +11,6 @@ use std::time::Duration;
 
 use crate::process::{self, ProcessRef};
 
-pub use mounts::overlay_options;
-
 /// The search path a process gets when neither its image nor its config
 /// sets one (containers, CNI plugins).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

@@ -136,21 +136,12 @@ pub async fn launch(
 
 /// Writes the config where the monitor is told to find it.
 fn write_config(config: &ContainerConfig) -> Result<PathBuf, MonitorError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let path = config.file_path();
     let json = config
         .to_json()
         .map_err(|e| MonitorError::Protocol(format!("encode the monitor's config: {e}")))?;
-    let io_err = |e| MonitorError::Io(format!("write {}", path.display()), e);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
-        .and_then(|mut f| f.write_all(&json))
-        .map_err(io_err)?;
+    crate::host::fs::write_volatile(&path, &json, 0o600)
+        .map_err(|e| MonitorError::Io(format!("write {}", path.display()), e))?;
     Ok(path)
 }
 

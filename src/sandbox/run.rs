@@ -127,11 +127,11 @@ impl Sandboxes {
         // a record by which the next start finds and kills it.
         self.record(entry, rec).await?;
         self.place_infra(rec)?;
-        rec.cni_network = network.map(|n| n.name().to_string());
-        // The network is known before it is attached, so that a crash
-        // during ADD is undone by a DEL.
-        self.record(entry, rec).await?;
         if let Some(net) = network {
+            // The network is known before it is attached, so that a crash
+            // during ADD is undone by a DEL.
+            rec.cni_network = Some(net.name().to_string());
+            self.record(entry, rec).await?;
             self.attach_network(rec, net).await?;
         }
         Ok(())

@@ -145,6 +145,6 @@ pub fn build(i: &SpecInputs<'_>) -> Result<Spec, ContainerError> {
 #[cfg(test)]
 mod snapshots;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 #[cfg(test)]
 mod tests;

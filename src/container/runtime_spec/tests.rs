@@ -108,25 +108,12 @@ fn record(security: crate::container::spec::SecuritySpec) -> ContainerRecord {
 fn security() -> crate::container::spec::SecuritySpec {
     use crate::container::spec::*;
     SecuritySpec {
-        privileged: false,
-        pid: PidMode::Container,
         run_as_user: Some(0),
-        run_as_group: None,
-        run_as_username: String::new(),
-        supplemental_groups: vec![],
-        supplemental_groups_strict: false,
-        readonly_rootfs: false,
-        add_capabilities: vec![],
-        drop_capabilities: vec![],
-        no_new_privs: false,
-        masked_paths: vec![],
-        readonly_paths: vec![],
-        seccomp: SeccompSpec::RuntimeDefault,
         apparmor: AppArmorSpec {
             profile_type: 1,
             localhost_ref: String::new(),
         },
-        selinux: None,
+        ..super::test_support::security_spec()
     }
 }
 

@@ -208,6 +208,90 @@ fn ping(ip: &str) -> (bool, String) {
     }
 }
 
+/// A TCP port with a host port and a UDP one without: kubelet sends every
+/// containerPort; those without a host port stay out.
+fn web_and_dns_ports(host_port: i32) -> [PortMapping; 2] {
+    [
+        PortMapping {
+            protocol: "TCP".into(),
+            container_port: 80,
+            host_port,
+            host_ip: String::new(),
+        },
+        PortMapping {
+            protocol: "UDP".into(),
+            container_port: 53,
+            host_port: 0,
+            host_ip: String::new(),
+        },
+    ]
+}
+
+/// The kernel's view after ADD: the address on eth0 in the pod's netns,
+/// lo up, the pod reachable, its IP allocated and its port mapped.
+fn assert_attached(fx: &Fixture, ip: &str) {
+    let (ok, text) = fx.eth0();
+    assert!(
+        ok && text.contains(&format!("inet {ip}/24")),
+        "eth0 in netns: {text}"
+    );
+    let (ok, text) = sh("ip", &["-n", &fx.netns, "-o", "link", "show", "lo"]);
+    assert!(ok && text.contains(",UP"), "lo not up in netns: {text}");
+    let (ok, text) = ping(ip);
+    assert!(ok, "host cannot ping the pod at {ip}: {text}");
+    let alloc = fx.ipam_dir().join(&fx.network).join(ip);
+    assert!(
+        alloc.exists(),
+        "host-local allocation {} missing",
+        alloc.display()
+    );
+    let dport = format!("--dport {} ", fx.host_port);
+    assert!(
+        iptables_nat().contains(&dport),
+        "portmap rule for {} missing",
+        fx.host_port
+    );
+}
+
+/// portmap's CHECK wrongly demands IPv6 rules for an IPv4-only pod
+/// (containernetworking/plugins#819), so CHECK the same attachment
+/// through a list without it: bridge verifies eth0 and its address.
+async fn check_without_portmap(fx: &Fixture, a: &Attachment<'_>) {
+    let no_portmap = fx.dir.path().join("net.d-check");
+    fx.write_conflist_to(&no_portmap, &[], false);
+    let checker = CniNetwork::load(&no_portmap, &[PathBuf::from(LIB_CNI)], &fx.cache_dir())
+        .expect("load")
+        .expect("config");
+    checker.check(a).await.expect("CHECK");
+    let (ok, text) = sh("ip", &["-n", &fx.netns, "addr", "flush", "dev", "eth0"]);
+    assert!(ok, "ip addr flush: {text}");
+    let err = checker
+        .check(a)
+        .await
+        .expect_err("CHECK of an eth0 without its IP");
+    assert!(err.to_string().contains("\"bridge\""), "{err}");
+}
+
+/// The kernel's view after DEL: no eth0, no allocation, no port rule, no
+/// cached result.
+fn assert_detached(fx: &Fixture, ip: &str, cache: &Path) {
+    let (_, text) = fx.eth0();
+    assert!(
+        !text.contains("inet "),
+        "eth0 still configured after DEL: {text}"
+    );
+    let (ok, _) = sh("ip", &["-n", &fx.netns, "link", "show", "eth0"]);
+    assert!(!ok, "eth0 still exists in the netns after DEL");
+    let alloc = fx.ipam_dir().join(&fx.network).join(ip);
+    assert!(!alloc.exists(), "host-local allocation survived DEL");
+    let dport = format!("--dport {} ", fx.host_port);
+    assert!(
+        !iptables_nat().contains(&dport),
+        "portmap rule survived DEL"
+    );
+    assert!(!cache.exists(), "result cache survived DEL");
+}
+
 #[tokio::test]
 async fn add_check_del_with_bridge_portmap_loopback() {
     let fx = Fixture::new();
@@ -216,22 +300,7 @@ async fn add_check_del_with_bridge_portmap_loopback() {
         PathBuf::from("/nonexistent-cni-bin"),
         PathBuf::from(LIB_CNI),
     ]);
-    let host_port = fx.host_port;
-    let ports = [
-        PortMapping {
-            protocol: "TCP".into(),
-            container_port: 80,
-            host_port,
-            host_ip: String::new(),
-        },
-        // kubelet sends every containerPort; those without a host port stay out.
-        PortMapping {
-            protocol: "UDP".into(),
-            container_port: 53,
-            host_port: 0,
-            host_ip: String::new(),
-        },
-    ];
+    let ports = web_and_dns_ports(fx.host_port);
     let netns = fx.netns_path();
     let a = attachment(&fx.cid, &netns, &ports);
 
@@ -242,68 +311,19 @@ async fn add_check_del_with_bridge_portmap_loopback() {
         ip.starts_with(&format!("{}.", fx.subnet)),
         "{ip} outside the test subnet"
     );
-
-    // The kernel's view: the address is on eth0 in the pod's netns, lo is up.
-    let (ok, text) = fx.eth0();
-    assert!(
-        ok && text.contains(&format!("inet {ip}/24")),
-        "eth0 in netns: {text}"
-    );
-    let (ok, text) = sh("ip", &["-n", &fx.netns, "-o", "link", "show", "lo"]);
-    assert!(ok && text.contains(",UP"), "lo not up in netns: {text}");
-    let (ok, text) = ping(&ip);
-    assert!(ok, "host cannot ping the pod at {ip}: {text}");
-
-    let alloc = fx.ipam_dir().join(&fx.network).join(&ip);
-    assert!(
-        alloc.exists(),
-        "host-local allocation {} missing",
-        alloc.display()
-    );
-    let dport = format!("--dport {host_port} ");
-    assert!(
-        iptables_nat().contains(&dport),
-        "portmap rule for {host_port} missing"
-    );
+    assert_attached(&fx, &ip);
     let cache = net.cache_path(&a);
     let cached: Value =
         serde_json::from_slice(&std::fs::read(&cache).expect("cache file")).expect("cache JSON");
     assert_eq!(cached["result"], result.raw);
 
-    // portmap's CHECK wrongly demands IPv6 rules for an IPv4-only pod
-    // (containernetworking/plugins#819), so CHECK the same attachment
-    // through a list without it: bridge verifies eth0 and its address.
-    let no_portmap = fx.dir.path().join("net.d-check");
-    fx.write_conflist_to(&no_portmap, &[], false);
-    let checker = CniNetwork::load(&no_portmap, &[PathBuf::from(LIB_CNI)], &fx.cache_dir())
-        .expect("load")
-        .expect("config");
-    checker.check(&a).await.expect("CHECK");
-    let (ok, text) = sh("ip", &["-n", &fx.netns, "addr", "flush", "dev", "eth0"]);
-    assert!(ok, "ip addr flush: {text}");
-    let err = checker
-        .check(&a)
-        .await
-        .expect_err("CHECK of an eth0 without its IP");
-    assert!(err.to_string().contains("\"bridge\""), "{err}");
+    check_without_portmap(&fx, &a).await;
 
     // The caller may have lost the port mappings by now (a restart): the
     // cached ADD still lets portmap find its rules.
     let bare = attachment(&fx.cid, &netns, &[]);
     net.del(&bare).await.expect("DEL");
-    let (_, text) = fx.eth0();
-    assert!(
-        !text.contains("inet "),
-        "eth0 still configured after DEL: {text}"
-    );
-    let (ok, _) = sh("ip", &["-n", &fx.netns, "link", "show", "eth0"]);
-    assert!(!ok, "eth0 still exists in the netns after DEL");
-    assert!(!alloc.exists(), "host-local allocation survived DEL");
-    assert!(
-        !iptables_nat().contains(&dport),
-        "portmap rule survived DEL"
-    );
-    assert!(!cache.exists(), "result cache survived DEL");
+    assert_detached(&fx, &ip, &cache);
 
     net.del(&a).await.expect("second DEL");
 }
@@ -527,53 +547,86 @@ async fn hanging_plugin_is_killed_at_the_timeout() {
     );
 }
 
-/// A scripted plugin records what it was given: env, stdin, order.
-#[tokio::test]
-async fn plugins_get_the_spec_env_and_config() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bin = dir.path().join("bin");
-    std::fs::create_dir_all(&bin).expect("mkdir");
-    let rec = dir.path().join("rec");
-    std::fs::create_dir_all(&rec).expect("mkdir");
-    for name in ["rec-a", "rec-b"] {
-        write_script(
-            &bin,
-            name,
-            &format!(
-                r#"n=$(ls {rec} | wc -l)
+/// Two scripted plugins, `rec-a` then `rec-b`, that record what they are
+/// given (stdin, the CNI_ environment, the order of the calls) in `rec`.
+struct RecordingPlugins {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    rec: PathBuf,
+    netns: PathBuf,
+    net: CniNetwork,
+}
+
+impl RecordingPlugins {
+    fn new() -> RecordingPlugins {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).expect("mkdir");
+        let rec = dir.path().join("rec");
+        std::fs::create_dir_all(&rec).expect("mkdir");
+        for name in ["rec-a", "rec-b"] {
+            write_script(
+                &bin,
+                name,
+                &format!(
+                    r#"n=$(ls {rec} | wc -l)
 cat > {rec}/$n-{name}-$CNI_COMMAND.json
 env | grep '^CNI_' | sort > {rec}/$n-{name}-$CNI_COMMAND.env
 [ "$CNI_COMMAND" = ADD ] || exit 0
 echo '{{"cniVersion":"1.0.0","interfaces":[{{"name":"veth1"}},{{"name":"eth0","sandbox":"'$CNI_NETNS'"}}],"ips":[{{"address":"fd00::5/64","interface":1}},{{"address":"10.9.0.5/24","gateway":"10.9.0.1","interface":1}},{{"address":"10.9.9.9/24","interface":0}}]}}'"#,
-                rec = rec.display()
-            ),
-        );
+                    rec = rec.display()
+                ),
+            );
+        }
+        let conf = dir.path().join("net.d");
+        std::fs::create_dir_all(&conf).expect("mkdir");
+        std::fs::write(
+            conf.join("net.conflist"),
+            json!({"cniVersion": "1.0.0", "name": "recnet", "plugins": [
+                {"type": "rec-a", "name": "ignored", "cniVersion": "0.3.1",
+                 "capabilities": {"portMappings": true, "ipRanges": true, "bandwidth": true}},
+                {"type": "rec-b", "capabilities": {"portMappings": false}}
+            ]})
+            .to_string(),
+        )
+        .expect("write");
+        let netns = dir.path().join("fake-netns");
+        std::fs::write(&netns, "").expect("write");
+        let cache = dir.path().join("cache");
+        let net = CniNetwork::load(&conf, &[dir.path().join("nope"), bin.clone()], &cache)
+            .expect("load")
+            .expect("config");
+        RecordingPlugins {
+            dir,
+            bin,
+            rec,
+            netns,
+            net,
+        }
     }
-    let conf = dir.path().join("net.d");
-    std::fs::create_dir_all(&conf).expect("mkdir");
-    std::fs::write(
-        conf.join("net.conflist"),
-        json!({"cniVersion": "1.0.0", "name": "recnet", "plugins": [
-            {"type": "rec-a", "name": "ignored", "cniVersion": "0.3.1",
-             "capabilities": {"portMappings": true, "ipRanges": true, "bandwidth": true}},
-            {"type": "rec-b", "capabilities": {"portMappings": false}}
-        ]})
-        .to_string(),
-    )
-    .expect("write");
-    let netns = dir.path().join("fake-netns");
-    std::fs::write(&netns, "").expect("write");
-    let cache = dir.path().join("cache");
-    let net = CniNetwork::load(&conf, &[dir.path().join("nope"), bin.clone()], &cache)
-        .expect("load")
-        .expect("config");
+
+    /// What the `n`th call, to plugin `name` with `cmd`, got on stdin and
+    /// in its environment.
+    fn read(&self, n: usize, name: &str, cmd: &str) -> (Value, String) {
+        let base = self.rec.join(format!("{n}-{name}-{cmd}"));
+        let stdin = std::fs::read(base.with_extension("json")).expect("stdin record");
+        let env = std::fs::read_to_string(base.with_extension("env")).expect("env record");
+        (serde_json::from_slice(&stdin).expect("stdin is JSON"), env)
+    }
+}
+
+/// A scripted plugin records what it was given: env, stdin, order.
+#[tokio::test]
+async fn plugins_get_the_spec_env_and_config() {
+    let plugins = RecordingPlugins::new();
+    let (net, netns) = (&plugins.net, &plugins.netns);
     let ports = [PortMapping {
         protocol: "SCTP".into(),
         container_port: 9,
         host_port: 9009,
         host_ip: "192.0.2.7".into(),
     }];
-    let mut a = attachment("cid1", &netns, &ports);
+    let mut a = attachment("cid1", netns, &ports);
     a.pod_cidr = Some("10.9.0.0/16");
 
     let result = net.add(&a).await.expect("ADD");
@@ -589,18 +642,12 @@ echo '{{"cniVersion":"1.0.0","interfaces":[{{"name":"veth1"}},{{"name":"eth0","s
             .expect("cache JSON");
     assert_eq!(cached["result"], result.raw);
     // DEL with the bare sandbox id still hands plugins the ADD's values.
-    let mut bare = attachment("cid1", &netns, &[]);
+    let mut bare = attachment("cid1", netns, &[]);
     bare.pod_cidr = None;
     net.del(&bare).await.expect("DEL");
 
-    let read = |n: usize, name: &str, cmd: &str| -> (Value, String) {
-        let base = rec.join(format!("{n}-{name}-{cmd}"));
-        let stdin = std::fs::read(base.with_extension("json")).expect("stdin record");
-        let env = std::fs::read_to_string(base.with_extension("env")).expect("env record");
-        (serde_json::from_slice(&stdin).expect("stdin is JSON"), env)
-    };
     // Records are numbered in exec order: ADD a, b; DEL b, a.
-    let (a_add, env) = read(0, "rec-a", "ADD");
+    let (a_add, env) = plugins.read(0, "rec-a", "ADD");
     assert_eq!(a_add["name"], "recnet");
     assert_eq!(a_add["cniVersion"], "1.0.0");
     assert!(a_add.get("prevResult").is_none());
@@ -615,29 +662,29 @@ echo '{{"cniVersion":"1.0.0","interfaces":[{{"name":"veth1"}},{{"name":"eth0","s
         "CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;K8S_POD_INFRA_CONTAINER_ID=cid1;K8S_POD_UID=0b7c9a52-1d8e-4a4b-9f0e-5d2c7e9b6a11\n\
          CNI_COMMAND=ADD\nCNI_CONTAINERID=cid1\nCNI_IFNAME=eth0\nCNI_NETNS={}\nCNI_PATH={}:{}\n",
         netns.display(),
-        dir.path().join("nope").display(),
-        bin.display()
+        plugins.dir.path().join("nope").display(),
+        plugins.bin.display()
     );
     assert_eq!(env, expected_env);
 
-    let (b_add, _) = read(2, "rec-b", "ADD");
+    let (b_add, _) = plugins.read(2, "rec-b", "ADD");
     assert!(b_add.get("runtimeConfig").is_none(), "{b_add}");
     assert_eq!(b_add["prevResult"]["ips"][1]["address"], "10.9.0.5/24");
 
-    let (b_del, env) = read(4, "rec-b", "DEL");
+    let (b_del, env) = plugins.read(4, "rec-b", "DEL");
     assert_eq!(b_del["prevResult"], result.raw);
     // Not a mounted netns: DEL goes without one, as the spec allows.
     assert!(env.contains("CNI_NETNS=\n"), "{env}");
-    let (a_del, _) = read(6, "rec-a", "DEL");
+    let (a_del, _) = plugins.read(6, "rec-a", "DEL");
     assert_eq!(a_del["prevResult"], result.raw);
     assert_eq!(a_del["runtimeConfig"], a_add["runtimeConfig"]);
     assert!(!net.cache_path(&a).exists());
 
     // Second DEL: no cache, so no prevResult and the caller's values.
     net.del(&a).await.expect("second DEL");
-    let (b_del2, _) = read(8, "rec-b", "DEL");
+    let (b_del2, _) = plugins.read(8, "rec-b", "DEL");
     assert!(b_del2.get("prevResult").is_none());
-    let (a_del2, _) = read(10, "rec-a", "DEL");
+    let (a_del2, _) = plugins.read(10, "rec-a", "DEL");
     assert_eq!(a_del2["runtimeConfig"], a_add["runtimeConfig"]);
 }
 
