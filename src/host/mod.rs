@@ -4,6 +4,7 @@
 
 pub mod fs;
 mod mounts;
+pub mod terminal;
 
 use std::io;
 use std::path::{Path, PathBuf};

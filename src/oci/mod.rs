@@ -10,9 +10,13 @@
 mod runc;
 
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::time::Duration;
 
 use oci_spec::runtime::LinuxResources;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::host::terminal::Terminal;
 
 pub use crate::monitor::{AttachSession, ExitStatus, Launched};
 pub use runc::CliRuntime;
@@ -90,6 +94,43 @@ pub struct ContainerIo {
     pub oom_file: Option<PathBuf>,
 }
 
+/// The stdio an exec'd process gets: pipes for the streams asked for
+/// (the others read from or write to /dev/null), or with `tty` a terminal
+/// whose master the caller holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecStdio {
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub tty: bool,
+}
+
+pub type ExecWriter = Pin<Box<dyn AsyncWrite + Send>>;
+pub type ExecReader = Pin<Box<dyn AsyncRead + Send>>;
+
+/// A process exec'd with its stdio connected to the caller, for a
+/// streaming session. Dropping it kills the process.
+pub struct ExecSession {
+    pub stdin: Option<ExecWriter>,
+    /// The process's stdout, or with a tty the terminal's output.
+    pub stdout: Option<ExecReader>,
+    pub stderr: Option<ExecReader>,
+    /// The terminal, for its window size.
+    pub terminal: Option<Terminal>,
+    pub process: Box<dyn ExecProcess>,
+}
+
+/// The process of an [`ExecSession`].
+#[tonic::async_trait]
+pub trait ExecProcess: Send {
+    /// Resolves when the process has exited: its exit code (128 + the
+    /// signal that killed it), or why it never ran.
+    async fn wait(&mut self) -> Result<i32, OciError>;
+
+    /// Kills the process and whatever it left behind.
+    async fn kill(&mut self);
+}
+
 /// What an exec'd command printed and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecOutput {
@@ -129,6 +170,16 @@ pub trait OciRuntime: Send + Sync {
         process: &[u8],
         timeout: Option<Duration>,
     ) -> Result<ExecOutput, OciError>;
+
+    /// Starts a process (OCI process JSON; with `stdio.tty` it asks for a
+    /// terminal) inside the running container, its stdio connected to the
+    /// caller.
+    async fn exec_attached(
+        &self,
+        c: &ContainerHandle,
+        process: &[u8],
+        stdio: ExecStdio,
+    ) -> Result<ExecSession, OciError>;
 
     /// Attaches to the container's stdio: its output from now on and, with
     /// `stdin`, its input (refused when it was created without stdin), and

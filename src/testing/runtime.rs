@@ -97,6 +97,18 @@ impl OciRuntime for FakeRuntime {
         })
     }
 
+    async fn exec_attached(
+        &self,
+        c: &ContainerHandle,
+        _process: &[u8],
+        _stdio: crate::oci::ExecStdio,
+    ) -> Result<crate::oci::ExecSession, OciError> {
+        Err(OciError::ExecFailed {
+            runtime: "fake".into(),
+            message: format!("the fake runtime runs no processes ({})", c.id),
+        })
+    }
+
     async fn attach(&self, c: &ContainerHandle, _stdin: bool) -> Result<AttachSession, OciError> {
         Err(OciError::Monitor(format!(
             "the fake runtime has no stdio to attach to ({})",

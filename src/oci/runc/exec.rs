@@ -2,8 +2,8 @@
 //! detached `exec` under `peapod-monitor exec`, with its output collected
 //! and a deadline that covers the process and the reading of its output.
 
-use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use tokio::process::Child;
 use tokio::task::JoinHandle;
 use tracing::warn;
 
-use super::{CliRuntime, ContainerHandle, ExecOutput, OciError};
+use super::{CliRuntime, ContainerHandle, ExecOutput, ExecStdio, OciError};
 use crate::host::fs::write_volatile;
 use crate::oci::last_error_in_log;
 
@@ -21,31 +21,43 @@ use crate::oci::last_error_in_log;
 /// command never blocks on a full pipe. kubelet keeps far less of a probe.
 pub const OUTPUT_LIMIT: usize = 4 * 1024 * 1024;
 
+/// ExecSync's stdio: output collected, no input.
+const COLLECTED: ExecStdio = ExecStdio {
+    stdin: false,
+    stdout: true,
+    stderr: true,
+    tty: false,
+};
+
 /// How long output is still read after the command exited, for a
 /// background child that keeps the command's stdout open.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
 
-/// The files of one exec in the bundle, removed when it ends.
-struct ExecFiles {
-    process: PathBuf,
-    pid: PathBuf,
-    log: PathBuf,
+/// The files of one exec, removed when it ends: in the bundle, and the
+/// console socket of a terminal beside the monitor's socket (a unix
+/// socket path must stay short).
+pub(super) struct ExecFiles {
+    pub(super) process: PathBuf,
+    pub(super) pid: PathBuf,
+    pub(super) log: PathBuf,
+    pub(super) console: PathBuf,
 }
 
 impl ExecFiles {
-    fn new(bundle: &Path) -> ExecFiles {
+    pub(super) fn new(c: &ContainerHandle) -> ExecFiles {
         let tag = &crate::ids::new_id()[..16];
         ExecFiles {
-            process: bundle.join(format!("exec-{tag}.json")),
-            pid: bundle.join(format!("exec-{tag}.pid")),
-            log: bundle.join(format!("exec-{tag}.log")),
+            process: c.bundle.join(format!("exec-{tag}.json")),
+            pid: c.bundle.join(format!("exec-{tag}.pid")),
+            log: c.bundle.join(format!("exec-{tag}.log")),
+            console: c.socket.with_file_name(format!("exec-{tag}.console")),
         }
     }
 }
 
 impl Drop for ExecFiles {
     fn drop(&mut self) {
-        for f in [&self.process, &self.pid, &self.log] {
+        for f in [&self.process, &self.pid, &self.log, &self.console] {
             let _ = std::fs::remove_file(f);
         }
     }
@@ -136,10 +148,10 @@ impl CliRuntime {
     ) -> Result<ExecOutput, OciError> {
         let started = Instant::now();
         let deadline = timeout.map(|t| started + t);
-        let files = ExecFiles::new(&c.bundle);
+        let files = ExecFiles::new(c);
         write_volatile(&files.process, process, 0o600)
             .map_err(|e| OciError::Io(format!("write the exec process: {e}")))?;
-        let mut child = self.spawn_exec(c, &files)?;
+        let mut child = self.spawn_exec(c, &files, COLLECTED)?;
         let mut output = Output::collect(&mut child);
         let waited = match deadline {
             Some(d) => tokio::time::timeout_at(d.into(), child.wait()).await.ok(),
@@ -160,17 +172,31 @@ impl CliRuntime {
         self.exec_result(&files, status, &output)
     }
 
-    /// `peapod-monitor exec` around the runtime's detached exec.
-    fn spawn_exec(&self, c: &ContainerHandle, files: &ExecFiles) -> Result<Child, OciError> {
+    /// `peapod-monitor exec` around the runtime's detached exec, with
+    /// pipes for the streams of `stdio` (or a terminal through the console
+    /// socket).
+    pub(super) fn spawn_exec(
+        &self,
+        c: &ContainerHandle,
+        files: &ExecFiles,
+        stdio: ExecStdio,
+    ) -> Result<Child, OciError> {
         let exec = ExecArgs {
             pid_file: files.pid.clone(),
-            runtime_argv: self.exec_argv(&c.id, files),
+            runtime_argv: self.exec_argv(&c.id, files, stdio.tty),
+        };
+        let pipe = |wanted: bool| {
+            if wanted && !stdio.tty {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            }
         };
         tokio::process::Command::new(&self.monitor)
             .args(exec.to_args())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
+            .stdin(pipe(stdio.stdin))
+            .stdout(pipe(stdio.stdout))
+            .stderr(pipe(stdio.stderr))
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| OciError::Io(format!("run {}: {e}", self.monitor.display())))
@@ -180,8 +206,9 @@ impl CliRuntime {
     /// once the process runs, its pid (in the host's PID namespace) in the
     /// pid file and the runtime's own errors in the log. (Attached, a
     /// runtime waits for every process the command leaves behind;
-    /// `peapod-monitor exec` waits for this one.)
-    fn exec_argv(&self, id: &str, files: &ExecFiles) -> Vec<std::ffi::OsString> {
+    /// `peapod-monitor exec` waits for this one.) With `tty`, the runtime
+    /// sends the terminal's master to the console socket.
+    fn exec_argv(&self, id: &str, files: &ExecFiles, tty: bool) -> Vec<std::ffi::OsString> {
         let mut argv = self.logged_argv(&files.log);
         argv.extend([
             "exec".into(),
@@ -190,8 +217,11 @@ impl CliRuntime {
             files.process.as_os_str().to_owned(),
             "--pid-file".into(),
             files.pid.as_os_str().to_owned(),
-            id.into(),
         ]);
+        if tty {
+            argv.extend(["--console-socket".into(), files.console.as_os_str().into()]);
+        }
+        argv.push(id.into());
         argv
     }
 
@@ -203,29 +233,39 @@ impl CliRuntime {
         status: ExitStatus,
         output: &Output,
     ) -> Result<ExecOutput, OciError> {
-        let log = std::fs::read_to_string(&files.log).unwrap_or_default();
-        let started = files.pid.exists();
-        let runtime_error = last_error_in_log(&log);
-        if !started || (status.code() == Some(i32::from(EXIT_RUNTIME)) && runtime_error.is_some()) {
-            return Err(OciError::ExecFailed {
-                runtime: self.name.clone(),
-                message: runtime_error
-                    .unwrap_or_else(|| format!("the process did not start ({status})")),
-            });
-        }
         Ok(ExecOutput {
+            exit_code: exit_of(&self.name, files, status)?,
             stdout: Output::take(&output.stdout),
             stderr: Output::take(&output.stderr),
-            exit_code: exit_code(status),
         })
     }
+}
+
+/// How an exec'd process ended, from its wrapper's exit: its code, or the
+/// runtime's error when it never started.
+pub(super) fn exit_of(
+    runtime: &str,
+    files: &ExecFiles,
+    status: ExitStatus,
+) -> Result<i32, OciError> {
+    let log = std::fs::read_to_string(&files.log).unwrap_or_default();
+    let started = files.pid.exists();
+    let runtime_error = last_error_in_log(&log);
+    if !started || (status.code() == Some(i32::from(EXIT_RUNTIME)) && runtime_error.is_some()) {
+        return Err(OciError::ExecFailed {
+            runtime: runtime.to_string(),
+            message: runtime_error
+                .unwrap_or_else(|| format!("the process did not start ({status})")),
+        });
+    }
+    Ok(exit_code(status))
 }
 
 /// Kills a command past its deadline: the process, not just the runtime's
 /// exec command (killing only the latter would leave the former running in
 /// the container), then the wrapper and anything left under it (it is a
 /// subreaper).
-async fn kill_exec(files: &ExecFiles, child: &mut Child) {
+pub(super) async fn kill_exec(files: &ExecFiles, child: &mut Child) {
     let pid = std::fs::read_to_string(&files.pid)
         .ok()
         .and_then(|s| s.trim().parse::<i32>().ok());

@@ -11,6 +11,7 @@ mod cleanup;
 mod command;
 mod create;
 mod exec;
+mod exec_attached;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,8 +20,8 @@ use oci_spec::runtime::LinuxResources;
 use tokio::sync::OnceCell;
 
 use super::{
-    AttachSession, ContainerHandle, ContainerIo, ExecOutput, ExitStatus, Launched, OciError,
-    OciRuntime, RuntimeFeatures,
+    AttachSession, ContainerHandle, ContainerIo, ExecOutput, ExecSession, ExecStdio, ExitStatus,
+    Launched, OciError, OciRuntime, RuntimeFeatures,
 };
 use crate::host::fs::write_volatile;
 
@@ -128,6 +129,15 @@ impl OciRuntime for CliRuntime {
         timeout: Option<Duration>,
     ) -> Result<ExecOutput, OciError> {
         self.exec_detached(c, process, timeout).await
+    }
+
+    async fn exec_attached(
+        &self,
+        c: &ContainerHandle,
+        process: &[u8],
+        stdio: ExecStdio,
+    ) -> Result<ExecSession, OciError> {
+        self.exec_with_stdio(c, process, stdio).await
     }
 
     async fn attach(&self, c: &ContainerHandle, stdin: bool) -> Result<AttachSession, OciError> {
