@@ -58,6 +58,51 @@ pub struct Config {
     /// Longest line, in bytes, a container log holds in one record; longer
     /// output is split into partial (`P`) records.
     pub container_log_max_line: usize,
+    pub streaming: StreamingConfig,
+}
+
+/// The streaming server (the URLs of Exec, Attach and PortForward).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamingConfig {
+    /// The address it listens on. Loopback keeps it out of reach of
+    /// pods; kubelet on the same node reaches it there.
+    pub address: String,
+    /// Its TCP port; 0 takes a free one (the URLs carry the real port).
+    pub port: u16,
+    /// Seconds a URL stays valid before its first use.
+    pub token_ttl_secs: u64,
+    /// URLs issued and not yet used, at most; then ResourceExhausted.
+    pub max_pending: usize,
+}
+
+impl Default for StreamingConfig {
+    fn default() -> Self {
+        StreamingConfig {
+            address: "127.0.0.1".to_string(),
+            port: 0,
+            token_ttl_secs: 60,
+            max_pending: 1000,
+        }
+    }
+}
+
+impl StreamingConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.address.parse::<std::net::IpAddr>().is_err() {
+            return Err(invalid(
+                "streaming.address",
+                &format!("{:?} is not an IP address", self.address),
+            ));
+        }
+        if self.token_ttl_secs == 0 {
+            return Err(invalid("streaming.token_ttl_secs", "must be at least 1"));
+        }
+        if self.max_pending == 0 {
+            return Err(invalid("streaming.max_pending", "must be at least 1"));
+        }
+        Ok(())
+    }
 }
 
 /// See [`Config::restrict_oom_score_adj`].
@@ -144,6 +189,7 @@ impl Default for Config {
             images: ImagesConfig::default(),
             restrict_oom_score_adj: OomScoreAdjRestriction::Auto,
             container_log_max_line: crate::monitor::DEFAULT_LOG_MAX_LINE,
+            streaming: StreamingConfig::default(),
         }
     }
 }
@@ -210,6 +256,13 @@ impl Config {
                 }
             }
             "--monitor-path" => self.monitor_path = PathBuf::from(value),
+            "--streaming-address" => self.streaming.address = value.to_string(),
+            "--streaming-port" => {
+                self.streaming.port = value.parse().map_err(|_| ConfigError::Invalid {
+                    key: "streaming.port".into(),
+                    message: format!("{value:?} is not a port number"),
+                })?
+            }
             "--cni-conf-dir" => self.cni.conf_dir = PathBuf::from(value),
             "--cni-bin-dir" => self.cni.bin_dirs = value.split(':').map(PathBuf::from).collect(),
             // Repeatable: each adds one.
@@ -243,6 +296,7 @@ impl Config {
         self.validate_log_level()?;
         self.images.validate()?;
         self.validate_container_log()?;
+        self.streaming.validate()?;
         self.validate_runtimes()
     }
 

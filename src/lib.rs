@@ -2,7 +2,8 @@
 //!
 //! The daemon (`peapod serve`) answers the CRI v1 `RuntimeService` and
 //! `ImageService` on a unix socket. Layers depend downward:
-//! `server` (gRPC adapters) → `pods` → `sandbox`, `container`, `image`
+//! `server` (gRPC adapters) → `streaming` (the exec/attach/port-forward
+//! server) → `pods` → `sandbox`, `container`, `image`
 //! (domain) → `objects`, `oci`, `monitor`, `cgroups`, `host`, `store`
 //! (mechanisms). Sandboxes hand containers a [`pod::PodContext`].
 
@@ -29,5 +30,6 @@ pub mod process;
 pub mod sandbox;
 pub mod server;
 pub mod store;
+pub mod streaming;
 #[cfg(test)]
 pub mod testing;

@@ -21,6 +21,7 @@ use peapod::pods::Pods;
 use peapod::sandbox::{CniPlugins, PauseMonitor, SandboxDeps, Sandboxes, INFRA_START_TIMEOUT};
 use peapod::server::{Daemon, ImageApi, RuntimeApi};
 use peapod::store::Store;
+use peapod::streaming::StreamingServer;
 
 /// kubelet's own limit for CRI messages.
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;
@@ -42,6 +43,8 @@ options (serve, config):
   --monitor-path PATH    the peapod-monitor binary
   --cni-conf-dir PATH    CNI network configs (default /etc/cni/net.d)
   --cni-bin-dir PATHS    CNI plugin dirs, ':'-separated
+  --streaming-address IP  the streaming server's address (default 127.0.0.1)
+  --streaming-port PORT   its port (default 0: a free one)
   --insecure-registry HOST         plain-HTTP registry (repeatable)
   --registry-mirror REGISTRY=URL   mirror tried before REGISTRY (repeatable)";
 
@@ -228,12 +231,23 @@ async fn recover(config: Arc<Config>) -> anyhow::Result<Arc<Daemon>> {
     let containers = Containers::recover(config.clone(), store, container_deps)
         .await
         .context("recover containers")?;
+    let streaming =
+        StreamingServer::start(&config.streaming, containers.clone(), sandboxes.clone())
+            .await
+            .with_context(|| {
+                format!(
+                    "start the streaming server on {}:{}",
+                    config.streaming.address, config.streaming.port
+                )
+            })?;
+    info!("streaming server on {}", streaming.base_url());
     Ok(Arc::new(Daemon {
         config,
         pods: Pods::new(sandboxes.clone(), containers.clone()),
         sandboxes,
         images,
         containers,
+        streaming,
     }))
 }
 

@@ -6,6 +6,7 @@ mod convert;
 mod image;
 mod runtime;
 mod status;
+mod streaming;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use crate::errors::Error;
 use crate::image::Images;
 use crate::pods::Pods;
 use crate::sandbox::Sandboxes;
+use crate::streaming::StreamingServer;
 
 // The services name the conversions by family.
 
@@ -33,6 +35,7 @@ pub struct Daemon {
     pub images: Arc<Images>,
     pub containers: Arc<Containers>,
     pub pods: Pods,
+    pub streaming: Arc<StreamingServer>,
 }
 
 /// A sandbox or container error as a gRPC status: the one mapping.

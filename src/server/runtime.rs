@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::container;
 use super::convert::sandbox::{filter_from_request, spec_from_request, to_pod_sandbox, to_status};
-use super::{rpc, status, status_of, unimplemented, Daemon};
+use super::{rpc, status, status_of, streaming, unimplemented, Daemon};
 use crate::api;
 use crate::api::runtime_service_server::RuntimeService;
 use crate::cgroups::CgroupDriver;
@@ -26,7 +26,6 @@ impl RuntimeApi {
     }
 }
 
-const STREAMING: &str = "the streaming server (exec, attach, port-forward)";
 const STATS: &str = "pod sandbox stats";
 
 #[tonic::async_trait]
@@ -413,23 +412,41 @@ impl RuntimeService for RuntimeApi {
 
     async fn exec(
         &self,
-        _req: Request<api::ExecRequest>,
+        req: Request<api::ExecRequest>,
     ) -> Result<Response<api::ExecResponse>, Status> {
-        Err(unimplemented("Exec", STREAMING))
+        let req = req.into_inner();
+        let id = req.container_id.clone();
+        rpc("Exec", &id, async {
+            let url = streaming::exec_url(&self.daemon, req)?;
+            Ok(api::ExecResponse { url })
+        })
+        .await
     }
 
     async fn attach(
         &self,
-        _req: Request<api::AttachRequest>,
+        req: Request<api::AttachRequest>,
     ) -> Result<Response<api::AttachResponse>, Status> {
-        Err(unimplemented("Attach", STREAMING))
+        let req = req.into_inner();
+        let id = req.container_id.clone();
+        rpc("Attach", &id, async {
+            let url = streaming::attach_url(&self.daemon, req)?;
+            Ok(api::AttachResponse { url })
+        })
+        .await
     }
 
     async fn port_forward(
         &self,
-        _req: Request<api::PortForwardRequest>,
+        req: Request<api::PortForwardRequest>,
     ) -> Result<Response<api::PortForwardResponse>, Status> {
-        Err(unimplemented("PortForward", STREAMING))
+        let req = req.into_inner();
+        let id = req.pod_sandbox_id.clone();
+        rpc("PortForward", &id, async {
+            let url = streaming::port_forward_url(&self.daemon, req)?;
+            Ok(api::PortForwardResponse { url })
+        })
+        .await
     }
 
     async fn pod_sandbox_stats(

@@ -1,0 +1,133 @@
+//! An exec session: the command runs in the container with the streams
+//! the request asked for; the client's stdin and terminal sizes go to it,
+//! its output to the client, until it has exited and its output is read
+//! (for a short while at most, when a background child keeps it open).
+//! A client that goes away kills it.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::task::JoinHandle;
+use tracing::debug;
+
+use super::protocol::{end_message, Outcome};
+use super::session::{Input, Link, Output, SizeDecoder, Stdio};
+use crate::container::Containers;
+use crate::host::terminal::Terminal;
+use crate::oci::{ExecReader, ExecSession, ExecStdio, ExecWriter};
+
+/// How long output is still read after the command exited.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
+/// Bytes read from the process at once.
+const CHUNK: usize = 32 * 1024;
+
+/// What an exec URL was issued for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecRequest {
+    pub container_id: String,
+    pub cmd: Vec<String>,
+    pub stdio: ExecStdio,
+}
+
+/// Runs the exec of `req` over `stdio`, and ends the session with how it
+/// ended.
+pub async fn run(containers: &Containers, req: ExecRequest, mut stdio: Stdio) {
+    let outcome = match containers
+        .exec_attached(&req.container_id, &req.cmd, req.stdio)
+        .await
+    {
+        Ok(session) => serve(session, &mut stdio).await,
+        Err(e) => Outcome::Failed(e.to_string()),
+    };
+    debug!(container = %req.container_id, ?outcome, "exec session ended");
+    let message = end_message(stdio.protocol.version, &outcome, Some(&req.cmd));
+    stdio.finish(message).await;
+}
+
+/// Connects the process to the session until it exits or the client goes.
+async fn serve(mut session: ExecSession, stdio: &mut Stdio) -> Outcome {
+    let mut tasks = Vec::new();
+    if let (Some(input), Some(writer)) = (stdio.stdin.take(), session.stdin.take()) {
+        tasks.push(tokio::spawn(copy_input(input, writer)));
+    }
+    if let (Some(input), Some(terminal)) = (stdio.resize.take(), session.terminal.clone()) {
+        tasks.push(tokio::spawn(follow_sizes(input, terminal)));
+    }
+    let outputs = [
+        (session.stdout.take(), stdio.stdout.clone()),
+        (session.stderr.take(), stdio.stderr.clone()),
+    ]
+    .into_iter()
+    .filter_map(|(reader, out)| reader.map(|r| tokio::spawn(copy_output(r, out))))
+    .collect::<Vec<_>>();
+    let outcome = wait_or_kill(&mut session, &stdio.link).await;
+    for t in tasks {
+        t.abort();
+    }
+    drain(outputs).await;
+    outcome
+}
+
+async fn wait_or_kill(session: &mut ExecSession, link: &Link) -> Outcome {
+    tokio::select! {
+        exit = session.process.wait() => match exit {
+            Ok(code) => Outcome::Exited(code),
+            Err(e) => Outcome::Failed(e.to_string()),
+        },
+        () = link.gone() => {
+            session.process.kill().await;
+            Outcome::Failed("the client went away".into())
+        }
+    }
+}
+
+/// Waits a little for the output readers to reach their end.
+async fn drain(outputs: Vec<JoinHandle<()>>) {
+    let until = tokio::time::Instant::now() + DRAIN_AFTER_EXIT;
+    for r in outputs {
+        let abort = r.abort_handle();
+        if tokio::time::timeout_at(until, r).await.is_err() {
+            abort.abort();
+        }
+    }
+}
+
+/// The client's stdin to the process; its end closes the process's stdin
+/// (a terminal stays open: it is the output too).
+async fn copy_input(mut input: Input, mut writer: ExecWriter) {
+    while let Some(data) = input.read().await {
+        if writer.write_all(&data).await.is_err() {
+            return;
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+/// Applies the client's terminal sizes; zero sizes are skipped.
+async fn follow_sizes(mut input: Input, terminal: Terminal) {
+    let mut sizes = SizeDecoder::default();
+    while let Some(data) = input.read().await {
+        for size in sizes.feed(&data) {
+            if size.width > 0 && size.height > 0 {
+                let _ = terminal.resize(size.width, size.height);
+            }
+        }
+    }
+}
+
+/// The process's output to the client; read and dropped when the client
+/// did not ask for it or stopped taking it, so the process never blocks.
+async fn copy_output(mut reader: ExecReader, mut out: Option<Output>) {
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if let Some(o) = &out {
+            if o.write(&buf[..n]).await.is_err() {
+                out = None;
+            }
+        }
+    }
+}
