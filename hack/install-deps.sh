@@ -17,6 +17,12 @@ pkgs=(
   # images and the peer runtime for benchmarks
   docker-registry skopeo umoci busybox-static containerd zstd
   jq curl ca-certificates
+  # streaming tests: independent clients for the CRI streaming server
+  # (hack/build-test-clients.sh): the Go SPDY client is built in GOPATH mode
+  # on Debian's Go and moby/spdystream (the library kubelet/client-go use);
+  # the WebSocket client runs the `kubernetes` package from PyPI in a venv
+  # of Debian's python3
+  golang-go golang-github-docker-spdystream-dev python3 python3-venv
 )
 
 missing=()

@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash hack/install-deps.sh
+# The independent exec/attach/port-forward clients the streaming tests drive
+# (tests/clients/README.md), into target/test-clients.
+bash hack/build-test-clients.sh
 # The version tests/upgrade.rs takes over from (built once).
 bash hack/build-previous.sh
 

@@ -7,6 +7,7 @@ pub mod gate;
 mod monitor_binary;
 pub mod proxy;
 pub mod registry;
+pub mod streaming;
 
 pub use monitor_binary::Binaries;
 
