@@ -17,6 +17,12 @@ use crate::container::Containers;
 use crate::monitor::{AttachInput, AttachOutput};
 use crate::oci::ExecStdio;
 
+/// Why a session ends without the container's end: the monitor drops a
+/// session that does not keep up, so that the container and the other
+/// sessions never wait for it.
+const DROPPED: &str = "the session was dropped: it did not read the container's output as fast \
+     as the container wrote it (or the container's monitor went away)";
+
 /// What an attach URL was issued for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttachRequest {
@@ -61,7 +67,8 @@ async fn copy_output(mut output: AttachOutput, stdio: &Stdio) -> Outcome {
         let (data, out) = match output.next().await {
             Ok(Some(Frame::Stdout(d))) => (d, &stdio.stdout),
             Ok(Some(Frame::Stderr(d))) => (d, &stdio.stderr),
-            Ok(Some(Frame::End)) | Ok(None) => return Outcome::Exited(0),
+            Ok(Some(Frame::End)) => return Outcome::Exited(0),
+            Ok(None) => return Outcome::Failed(DROPPED.into()),
             Ok(Some(_)) => continue,
             Err(e) => return Outcome::Failed(e.to_string()),
         };
