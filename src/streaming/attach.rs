@@ -12,7 +12,7 @@ use tokio::sync::Mutex;
 use tracing::debug;
 
 use super::protocol::{end_message, Outcome};
-use super::session::{Input, SizeDecoder, Stdio};
+use super::session::{Input, Sizes, Stdio};
 use crate::container::Containers;
 use crate::monitor::{AttachInput, AttachOutput};
 use crate::oci::ExecStdio;
@@ -89,13 +89,9 @@ async fn copy_input(mut stdin: Input, input: Arc<Mutex<AttachInput>>) {
     let _ = input.lock().await.close_stdin().await;
 }
 
-async fn follow_sizes(mut resize: Input, input: Arc<Mutex<AttachInput>>) {
-    let mut sizes = SizeDecoder::default();
-    while let Some(data) = resize.read().await {
-        for size in sizes.feed(&data) {
-            if size.width > 0 && size.height > 0 {
-                let _ = input.lock().await.resize(size.width, size.height).await;
-            }
-        }
+async fn follow_sizes(resize: Input, input: Arc<Mutex<AttachInput>>) {
+    let mut sizes = Sizes::new(resize);
+    while let Some(size) = sizes.next().await {
+        let _ = input.lock().await.resize(size.width, size.height).await;
     }
 }

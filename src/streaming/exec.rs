@@ -6,15 +6,15 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::task::JoinHandle;
 use tracing::debug;
 
 use super::protocol::{end_message, Outcome};
-use super::session::{Input, Link, Output, SizeDecoder, Stdio};
+use super::session::{Input, Link, Output, Sizes, Stdio};
 use crate::container::Containers;
 use crate::host::terminal::Terminal;
-use crate::oci::{ExecReader, ExecSession, ExecStdio, ExecWriter};
+use crate::oci::{ExecReader, ExecSession, ExecStdio};
 
 /// How long output is still read after the command exited.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
@@ -48,7 +48,8 @@ pub async fn run(containers: &Containers, req: ExecRequest, mut stdio: Stdio) {
 async fn serve(mut session: ExecSession, stdio: &mut Stdio) -> Outcome {
     let mut tasks = Vec::new();
     if let (Some(input), Some(writer)) = (stdio.stdin.take(), session.stdin.take()) {
-        tasks.push(tokio::spawn(copy_input(input, writer)));
+        // A terminal stays open at the end of stdin: it is the output too.
+        tasks.push(tokio::spawn(input.copy_to(writer)));
     }
     if let (Some(input), Some(terminal)) = (stdio.resize.take(), session.terminal.clone()) {
         tasks.push(tokio::spawn(follow_sizes(input, terminal)));
@@ -92,26 +93,11 @@ async fn drain(outputs: Vec<JoinHandle<()>>) {
     }
 }
 
-/// The client's stdin to the process; its end closes the process's stdin
-/// (a terminal stays open: it is the output too).
-async fn copy_input(mut input: Input, mut writer: ExecWriter) {
-    while let Some(data) = input.read().await {
-        if writer.write_all(&data).await.is_err() {
-            return;
-        }
-    }
-    let _ = writer.shutdown().await;
-}
-
-/// Applies the client's terminal sizes; zero sizes are skipped.
-async fn follow_sizes(mut input: Input, terminal: Terminal) {
-    let mut sizes = SizeDecoder::default();
-    while let Some(data) = input.read().await {
-        for size in sizes.feed(&data) {
-            if size.width > 0 && size.height > 0 {
-                let _ = terminal.resize(size.width, size.height);
-            }
-        }
+/// Applies the client's terminal sizes.
+async fn follow_sizes(input: Input, terminal: Terminal) {
+    let mut sizes = Sizes::new(input);
+    while let Some(size) = sizes.next().await {
+        let _ = terminal.resize(size.width, size.height);
     }
 }
 

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use peapod_spdy::{Connection, Incoming, Stream};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tracing::debug;
@@ -173,21 +173,11 @@ fn dial_error(target: &Target, port: u16, e: &std::io::Error) -> String {
 /// [`GRACE`]).
 async fn forward(conn: TcpStream, input: Input, out: Output) {
     let (read, write) = conn.into_split();
-    let mut to_pod = tokio::spawn(copy_to_pod(input, write));
+    let mut to_pod = tokio::spawn(input.copy_to(write));
     copy_from_pod(read, out).await;
     if tokio::time::timeout(GRACE, &mut to_pod).await.is_err() {
         to_pod.abort();
     }
-}
-
-/// The client's data to the pod; its end half-closes the connection.
-async fn copy_to_pod(mut input: Input, mut write: OwnedWriteHalf) {
-    while let Some(data) = input.read().await {
-        if write.write_all(&data).await.is_err() {
-            return;
-        }
-    }
-    let _ = write.shutdown().await;
 }
 
 /// The pod's data to the client; its end closes the client's stream.

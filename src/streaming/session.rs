@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Deserialize;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::protocol::Protocol;
@@ -31,6 +32,18 @@ impl Input {
             Input::Spdy(r) => r.read().await,
             Input::Channel(rx) => rx.recv().await,
         }
+    }
+
+    /// Copies the client's data to `writer` until its end, then shuts the
+    /// writer down (a pipe's close, a socket's half-close); stops early
+    /// when `writer` fails.
+    pub async fn copy_to(mut self, mut writer: impl AsyncWrite + Unpin) {
+        while let Some(data) = self.read().await {
+            if writer.write_all(&data).await.is_err() {
+                return;
+            }
+        }
+        let _ = writer.shutdown().await;
     }
 }
 
@@ -130,6 +143,37 @@ pub struct TermSize {
     #[serde(rename = "Height")]
     #[serde(alias = "height", alias = "HEIGHT")]
     pub height: u16,
+}
+
+/// The terminal sizes a client sends on its resize stream; zero sizes
+/// (a client that does not know its size) are skipped.
+pub struct Sizes {
+    input: Input,
+    decoder: SizeDecoder,
+    ready: std::collections::VecDeque<TermSize>,
+}
+
+impl Sizes {
+    pub fn new(input: Input) -> Sizes {
+        Sizes {
+            input,
+            decoder: SizeDecoder::default(),
+            ready: Default::default(),
+        }
+    }
+
+    /// The next size; `None` at the end of the stream.
+    pub async fn next(&mut self) -> Option<TermSize> {
+        loop {
+            if let Some(size) = self.ready.pop_front() {
+                return Some(size);
+            }
+            let data = self.input.read().await?;
+            let sizes = self.decoder.feed(&data).into_iter();
+            self.ready
+                .extend(sizes.filter(|s| s.width > 0 && s.height > 0));
+        }
+    }
 }
 
 /// Splits the resize stream into sizes: JSON objects, one after another,
