@@ -645,3 +645,95 @@ async fn eventually_listening(d: &TestDaemon, id: &str, port: u16) {
     }
     panic!("nothing listens on {port} in container {id}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_attach_session_stalls_neither_the_container_nor_the_others() {
+    use std::io::{Read, Seek, SeekFrom};
+    use std::process::Stdio;
+    let d = TestDaemon::start_with(no_cni());
+    let image = d.pull("busybox:latest").await;
+    let pod = d.host_pod("slow").await;
+    let size = 32 * 1024 * 1024;
+    let script = format!(
+        "sleep 3; head -c {size} /dev/zero | tr '\\0' y; echo; echo done-writing; exec sleep 1000"
+    );
+    let cfg = d.container_config("chatty", &image, &["sh", "-c", &script]);
+    let id = d.run(&pod, cfg).await;
+    let req = api::AttachRequest {
+        container_id: id.clone(),
+        stdout: true,
+        stderr: true,
+        ..Default::default()
+    };
+    // One session whose client never reads...
+    let dir = tempfile::tempdir().unwrap();
+    let slow_result = dir.path().join("slow.json");
+    let mut slow = spdy(
+        "attach",
+        &d.attach_url(req.clone()).await.unwrap(),
+        &["--stderr"],
+    )
+    .arg("--result")
+    .arg(&slow_result)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    // ...and one that reads everything.
+    let fast_out = dir.path().join("fast.out");
+    let mut fast = spdy("attach", &d.attach_url(req).await.unwrap(), &["--stderr"])
+        .stdout(std::fs::File::create(&fast_out).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let tail = |path: &std::path::Path| {
+        let mut f = std::fs::File::open(path).unwrap();
+        let len = f.metadata().unwrap().len();
+        f.seek(SeekFrom::Start(len.saturating_sub(64))).unwrap();
+        let mut t = String::new();
+        let _ = f.read_to_string(&mut t);
+        (len, t)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while !tail(&fast_out).1.contains("done-writing") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reading session did not get all output: {} bytes",
+            tail(&fast_out).0
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(tail(&fast_out).0, size + "\ndone-writing\n".len() as u64);
+    // The container wrote everything, and its log has it.
+    let log = pod.log_dir().join("chatty/0.log");
+    eventually("the log's last line", || {
+        log_text(&read_log(&log), "stdout")
+            .last()
+            .map(String::as_str)
+            == Some("done-writing")
+    })
+    .await;
+    // The slow session was dropped, and says so once its client reads.
+    let mut drained = Vec::new();
+    slow.stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut drained)
+        .unwrap();
+    assert!(
+        drained.len() < size as usize,
+        "the slow session got everything"
+    );
+    slow.wait().unwrap();
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&slow_result).unwrap()).unwrap();
+    assert!(
+        result["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("dropped"),
+        "{result:?}"
+    );
+    let _ = fast.kill();
+    let _ = fast.wait();
+}
