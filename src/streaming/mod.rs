@@ -119,32 +119,43 @@ impl StreamingServer {
         link: Upgraded,
         query: &str,
     ) {
-        match (pending, link) {
-            (Pending::Exec(req), link) => {
+        match pending {
+            Pending::Exec(req) => {
                 if let Some(stdio) = open_stdio(link, protocol, req.stdio).await {
                     exec::run(&self.containers, req, stdio).await;
                 }
             }
-            (Pending::Attach(req), link) => {
+            Pending::Attach(req) => {
                 if let Some(stdio) = open_stdio(link, protocol, req.stdio).await {
                     attach::run(&self.containers, req, stdio).await;
                 }
             }
-            (Pending::PortForward(sandbox, ports), link) => {
-                let target = match self.port_forward_target(&sandbox) {
-                    Ok(t) => t,
-                    Err(e) => return warn!("port-forward to {sandbox}: {e}"),
-                };
-                match link {
-                    Upgraded::Spdy(io) => {
-                        let (conn, incoming) = peapod_spdy::serve(io, Bytes::new());
-                        portforward::serve_spdy(conn, incoming, target).await;
-                    }
-                    Upgraded::WebSocket(socket) => {
-                        let ports = ports_in_query(query).unwrap_or(ports);
-                        portforward::serve_websocket(*socket, protocol, ports, target).await;
-                    }
-                }
+            Pending::PortForward(sandbox, ports) => {
+                let ports = ports_in_query(query).unwrap_or(ports);
+                self.serve_port_forward(&sandbox, ports, protocol, link)
+                    .await
+            }
+        }
+    }
+
+    async fn serve_port_forward(
+        &self,
+        sandbox: &str,
+        ports: Vec<u16>,
+        protocol: Protocol,
+        link: Upgraded,
+    ) {
+        let target = match self.port_forward_target(sandbox) {
+            Ok(t) => t,
+            Err(e) => return warn!("port-forward to {sandbox}: {e}"),
+        };
+        match link {
+            Upgraded::Spdy(io) => {
+                let (conn, incoming) = peapod_spdy::serve(io, Bytes::new());
+                portforward::serve_spdy(conn, incoming, target).await;
+            }
+            Upgraded::WebSocket(socket) => {
+                portforward::serve_websocket(*socket, protocol, ports, target).await;
             }
         }
     }
