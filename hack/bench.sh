@@ -6,6 +6,8 @@
 #   hack/bench.sh --pull-only [OPTIONS]  only the image pull workload
 #   hack/bench.sh --containers-only [OPTIONS]
 #                                        only the container workload and the runc floor
+#   hack/bench.sh --streaming-only [OPTIONS]
+#                                        only the streaming workload
 #   hack/bench.sh [peapod-bench OPTIONS] e.g. hack/bench.sh --runs 20 --cni
 #
 # Builds release binaries, starts a private registry with the test images, a
@@ -16,18 +18,29 @@
 # BENCH_TARGETS="peapod containerd" (default) picks the runtimes to measure.
 # Without arguments the bench runs the host-network (--no-cni) and the
 # pod-network (--cni) sandbox workloads, the container workload in both
-# network modes and the pull workload. The container workload: per run a pod
-# with one container of the test image busybox:latest (pulled by CRI
-# PullImage), CreateContainer + StartContainer, StopContainer (timeout 10 s)
-# of a shell that exits on SIGTERM, RemoveContainer, StopPodSandbox,
-# RemovePodSandbox; then the daemon's and the per-container processes'
+# network modes, the streaming workload and the pull workload. The container
+# workload: per run a pod with one container of the test image busybox:latest
+# (pulled by CRI PullImage), CreateContainer + StartContainer, StopContainer
+# (timeout 10 s) of a shell that exits on SIGTERM, RemoveContainer,
+# StopPodSandbox, RemovePodSandbox; then the daemon's and the per-container processes'
 # memory with 50 running containers; and, as the floor, `runc create` +
 # `runc start` of a similar busybox bundle (target `runc`). The pull
 # workload: 5 cold pulls (RemoveImage before each) of the ~100 MB, 6-layer
 # test image `big` by each runtime's CRI PullImage (containerd's unpacks into
 # its snapshotter too) and by `skopeo copy` + `umoci unpack`, as MB/s and
-# ratios. --pull-only and --containers-only run just one of them; options
-# after them go to peapod-bench (e.g. --pull-runs 10, --runs 100).
+# ratios. The streaming workload (pod network) reaches the URLs of CRI Exec
+# and PortForward of both runtimes with the same SPDY client,
+# target/test-clients/spdy-client (build it first: bash
+# hack/build-test-clients.sh; the bench fails without it): 50 exec round
+# trips of `echo hi` (from just before the Exec call to the client's first
+# stdout byte, and to its exit; spawning the Go client is part of both, for
+# both runtimes), 5 port-forward downloads and uploads of 256 MiB to busybox
+# `nc` servers in the pod, as MB/s, and the daemon's memory (and that of the
+# container's shim or monitor and the per-session processes) with 20 exec
+# sessions open; ending them must leave no process behind.
+# --pull-only, --containers-only and --streaming-only run just one of them;
+# options after them go to peapod-bench (e.g. --pull-runs 10, --runs 100,
+# --exec-sessions 50, --port-forward-mib 64).
 # In OPTIONS, @REGISTRY@ stands for the registry's address, e.g.
 #   hack/bench.sh --pull @REGISTRY@/busybox:latest --pull-runs 3
 # (`big` is built only when the options name @REGISTRY@/big).
@@ -45,6 +58,28 @@ cgparent=/peapod-bench
 for c in cargo ip jq; do
   command -v "$c" >/dev/null 2>&1 || die "'$c' not found: run hack/install-deps.sh"
 done
+
+pull_workload=(--pull "@REGISTRY@/big:latest" --pull-peer skopeo+umoci)
+container_workload=(--containers "@REGISTRY@/busybox:latest" --runc-floor)
+streaming_workload=(--streaming "@REGISTRY@/busybox:latest")
+if [ $# -eq 0 ]; then
+  set -- --no-cni --cni "${container_workload[@]}" "${streaming_workload[@]}" "${pull_workload[@]}"
+elif [ "$1" = --pull-only ]; then
+  shift
+  set -- "${pull_workload[@]}" "$@"
+elif [ "$1" = --containers-only ]; then
+  shift
+  set -- --no-cni --cni --no-sandbox-workload "${container_workload[@]}" "$@"
+elif [ "$1" = --streaming-only ]; then
+  shift
+  set -- --cni --no-sandbox-workload "${streaming_workload[@]}" "$@"
+fi
+# The streaming workload drives both runtimes with this client (peapod-bench's
+# default --spdy-client, relative to the repo): fail now, not after the build.
+if [[ " $* " == *" --streaming "* && " $* " != *" --spdy-client "* ]] \
+  && ! [ -x target/test-clients/spdy-client ]; then
+  die "target/test-clients/spdy-client not found: the streaming workload reaches both runtimes with it; build it with 'bash hack/build-test-clients.sh'"
+fi
 
 echo "== building release binaries" >&2
 # The daemon and its monitor as `cargo build --release` builds them; the bench
@@ -68,6 +103,14 @@ cleanup() {
     done
     kill -KILL "$peapod_pid" 2>/dev/null || true
   fi
+  # spdy-client sessions of the streaming workload outlive a peapod-bench that
+  # died hard; theirs are the ones with a --result file under $work.
+  for i in /proc/[0-9]*; do
+    if tr '\0' ' ' <"$i/cmdline" 2>/dev/null | grep -qF -- "--result $work/"; then
+      echo "$prog: killing leftover spdy-client ${i#/proc/}" >&2
+      kill -KILL "${i#/proc/}" 2>/dev/null || true
+    fi
+  done
   # Normally there is nothing left here: peapod-bench removes what it made
   # through the CRI and deletes its runc floor's containers itself. After a
   # bench that died hard: runc containers (peapod's and the floor's, found
@@ -133,18 +176,6 @@ write_conflist() {
   }' >"$dir/10-peapod-bench.conflist"
   bridges+=("$bridge")
 }
-
-pull_workload=(--pull "@REGISTRY@/big:latest" --pull-peer skopeo+umoci)
-container_workload=(--containers "@REGISTRY@/busybox:latest" --runc-floor)
-if [ $# -eq 0 ]; then
-  set -- --no-cni --cni "${container_workload[@]}" "${pull_workload[@]}"
-elif [ "$1" = --pull-only ]; then
-  shift
-  set -- "${pull_workload[@]}" "$@"
-elif [ "$1" = --containers-only ]; then
-  shift
-  set -- --no-cni --cni --no-sandbox-workload "${container_workload[@]}" "$@"
-fi
 
 echo "== registry and test images" >&2
 registry=$(hack/registry.sh start "$work/registry")

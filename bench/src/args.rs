@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::error::BenchError;
 use crate::floor::RUNC;
 use crate::pull::SKOPEO_UMOCI;
+use crate::streaming::SPDY_CLIENT;
 
 pub const USAGE: &str = "\
 usage: peapod-bench [OPTIONS]
@@ -39,6 +40,24 @@ Workloads:
                       made like the CRI containers), --runs times plus a warm-up, each
                       followed by `runc delete --force`, as a target named runc
   --runc PATH         the runc of --runc-floor (default: runc from PATH)
+  --streaming IMAGE   streaming workload (CRI Exec and PortForward URLs, driven by
+                      spdy-client for every target): one pod (pod network with --cni,
+                      else the host's) with a container of IMAGE (a busybox) running
+                      sleep and one running `nc -ll` servers; --runs Exec round trips of
+                      `echo hi` (from just before the Exec call to the client's first
+                      stdout byte, and to its exit with the exit status read; the
+                      client's own start is part of both); port-forward download and
+                      upload throughput; daemon memory with --exec-sessions exec
+                      sessions open (`cat` with stdin held open), then a check that
+                      ending them leaves no process behind
+  --spdy-client PATH  the SPDY client (default target/test-clients/spdy-client; build
+                      it with `bash hack/build-test-clients.sh`)
+  --exec-sessions N   concurrent exec sessions for the memory figures (default 20)
+  --port-forward-runs N
+                      transfers per direction through `spdy-client portforward`
+                      (default 5)
+  --port-forward-mib N
+                      MiB per transfer (default 256)
   --busybox PATH      a static busybox for the floor's rootfs (default /bin/busybox)
   --pull IMAGE        cold image pulls (repeatable): per target and run, RemoveImage,
                       then a timed PullImage, then ImageStatus. IMAGE is removed from
@@ -111,6 +130,12 @@ pub struct Options {
     pub runc_floor: bool,
     pub runc: PathBuf,
     pub busybox: PathBuf,
+    /// `--streaming`: the image of the streaming workload.
+    pub streaming: Option<String>,
+    pub spdy_client: PathBuf,
+    pub exec_sessions: usize,
+    pub port_forward_runs: usize,
+    pub port_forward_mib: usize,
     pub cgroup_parent: String,
     pub pids: HashMap<String, i32>,
     pub stores: HashMap<String, PathBuf>,
@@ -158,6 +183,11 @@ struct Flags {
     runc_floor: bool,
     runc: PathBuf,
     busybox: PathBuf,
+    streaming: Option<String>,
+    spdy_client: PathBuf,
+    exec_sessions: usize,
+    port_forward_runs: usize,
+    port_forward_mib: usize,
     cgroup_parent: String,
     pids: HashMap<String, i32>,
     stores: HashMap<String, PathBuf>,
@@ -182,6 +212,11 @@ impl Default for Flags {
             runc_floor: false,
             runc: PathBuf::from("runc"),
             busybox: PathBuf::from("/bin/busybox"),
+            streaming: None,
+            spdy_client: PathBuf::from(SPDY_CLIENT),
+            exec_sessions: 20,
+            port_forward_runs: 5,
+            port_forward_mib: 256,
             cgroup_parent: "/peapod-bench".to_string(),
             pids: HashMap::new(),
             stores: HashMap::new(),
@@ -233,6 +268,11 @@ impl Flags {
             "--runc-floor" => self.runc_floor = true,
             "--runc" => self.runc = PathBuf::from(value()?),
             "--busybox" => self.busybox = PathBuf::from(value()?),
+            "--streaming" => self.streaming = Some(image_reference(flag, value()?)?),
+            "--spdy-client" => self.spdy_client = PathBuf::from(value()?),
+            "--exec-sessions" => self.exec_sessions = parse_number(flag, &value()?)?,
+            "--port-forward-runs" => self.port_forward_runs = parse_number(flag, &value()?)?,
+            "--port-forward-mib" => self.port_forward_mib = parse_number(flag, &value()?)?,
             "--pull-peer" => self.add_pull_peer(value()?)?,
             "--store-of" => {
                 let (name, dir) = store_of(&value()?)?;
@@ -304,6 +344,9 @@ impl Flags {
         if self.containers.is_some() && self.targets.is_empty() {
             return Err(usage("--containers needs an --endpoint or --target"));
         }
+        if self.streaming.is_some() && self.targets.is_empty() {
+            return Err(usage("--streaming needs an --endpoint or --target"));
+        }
         Ok(())
     }
 
@@ -314,6 +357,9 @@ impl Flags {
         if self.pull_runs == 0 {
             return Err(usage("--pull-runs must be at least 1"));
         }
+        if self.port_forward_mib == 0 {
+            return Err(usage("--port-forward-mib must be at least 1"));
+        }
         Ok(())
     }
 
@@ -321,7 +367,8 @@ impl Flags {
     /// only pulls are asked for.
     fn modes(&self) -> Vec<NetMode> {
         let mut modes = Vec::new();
-        if self.host || (!self.pod && (self.pulls.is_empty() || self.containers.is_some())) {
+        let pods = self.pulls.is_empty() || self.containers.is_some() || self.streaming.is_some();
+        if self.host || (!self.pod && pods) {
             modes.push(NetMode::Host);
         }
         if self.pod {
@@ -346,6 +393,11 @@ impl Flags {
             runc_floor: self.runc_floor,
             runc: self.runc,
             busybox: self.busybox,
+            streaming: self.streaming,
+            spdy_client: self.spdy_client,
+            exec_sessions: self.exec_sessions,
+            port_forward_runs: self.port_forward_runs,
+            port_forward_mib: self.port_forward_mib,
             cgroup_parent,
             pids: self.pids,
             stores: self.stores,
@@ -586,6 +638,52 @@ mod tests {
             &["--containers", "b"],
             &["--target", "runc=unix:///x.sock", "--containers", "b"],
             &["--endpoint", "unix:///x.sock", "--containers", "a b"],
+        ] {
+            assert!(
+                matches!(parse_args(args(bad)), Err(BenchError::Usage(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn streaming_options() {
+        let o = parse_args(args(&[
+            "--target",
+            "peapod=unix:///p.sock",
+            "--streaming",
+            "127.0.0.1:5000/busybox:latest",
+            "--no-sandbox-workload",
+            "--cni",
+            "--exec-sessions",
+            "3",
+        ]))
+        .unwrap();
+        assert_eq!(
+            o.streaming.as_deref(),
+            Some("127.0.0.1:5000/busybox:latest")
+        );
+        assert_eq!(o.modes, [NetMode::Pod]);
+        assert_eq!(o.spdy_client, PathBuf::from(SPDY_CLIENT));
+        assert_eq!(
+            (o.exec_sessions, o.port_forward_runs, o.port_forward_mib),
+            (3, 5, 256)
+        );
+        // --streaming with --pull and no network flag runs host-net pods.
+        let o = parse_args(args(&[
+            "--endpoint",
+            "unix:///x.sock",
+            "--pull",
+            "a",
+            "--streaming",
+            "b",
+        ]))
+        .unwrap();
+        assert_eq!(o.modes, [NetMode::Host]);
+        for bad in [
+            &["--streaming", "b"][..],
+            &["--endpoint", "unix:///x.sock", "--streaming", "a b"],
+            &["--endpoint", "unix:///x.sock", "--port-forward-mib", "0"],
         ] {
             assert!(
                 matches!(parse_args(args(bad)), Err(BenchError::Usage(_))),

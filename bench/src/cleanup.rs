@@ -127,9 +127,15 @@ async fn labelled_sandboxes(
     }
 }
 
-/// The run's pod log, pull and floor directories.
+/// The run's pod log, pull, streaming and floor directories.
 fn remove_dirs(shared: &Shared) {
-    for dir in [&shared.pods_dir, &shared.pull_dir, &shared.floor_dir] {
+    let dirs = [
+        &shared.pods_dir,
+        &shared.pull_dir,
+        &shared.streaming_dir,
+        &shared.floor_dir,
+    ];
+    for dir in dirs {
         if let Err(e) = std::fs::remove_dir_all(dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 eprintln!("cleanup: {}: {e}", dir.display());

@@ -11,7 +11,7 @@ use crate::cri::image::{BenchImage, ImageBench};
 use crate::cri::runtime::TargetBench;
 use crate::error::BenchError;
 use crate::exit_watch::ExitWatch;
-use crate::kubelet::Pod;
+use crate::kubelet::{ContainerSpec, Pod};
 use crate::memory::measure_running;
 use crate::procfs::{container_pids, trap_ready};
 use crate::report::Report;
@@ -22,6 +22,11 @@ use crate::report::Report;
 pub const CONTAINER_NAME: &str = "bench";
 
 pub const CONTAINER_SCRIPT: &str = "trap 'exit 0' TERM; sleep 3600 & wait";
+
+pub const BENCH_CONTAINER: ContainerSpec<'static> = ContainerSpec {
+    name: CONTAINER_NAME,
+    script: CONTAINER_SCRIPT,
+};
 
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -59,6 +59,9 @@ pub enum BenchError {
     Manifest { image: String, what: String },
     #[error("reading random bytes: {0}")]
     Random(getrandom::Error),
+    /// Something the bench needs is missing; the text says what to run.
+    #[error("{0}")]
+    Setup(String),
     #[error("interrupted by a signal")]
     Interrupted,
 }

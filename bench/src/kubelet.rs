@@ -22,7 +22,6 @@ use peapod::container::security::{
 
 use crate::args::NetMode;
 use crate::cgroups::CgroupTree;
-use crate::containers::{CONTAINER_NAME, CONTAINER_SCRIPT};
 use crate::cri::image::BenchImage;
 use crate::error::{io_err, BenchError};
 use crate::run::{random_hex, Shared, RUN_LABEL};
@@ -64,6 +63,13 @@ pub fn now_rfc3339() -> String {
         rem % 60,
         now.subsec_nanos()
     )
+}
+
+/// A container of a bench pod: its name and the script its `sh -c` runs.
+#[derive(Debug, Clone, Copy)]
+pub struct ContainerSpec<'a> {
+    pub name: &'a str,
+    pub script: &'a str,
 }
 
 pub struct Pod {
@@ -132,13 +138,13 @@ impl Pod {
         let _ = std::fs::remove_dir_all(&self.kubelet_dir);
     }
 
-    /// Kubelet's part before CreateContainer: the container's log
+    /// Kubelet's part before CreateContainer of container `name`: its log
     /// directory, the pod's hosts file and the container's termination log.
     /// Returns the hosts file and the termination log.
-    pub fn prepare_container(&self) -> Result<(PathBuf, PathBuf), BenchError> {
-        let logs = self.log_dir.join(CONTAINER_NAME);
+    pub fn prepare_container(&self, name: &str) -> Result<(PathBuf, PathBuf), BenchError> {
+        let logs = self.log_dir.join(name);
         std::fs::create_dir_all(&logs).map_err(io_err(&logs))?;
-        let term_dir = self.kubelet_dir.join("containers").join(CONTAINER_NAME);
+        let term_dir = self.kubelet_dir.join("containers").join(name);
         std::fs::create_dir_all(&term_dir).map_err(io_err(&term_dir))?;
         let hosts = self.kubelet_dir.join("etc-hosts");
         std::fs::write(&hosts, "127.0.0.1\tlocalhost\n::1\tlocalhost\n").map_err(io_err(&hosts))?;
@@ -148,12 +154,14 @@ impl Pod {
     }
 
     /// What kubelet sends for a BestEffort container running as root with
-    /// seccomp Unconfined (see shared/fixtures/kubelet-cri-calls.json).
+    /// seccomp Unconfined (see shared/fixtures/kubelet-cri-calls.json),
+    /// running `sh -c` with the script of `spec`.
     pub fn container_config(
         &self,
         run_id: &str,
         mode: NetMode,
         img: &BenchImage,
+        spec: ContainerSpec<'_>,
         hosts: &Path,
         term: &Path,
     ) -> ContainerConfig {
@@ -164,7 +172,7 @@ impl Pod {
         };
         ContainerConfig {
             metadata: Some(ContainerMetadata {
-                name: CONTAINER_NAME.to_string(),
+                name: spec.name.to_string(),
                 attempt: 0,
             }),
             image: Some(ImageSpec {
@@ -172,14 +180,14 @@ impl Pod {
                 user_specified_image: img.name.clone(),
                 ..Default::default()
             }),
-            command: strings(&["sh", "-c", CONTAINER_SCRIPT]),
+            command: strings(&["sh", "-c", spec.script]),
             mounts: vec![
                 bind("/etc/hosts", hosts),
                 bind("/dev/termination-log", term),
             ],
-            labels: self.container_labels(run_id),
+            labels: self.container_labels(run_id, spec.name),
             annotations: container_annotations(),
-            log_path: format!("{CONTAINER_NAME}/0.log"),
+            log_path: format!("{}/0.log", spec.name),
             linux: Some(LinuxContainerConfig {
                 resources: Some(best_effort_container()),
                 security_context: Some(root_unconfined(mode)),
@@ -188,10 +196,10 @@ impl Pod {
         }
     }
 
-    fn container_labels(&self, run_id: &str) -> HashMap<String, String> {
+    fn container_labels(&self, run_id: &str, name: &str) -> HashMap<String, String> {
         let meta = self.config.metadata.clone().unwrap_or_default();
         string_map(&[
-            ("io.kubernetes.container.name", CONTAINER_NAME),
+            ("io.kubernetes.container.name", name),
             ("io.kubernetes.pod.name", &meta.name),
             ("io.kubernetes.pod.namespace", &meta.namespace),
             ("io.kubernetes.pod.uid", &meta.uid),

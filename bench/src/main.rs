@@ -14,6 +14,11 @@
 //! can time `runc create` + `runc start` of a similar bundle as the floor.
 //! Containers carry the run label too, and so are found and removed on exit;
 //! the floor's runc containers are deleted with `runc delete --force`.
+//!
+//! The streaming workload reaches the URLs of CRI Exec and PortForward with
+//! the same SPDY client (tests/clients' `spdy-client`) for every target:
+//! exec round trips, port-forward throughput, and memory with many exec
+//! sessions open.
 
 mod args;
 mod cgroups;
@@ -31,6 +36,7 @@ mod pull;
 mod report;
 mod run;
 mod sandboxes;
+mod streaming;
 
 use std::process::ExitCode;
 
@@ -52,6 +58,7 @@ use crate::pull::{bench_pull_peer, pull_job, PullJob, SKOPEO_UMOCI};
 use crate::report::{render, Report};
 use crate::run::Shared;
 use crate::sandboxes::bench_pods;
+use crate::streaming::{bench_streaming, check_spdy_client, streaming_mode};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -66,6 +73,14 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Without its client the streaming workload cannot run: fail before
+    // anything else does.
+    if opts.streaming.is_some() {
+        if let Err(e) = check_spdy_client(&opts.spdy_client) {
+            eprintln!("peapod-bench: {e}");
+            return ExitCode::from(2);
+        }
+    }
     match bench(opts).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -114,6 +129,18 @@ fn print_header(run_id: &str, opts: &Options) {
             opts.running_containers
         );
     }
+    if opts.streaming.is_some() {
+        println!(
+            "streaming: {} exec round trips by {} (a Go process spawned per run, for every \
+             target alike: its start is part of both exec times), {} exec sessions for the \
+             memory figures, {} port-forward transfers of {} MiB per direction",
+            opts.runs,
+            opts.spdy_client.display(),
+            opts.exec_sessions,
+            opts.port_forward_runs,
+            opts.port_forward_mib
+        );
+    }
     if !opts.pulls.is_empty() {
         println!(
             "pulls: {} cold pulls per image and target{}",
@@ -139,8 +166,13 @@ fn workloads(opts: &Options) -> Vec<String> {
             .as_ref()
             .map(|i| format!("{}-containers({i})", m.label()))
     });
+    let streaming = opts
+        .streaming
+        .as_ref()
+        .map(|i| format!("{}-streaming({i})", streaming_mode(opts).label()));
     sandbox_modes
         .chain(container_modes)
+        .chain(streaming)
         .chain(opts.runc_floor.then(|| "runc-floor".to_string()))
         .chain(opts.pulls.iter().map(|i| format!("pull {i}")))
         .collect()
@@ -218,7 +250,8 @@ async fn run_all(shared: &Shared, opts: &Options, report: &mut Report) -> Vec<Be
     errors
 }
 
-/// The workloads of one CRI target: sandboxes, containers, pulls.
+/// The workloads of one CRI target: sandboxes, containers, streaming,
+/// pulls.
 async fn bench_target(
     shared: &Shared,
     opts: &Options,
@@ -257,6 +290,9 @@ async fn bench_target(
     }
     if let Some(image) = &opts.containers {
         bench_containers(&mut b, &mut ib, opts, image, report, daemon).await?;
+    }
+    if let Some(image) = &opts.streaming {
+        bench_streaming(&mut b, &mut ib, opts, image, report, daemon).await?;
     }
     for p in pulls {
         ib.bench_pull(p, opts.pull_runs, report).await?;

@@ -57,7 +57,7 @@ pub fn trap_ready(pid: i32) -> bool {
     signal_mask(&status, "SigCgt:").is_some_and(|m| m & term != 0) && has_child(pid)
 }
 
-fn all_pids() -> Vec<i32> {
+pub fn all_pids() -> Vec<i32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -67,6 +67,38 @@ fn all_pids() -> Vec<i32> {
         .collect();
     pids.sort_unstable();
     pids
+}
+
+/// When `pid` started (clock ticks since boot, /proc/PID/stat field 22):
+/// with the pid, it names one process even after the pid is reused.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the name, which ends at the last ')': state is 3.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(22 - 3)?.parse().ok()
+}
+
+/// The PID namespace of `pid`, as (device, inode) of /proc/PID/ns/pid.
+pub fn pid_namespace(pid: i32) -> Option<(u64, u64)> {
+    let m = std::fs::metadata(format!("/proc/{pid}/ns/pid")).ok()?;
+    Some((m.dev(), m.ino()))
+}
+
+/// True when a TCP socket listens on `port` in the network namespace of
+/// `pid` (its /proc/PID/net/tcp or tcp6).
+pub fn tcp_listening(pid: i32, port: u16) -> bool {
+    let want = format!(":{port:04X}");
+    ["tcp", "tcp6"].iter().any(|f| {
+        std::fs::read_to_string(format!("/proc/{pid}/net/{f}"))
+            .map(|text| {
+                text.lines().skip(1).any(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    // st 0A = LISTEN.
+                    f.len() > 3 && f[1].ends_with(&want) && f[3] == "0A"
+                })
+            })
+            .unwrap_or(false)
+    })
 }
 
 /// The process listening on the unix socket `path` (the daemon), found
@@ -204,6 +236,35 @@ mod tests {
         let name = process_name(me).unwrap();
         assert!(name.starts_with("peapod_bench"), "{name}");
         assert_eq!(process_name(-1), None);
+    }
+
+    #[test]
+    fn own_start_time_and_namespace() {
+        let me = i32::try_from(std::process::id()).unwrap();
+        assert!(start_time(me).is_some_and(|t| t > 0));
+        assert_eq!(start_time(me), start_time(me));
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        // A child shares our PID namespace.
+        assert!(pid_namespace(me).is_some());
+        assert_eq!(pid_namespace(pid), pid_namespace(me));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(start_time(-1), None);
+        assert_eq!(pid_namespace(-1), None);
+    }
+
+    #[test]
+    fn a_listening_socket_is_seen() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let me = i32::try_from(std::process::id()).unwrap();
+        assert!(tcp_listening(me, port));
+        drop(l);
+        assert!(!tcp_listening(me, port));
     }
 
     #[test]

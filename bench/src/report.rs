@@ -46,7 +46,7 @@ impl Report {
 }
 
 /// (median, p90) by nearest rank.
-fn stats(samples: &[f64]) -> Option<(f64, f64)> {
+pub fn stats(samples: &[f64]) -> Option<(f64, f64)> {
     if samples.is_empty() {
         return None;
     }

@@ -23,6 +23,8 @@ pub struct Shared {
     pub pods_dir: PathBuf,
     /// The skopeo+umoci peer's OCI layout and bundle.
     pub pull_dir: PathBuf,
+    /// The streaming workload's spdy-client result files.
+    pub streaming_dir: PathBuf,
     pub cgroups: CgroupTree,
     pub clients: Mutex<Vec<(String, RuntimeServiceClient<Channel>)>>,
     pub image_clients: Mutex<Vec<(String, ImageServiceClient<Channel>)>>,
@@ -73,6 +75,7 @@ impl Shared {
         Ok(Shared {
             pods_dir: dir("pods"),
             pull_dir: dir("pull"),
+            streaming_dir: dir("streaming"),
             floor_dir: dir("runc"),
             run_id,
             cgroups,

@@ -5,18 +5,20 @@ use std::time::Duration;
 
 use peapod::api::runtime_service_client::RuntimeServiceClient;
 use peapod::api::{
-    ContainerStatusRequest, ContainerStatusResponse, CreateContainerRequest, ListPodSandboxRequest,
-    PodSandboxFilter, PodSandboxState, PodSandboxStateValue, PodSandboxStatusRequest,
-    PodSandboxStatusResponse, RemoveContainerRequest, RemovePodSandboxRequest,
-    RunPodSandboxRequest, StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
+    ContainerStatusRequest, ContainerStatusResponse, CreateContainerRequest, ExecRequest,
+    ListPodSandboxRequest, PodSandboxFilter, PodSandboxState, PodSandboxStateValue,
+    PodSandboxStatusRequest, PodSandboxStatusResponse, PortForwardRequest, RemoveContainerRequest,
+    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopContainerRequest,
+    StopPodSandboxRequest,
 };
 use tonic::transport::Channel;
 
 use super::{call, CALL_LIMIT, RUN_LIMIT};
 use crate::args::NetMode;
+use crate::containers::BENCH_CONTAINER;
 use crate::cri::image::BenchImage;
 use crate::error::BenchError;
-use crate::kubelet::Pod;
+use crate::kubelet::{ContainerSpec, Pod};
 use crate::run::{track_in, untrack_in, Shared};
 
 /// The pod and container workloads' view of one CRI target.
@@ -158,19 +160,32 @@ impl<'a> TargetBench<'a> {
         })
     }
 
-    /// CreateContainer of the workload's container in `pod`, after
-    /// kubelet's part; the container is tracked for cleanup.
+    /// CreateContainer of the container workload's container in `pod`.
     pub async fn create_container(
         &mut self,
         pod: &Pod,
         mode: NetMode,
         img: &BenchImage,
     ) -> Result<(String, Duration), BenchError> {
+        self.create_container_of(pod, mode, img, BENCH_CONTAINER)
+            .await
+    }
+
+    /// CreateContainer of container `spec` in `pod`, after kubelet's part;
+    /// the container is tracked for cleanup.
+    pub async fn create_container_of(
+        &mut self,
+        pod: &Pod,
+        mode: NetMode,
+        img: &BenchImage,
+        spec: ContainerSpec<'_>,
+    ) -> Result<(String, Duration), BenchError> {
         let pod_id = self.pod_id(pod)?;
-        let (hosts, term) = pod.prepare_container()?;
+        let (hosts, term) = pod.prepare_container(spec.name)?;
+        let run_id = &self.shared.run_id;
         let req = CreateContainerRequest {
             pod_sandbox_id: pod_id,
-            config: Some(pod.container_config(&self.shared.run_id, mode, img, &hosts, &term)),
+            config: Some(pod.container_config(run_id, mode, img, spec, &hosts, &term)),
             sandbox_config: Some(pod.config.clone()),
         };
         let (resp, took) = call(
@@ -258,5 +273,55 @@ impl<'a> TargetBench<'a> {
         .await?;
         untrack_in(&self.shared.containers, &self.name, id);
         Ok(took)
+    }
+
+    /// Exec of `cmd` in container `id` with stdout (and stdin when asked),
+    /// no terminal: the streaming URL and how long the call took.
+    pub async fn exec(
+        &mut self,
+        id: &str,
+        cmd: &[&str],
+        stdin: bool,
+    ) -> Result<(String, Duration), BenchError> {
+        let req = ExecRequest {
+            container_id: id.to_string(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            tty: false,
+            stdin,
+            stdout: true,
+            stderr: false,
+            ..Default::default()
+        };
+        let (resp, took) = call(&self.name, "Exec", CALL_LIMIT, self.rt.exec(req)).await?;
+        self.streaming_url("Exec", resp.url).map(|url| (url, took))
+    }
+
+    /// PortForward to sandbox `pod_id`: the streaming URL (the ports come
+    /// with the client's streams).
+    pub async fn port_forward(&mut self, pod_id: &str, port: u16) -> Result<String, BenchError> {
+        let req = PortForwardRequest {
+            pod_sandbox_id: pod_id.to_string(),
+            port: vec![i32::from(port)],
+        };
+        let (resp, _) = call(
+            &self.name,
+            "PortForward",
+            CALL_LIMIT,
+            self.rt.port_forward(req),
+        )
+        .await?;
+        self.streaming_url("PortForward", resp.url)
+    }
+
+    /// A streaming URL as the clients take it: absolute, plain HTTP.
+    fn streaming_url(&self, call: &'static str, url: String) -> Result<String, BenchError> {
+        if !url.starts_with("http://") {
+            return Err(BenchError::Unexpected {
+                target: self.name.clone(),
+                call,
+                what: format!("the streaming URL {url:?} is not http://HOST:PORT/..."),
+            });
+        }
+        Ok(url)
     }
 }
