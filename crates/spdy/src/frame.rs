@@ -364,6 +364,17 @@ impl FrameDecoder {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Reads up to `len` more bytes from `io` straight into the decoder's
+    /// buffer (no copy through a buffer of the caller's); 0 at its end.
+    pub async fn read_from<R>(&mut self, io: &mut R, len: usize) -> std::io::Result<usize>
+    where
+        R: tokio::io::AsyncRead + Unpin,
+    {
+        use tokio::io::AsyncReadExt;
+        self.buf.reserve(len);
+        io.read_buf(&mut self.buf).await
+    }
+
     /// Bytes fed and not yet returned in frames.
     pub fn buffered(&self) -> usize {
         self.buf.len()

@@ -95,14 +95,13 @@ struct FrameReader<R> {
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     async fn read_all(&mut self) -> ReadEnd {
-        let mut buf = vec![0; READ_LEN];
         loop {
             if let Err(end) = self.handle_decoded().await {
                 return end;
             }
-            match self.io.read(&mut buf).await {
+            match self.decoder.read_from(&mut self.io, READ_LEN).await {
                 Ok(0) => return ReadEnd::PeerClosed,
-                Ok(n) => self.decoder.feed(&buf[..n]),
+                Ok(_) => {}
                 Err(e) => return ReadEnd::Io(e),
             }
         }
