@@ -186,6 +186,22 @@ async fn interactive_shell_with_a_terminal_and_its_size() {
     sh.send("exit 4\n");
     let (_, status) = sh.finish();
     assert!(status.success());
+
+    // critest's tty exec: a command over before its terminal is taken.
+    for _ in 0..5 {
+        let req = api::ExecRequest {
+            container_id: id.clone(),
+            cmd: vec!["echo".into(), "-n".into(), "hello".into()],
+            tty: true,
+            stdin: true,
+            stdout: true,
+            ..Default::default()
+        };
+        let url = d.exec_url(req).await.unwrap();
+        let r = run(spdy("exec", &url, &["--stdin", "--tty"]), b"");
+        assert!(r.stdout_text().contains("hello"), "{r:?}");
+        assert_eq!(r.exit_code(), Some(0), "{:?}", r.result);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -653,9 +669,13 @@ async fn a_slow_attach_session_stalls_neither_the_container_nor_the_others() {
     let d = TestDaemon::start_with(no_cni());
     let image = d.pull("busybox:latest").await;
     let pod = d.host_pod("slow").await;
-    let size = 32 * 1024 * 1024;
+    // 16 MiB in 64 KiB pieces, a millisecond apart: a session that reads
+    // keeps up with that even on a loaded machine; one that does not read
+    // falls behind the monitor's bounded buffer.
+    let pieces = 256;
+    let size = pieces * 64 * 1024;
     let script = format!(
-        "sleep 3; head -c {size} /dev/zero | tr '\\0' y; echo; echo done-writing; exec sleep 1000"
+        "sleep 3; i=0; while [ $i -lt {pieces} ]; do head -c 65536 /dev/zero | tr '\\0' y; usleep 1000; i=$((i+1)); done; echo; echo done-writing; exec sleep 1000"
     );
     let cfg = d.container_config("chatty", &image, &["sh", "-c", &script]);
     let id = d.run(&pod, cfg).await;

@@ -17,6 +17,8 @@ use crate::oci::{ExecProcess, ExecSession, ExecStdio};
 
 /// How long the runtime may take to send a terminal's master.
 const CONSOLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a terminal is still looked for once the process has exited.
+const LATE_TERMINAL: Duration = Duration::from_millis(200);
 
 impl CliRuntime {
     pub(super) async fn exec_with_stdio(
@@ -58,12 +60,19 @@ impl CliRuntime {
         child: &mut Child,
     ) -> Result<Terminal, OciError> {
         let accepted = tokio::select! {
+            biased;
             accepted = tokio::time::timeout(CONSOLE_TIMEOUT, listener.accept()) => accepted,
             status = child.wait() => {
                 let status = status.map_err(|e| OciError::Io(format!("wait for the exec process: {e}")))?;
-                // Exited before it sent a terminal: the runtime's error.
-                exit_of(&self.name, files, status)?;
-                return Err(self.exec_failed("the runtime exited without sending the terminal".into()));
+                // A short command may be over already, its terminal still
+                // waiting to be accepted; else the runtime failed.
+                match tokio::time::timeout(LATE_TERMINAL, listener.accept()).await {
+                    Ok(accepted) => Ok(accepted),
+                    Err(_) => {
+                        exit_of(&self.name, files, status)?;
+                        return Err(self.exec_failed("the runtime exited without sending the terminal".into()));
+                    }
+                }
             }
         };
         let (conn, _) = accepted
