@@ -355,9 +355,7 @@ async fn remove_running(
                 b.stop_container(c, Duration::ZERO).await?;
                 b.remove_container(c).await?;
             }
-            let id = b.pod_id(pod)?;
-            b.stop(&id).await?;
-            b.remove(pod, &id).await
+            b.stop_and_remove(pod).await
         }
         .await;
         if let Err(e) = r {

@@ -129,6 +129,13 @@ impl<'a> TargetBench<'a> {
         Ok(took)
     }
 
+    /// StopPodSandbox and RemovePodSandbox of `pod`, as a teardown does.
+    pub async fn stop_and_remove(&mut self, pod: &Pod) -> Result<(), BenchError> {
+        let id = self.pod_id(pod)?;
+        self.stop(&id).await?;
+        self.remove(pod, &id).await.map(drop)
+    }
+
     /// ListPodSandbox of all sandboxes or the READY ones: how many it listed.
     pub async fn list(&mut self, ready_only: bool) -> Result<(usize, Duration), BenchError> {
         let filter = PodSandboxFilter {

@@ -175,13 +175,7 @@ async fn remove_pod(b: &mut TargetBench<'_>, live: &StreamingPod) -> Result<(), 
         }
     }
     if let Some(pod) = &live.pod {
-        let r = async {
-            let id = b.pod_id(pod)?;
-            b.stop(&id).await?;
-            b.remove(pod, &id).await
-        }
-        .await;
-        if let Err(e) = r {
+        if let Err(e) = b.stop_and_remove(pod).await {
             teardown = Err(e);
         }
     }
