@@ -254,25 +254,13 @@ async fn a_client_that_goes_away_takes_its_process_with_it() {
     .await;
 }
 
-/// Processes whose command line contains `text`.
+/// Live processes (not zombies) whose command line contains `text`.
 fn processes_named(text: &str) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| {
-                    String::from_utf8_lossy(&c)
-                        .replace('\0', " ")
-                        .contains(text)
-                })
-                .unwrap_or(false)
-        })
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| !s.contains(") Z "))
-                .unwrap_or(false)
-        })
+    use peapod::process::{all_pids, cmdline, ProcessRef};
+    all_pids()
+        .into_iter()
+        .filter(|&p| cmdline(p).join(" ").contains(text))
+        .filter(|&p| ProcessRef::of(p).is_some_and(|r| r.is_alive()))
         .collect()
 }
 

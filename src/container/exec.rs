@@ -34,18 +34,11 @@ impl Containers {
     }
 }
 
-/// What a streaming session may reach: a running container of a ready
-/// pod. Checked when the session is asked for and again when it starts.
-pub struct StreamTarget {
-    pub container_id: String,
-    pub sandbox_id: String,
-    pub tty: bool,
-    pub stdin: bool,
-}
-
 impl Containers {
-    /// The running container `id` of a ready pod.
-    pub fn stream_target(&self, id: &str) -> Result<StreamTarget, Error> {
+    /// The full id of `id` when it is a running container of a ready pod:
+    /// what a streaming session may reach. Checked when the session is
+    /// asked for and again when it starts.
+    pub fn streamable(&self, id: &str) -> Result<String, Error> {
         let rec = self.running(id)?;
         let pod = self.deps.pods.pod(&rec.spec.sandbox_id)?;
         if !pod.ready {
@@ -54,12 +47,7 @@ impl Containers {
                 pod.id, rec.id
             )));
         }
-        Ok(StreamTarget {
-            container_id: rec.id.clone(),
-            sandbox_id: pod.id,
-            tty: rec.spec.tty,
-            stdin: rec.spec.stdin,
-        })
+        Ok(rec.id.clone())
     }
 
     /// Starts `cmd` in the running container with its stdio connected to

@@ -32,7 +32,6 @@ use std::sync::{Arc, Mutex, Weak};
 use tracing::info;
 
 pub use error::ContainerError;
-pub use exec::StreamTarget;
 pub use spec::*;
 pub use stats::ContainerStatsView;
 

@@ -11,10 +11,11 @@ mod runc;
 
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use oci_spec::runtime::LinuxResources;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::task::JoinHandle;
 
 use crate::host::terminal::Terminal;
 
@@ -129,6 +130,25 @@ pub trait ExecProcess: Send {
 
     /// Kills the process and whatever it left behind.
     async fn kill(&mut self);
+}
+
+/// How long an exec'd command's output is still read after it exited:
+/// a background child may keep its stdout open for ever.
+pub const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
+
+/// Waits, until `until` at most, for the readers of an exec'd command's
+/// output to reach its end, and aborts those still reading; false when
+/// some were cut off.
+pub async fn drain_output(readers: Vec<JoinHandle<()>>, until: Instant) -> bool {
+    let mut whole = true;
+    for r in readers {
+        let abort = r.abort_handle();
+        if tokio::time::timeout_at(until.into(), r).await.is_err() {
+            abort.abort();
+            whole = false;
+        }
+    }
+    whole
 }
 
 /// What an exec'd command printed and how it ended.

@@ -88,8 +88,7 @@ fn streamable_container(daemon: &Daemon, id: &str) -> Result<String, Status> {
     if id.is_empty() {
         return Err(invalid("container_id", "must not be empty"));
     }
-    let target = daemon.containers.stream_target(id).map_err(status_of)?;
-    Ok(target.container_id)
+    daemon.containers.streamable(id).map_err(status_of)
 }
 
 fn issue(daemon: &Daemon, pending: Pending) -> Result<String, Status> {

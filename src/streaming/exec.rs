@@ -4,20 +4,17 @@
 //! (for a short while at most, when a background child keeps it open).
 //! A client that goes away kills it.
 
-use std::time::Duration;
+use std::time::Instant;
 
 use tokio::io::AsyncReadExt;
-use tokio::task::JoinHandle;
 use tracing::debug;
 
 use super::protocol::{end_message, Outcome};
 use super::session::{Input, Link, Output, Sizes, Stdio};
 use crate::container::Containers;
 use crate::host::terminal::Terminal;
-use crate::oci::{ExecReader, ExecSession, ExecStdio};
+use crate::oci::{drain_output, ExecReader, ExecSession, ExecStdio, DRAIN_AFTER_EXIT};
 
-/// How long output is still read after the command exited.
-const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
 /// Bytes read from the process at once.
 const CHUNK: usize = 32 * 1024;
 
@@ -65,7 +62,7 @@ async fn serve(mut session: ExecSession, stdio: &mut Stdio) -> Outcome {
     for t in tasks {
         t.abort();
     }
-    drain(outputs).await;
+    drain_output(outputs, Instant::now() + DRAIN_AFTER_EXIT).await;
     outcome
 }
 
@@ -78,17 +75,6 @@ async fn wait_or_kill(session: &mut ExecSession, link: &Link) -> Outcome {
         () = link.gone() => {
             session.process.kill().await;
             Outcome::Failed("the client went away".into())
-        }
-    }
-}
-
-/// Waits a little for the output readers to reach their end.
-async fn drain(outputs: Vec<JoinHandle<()>>) {
-    let until = tokio::time::Instant::now() + DRAIN_AFTER_EXIT;
-    for r in outputs {
-        let abort = r.abort_handle();
-        if tokio::time::timeout_at(until, r).await.is_err() {
-            abort.abort();
         }
     }
 }

@@ -16,6 +16,7 @@ use tracing::warn;
 use super::{CliRuntime, ContainerHandle, ExecOutput, ExecStdio, OciError};
 use crate::host::fs::write_volatile;
 use crate::oci::last_error_in_log;
+use crate::oci::{drain_output, DRAIN_AFTER_EXIT};
 
 /// Output kept per stream; the rest is read and dropped, so a chatty
 /// command never blocks on a full pipe. kubelet keeps far less of a probe.
@@ -28,10 +29,6 @@ const COLLECTED: ExecStdio = ExecStdio {
     stderr: true,
     tty: false,
 };
-
-/// How long output is still read after the command exited, for a
-/// background child that keeps the command's stdout open.
-const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
 
 /// The files of one exec, removed when it ends: in the bundle, and the
 /// console socket of a terminal beside the monitor's socket (a unix
@@ -96,12 +93,8 @@ impl Output {
         if let Some(d) = deadline {
             until = until.min(d);
         }
-        for r in self.readers.drain(..) {
-            let abort = r.abort_handle();
-            if tokio::time::timeout_at(until.into(), r).await.is_err() {
-                abort.abort();
-                warn!(container = %id, "exec output still open after the command exited; returning what was read");
-            }
+        if !drain_output(std::mem::take(&mut self.readers), until).await {
+            warn!(container = %id, "exec output still open after the command exited; returning what was read");
         }
     }
 
@@ -261,15 +254,19 @@ pub(super) fn exit_of(
     Ok(exit_code(status))
 }
 
+/// The exec'd process, from the pid file the runtime wrote, while it
+/// runs.
+pub(super) fn exec_process(files: &ExecFiles) -> Option<crate::process::ProcessRef> {
+    let pid = std::fs::read_to_string(&files.pid).ok()?;
+    crate::process::ProcessRef::of(pid.trim().parse().ok()?)
+}
+
 /// Kills a command past its deadline: the process, not just the runtime's
 /// exec command (killing only the latter would leave the former running in
 /// the container), then the wrapper and anything left under it (it is a
 /// subreaper).
 pub(super) async fn kill_exec(files: &ExecFiles, child: &mut Child) {
-    let pid = std::fs::read_to_string(&files.pid)
-        .ok()
-        .and_then(|s| s.trim().parse::<i32>().ok());
-    if let Some(p) = pid.and_then(crate::process::ProcessRef::of) {
+    if let Some(p) = exec_process(files) {
         let _ = crate::process::kill_and_wait(p, Duration::from_secs(5)).await;
     }
     if let Some(pid) = child.id() {

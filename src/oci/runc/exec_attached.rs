@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::net::UnixListener;
 use tokio::process::Child;
 
-use super::exec::{exit_of, kill_exec, ExecFiles};
+use super::exec::{exec_process, exit_of, kill_exec, ExecFiles};
 use super::{CliRuntime, ContainerHandle, OciError};
 use crate::host::fs::write_volatile;
 use crate::host::terminal::{receive_master, Terminal};
@@ -165,14 +165,9 @@ impl Drop for AttachedProcess {
         if self.exited {
             return;
         }
-        let pid = std::fs::read_to_string(&self.files.pid)
-            .ok()
-            .and_then(|s| s.trim().parse::<i32>().ok());
-        if let Some(pid) = pid.filter(|_| self.child.id().is_some()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        // Through a pidfd: the pid cannot name another process by then.
+        if let Some(fd) = exec_process(&self.files).and_then(|p| p.open().ok()) {
+            let _ = fd.signal(nix::sys::signal::Signal::SIGKILL);
         }
         if let Some(pid) = self.child.id() {
             crate::process::kill_descendants(pid as i32);
