@@ -26,6 +26,7 @@ pub mod control;
 pub mod exec;
 pub mod exit;
 pub mod frame;
+pub mod idmap;
 pub mod pause;
 
 pub use answer::Answer;
@@ -34,6 +35,7 @@ pub use control::{Reply, Request};
 pub use exec::ExecArgs;
 pub use exit::ExitStatus;
 pub use frame::{Frame, FrameDecoder};
+pub use idmap::{IdMap, UserNamespaceMaps};
 pub use pause::PauseConfig;
 
 /// The monitor's modes, its first argument.

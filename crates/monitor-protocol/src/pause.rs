@@ -1,22 +1,28 @@
-//! `peapod-monitor pause [--net] [--ipc] [--uts] [--pid] [--hostname NAME]
-//! [--sysctl KEY=VALUE]... [--pause-bin PATH]`: create the pod's
-//! namespaces, set its hostname and namespaced sysctls in them, and fork
-//! the infra process that holds them. One answer line on stdout
+//! `peapod-monitor pause [--uid-map C:H:L --gid-map C:H:L] [--net] [--ipc]
+//! [--uts] [--pid] [--hostname NAME] [--sysctl KEY=VALUE]... [--pause-bin
+//! PATH]`: create the pod's namespaces (a user namespace with the given
+//! mappings first, so that it owns the others), set its hostname and
+//! namespaced sysctls in them, and fork the infra process that holds them. One answer line on stdout
 //! ([`crate::Answer`]): `ok <infra pid>` and exit 0, or `error <message>`
 //! and exit 1 with nothing left running.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use crate::idmap::{IdMap, UserNamespaceMaps};
+
 /// Linux's HOST_NAME_MAX.
 pub const HOSTNAME_MAX: usize = 64;
 
-pub const USAGE: &str = "usage: peapod-monitor pause [--net] [--ipc] [--uts] [--pid] \
-[--hostname NAME] [--sysctl KEY=VALUE]... [--pause-bin PATH]";
+pub const USAGE: &str = "usage: peapod-monitor pause [--uid-map C:H:L --gid-map C:H:L] \
+[--net] [--ipc] [--uts] [--pid] [--hostname NAME] [--sysctl KEY=VALUE]... [--pause-bin PATH]";
 
 /// What the infra process is made with.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PauseConfig {
+    /// A new user namespace with these mappings, owning the other new
+    /// namespaces; `None`: the host's.
+    pub userns: Option<UserNamespaceMaps>,
     /// New namespaces; without one the host's is kept.
     pub net: bool,
     pub ipc: bool,
@@ -70,6 +76,14 @@ impl PauseConfig {
     /// The monitor's argv after the binary, mode first.
     pub fn to_args(&self) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec![crate::MODE_PAUSE.into()];
+        if let Some(maps) = &self.userns {
+            args.extend([
+                "--uid-map".into(),
+                maps.uid.to_string().into(),
+                "--gid-map".into(),
+                maps.gid.to_string().into(),
+            ]);
+        }
         for (set, flag) in [
             (self.net, "--net"),
             (self.ipc, "--ipc"),
@@ -97,6 +111,7 @@ impl PauseConfig {
     /// Parses and validates the arguments after the mode.
     pub fn parse(args: &[OsString]) -> Result<PauseConfig, ArgError> {
         let mut config = PauseConfig::default();
+        let (mut uid_map, mut gid_map) = (None, None);
         let mut iter = args.iter();
         while let Some(arg) = iter.next() {
             let Some(flag) = arg.to_str() else {
@@ -112,9 +127,17 @@ impl PauseConfig {
                     .sysctls
                     .push(parse_sysctl(&utf8_value(flag, iter.next())?)?),
                 "--pause-bin" => config.pause_bin = Some(path_value(flag, iter.next())?),
+                "--uid-map" => uid_map = Some(id_map_value(flag, iter.next())?),
+                "--gid-map" => gid_map = Some(id_map_value(flag, iter.next())?),
                 _ => return Err(arg_error(flag, "unknown argument")),
             }
         }
+        config.userns = match (uid_map, gid_map) {
+            (Some(uid), Some(gid)) => Some(UserNamespaceMaps { uid, gid }),
+            (None, None) => None,
+            (Some(_), None) => return Err(arg_error("--uid-map", "requires --gid-map")),
+            (None, Some(_)) => return Err(arg_error("--gid-map", "requires --uid-map")),
+        };
         config.validate()?;
         Ok(config)
     }
@@ -167,6 +190,16 @@ fn utf8_value(flag: &str, value: Option<&OsString>) -> Result<String, ArgError> 
         .to_str()
         .map(str::to_string)
         .ok_or_else(|| arg_error(flag, format!("value {value:?} is not UTF-8")))
+}
+
+fn id_map_value(flag: &str, value: Option<&OsString>) -> Result<IdMap, ArgError> {
+    let text = utf8_value(flag, value)?;
+    IdMap::parse(&text).ok_or_else(|| {
+        arg_error(
+            flag,
+            format!("{text:?} is not CONTAINER:HOST:LENGTH (a non-empty 32-bit range)"),
+        )
+    })
 }
 
 fn path_value(flag: &str, value: Option<&OsString>) -> Result<PathBuf, ArgError> {
@@ -284,6 +317,7 @@ mod tests {
     #[test]
     fn encode_then_parse() {
         let config = PauseConfig {
+            userns: None,
             net: true,
             ipc: true,
             uts: true,
@@ -314,6 +348,37 @@ mod tests {
         );
         assert_eq!(PauseConfig::parse(&argv[1..]), Ok(config));
         assert_eq!(PauseConfig::default().to_args(), args(&["pause"]));
+    }
+
+    #[test]
+    fn user_namespace_mappings_come_first_and_in_pairs() {
+        let maps = UserNamespaceMaps {
+            uid: IdMap::parse("0:65536:65536").unwrap(),
+            gid: IdMap::parse("0:131072:65536").unwrap(),
+        };
+        let config = PauseConfig {
+            userns: Some(maps),
+            net: true,
+            ..PauseConfig::default()
+        };
+        let argv = config.to_args();
+        assert_eq!(
+            argv,
+            args(&[
+                "pause",
+                "--uid-map",
+                "0:65536:65536",
+                "--gid-map",
+                "0:131072:65536",
+                "--net"
+            ])
+        );
+        assert_eq!(PauseConfig::parse(&argv[1..]), Ok(config));
+        assert!(err_text(&["--uid-map", "0:1:1"]).contains("--uid-map: requires --gid-map"));
+        assert!(err_text(&["--gid-map", "0:1:1"]).contains("--gid-map: requires --uid-map"));
+        assert!(err_text(&["--uid-map", "0:1:0", "--gid-map", "0:1:1"])
+            .contains("\"0:1:0\" is not CONTAINER:HOST:LENGTH"));
+        assert!(err_text(&["--uid-map"]).contains("missing value"));
     }
 
     #[test]

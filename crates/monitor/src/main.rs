@@ -42,3 +42,4 @@ mod exec;
 mod pause;
 mod runtime_log;
 mod sys;
+mod userns;

@@ -44,6 +44,8 @@ pub enum PauseError {
     Argument(#[from] ArgError),
     #[error("setsid: {0}")]
     Setsid(Errno),
+    #[error("{0}")]
+    Userns(#[from] crate::userns::UsernsError),
     #[error("unshare({flags}): {errno}")]
     Unshare { flags: String, errno: Errno },
     #[error("sethostname {name:?}: {errno}")]
@@ -219,6 +221,10 @@ fn run(args: &[OsString]) -> Result<(), PauseError> {
         Err(errno) => return Err(PauseError::Setsid(errno)),
     }
 
+    // First, so that it owns every namespace created after it.
+    if let Some(maps) = &config.userns {
+        crate::userns::enter(maps)?;
+    }
     let flags = clone_flags(&config);
     if !flags.is_empty() {
         unshare(flags).map_err(|errno| PauseError::Unshare {
