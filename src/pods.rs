@@ -21,12 +21,17 @@ impl Pods {
     }
 
     /// StopPodSandbox: the pod's containers, then the sandbox, in a task of
-    /// its own, so a client that gives up does not stop it half way.
+    /// its own, so a client that gives up does not stop it half way. An
+    /// unknown pod succeeds (already stopped and removed).
     pub async fn stop(&self, id: &str) -> Result<(), Error> {
         let (sandboxes, containers) = (self.sandboxes.clone(), self.containers.clone());
         let id = id.to_string();
         tokio::spawn(async move {
-            let full = sandboxes.full_id(&id)?;
+            let full = match sandboxes.full_id(&id) {
+                Ok(full) => full,
+                Err(Error::NotFound(_)) => return Ok(()),
+                Err(e) => return Err(e),
+            };
             containers.stop_sandbox(&full).await?;
             sandboxes.stop(&full).await
         })

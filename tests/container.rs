@@ -178,6 +178,9 @@ async fn lifecycle_status_list_logs_and_the_kernels_view() {
 
     d.remove_container(&id).await;
     d.remove_container(&id).await;
+    // A stop of the removed (now unknown) container succeeds, as the CRI
+    // spec says.
+    d.stop_container(&id, 1).await;
     let e = d
         .runtime()
         .await

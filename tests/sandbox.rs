@@ -426,19 +426,30 @@ async fn stop_and_remove_are_idempotent_and_leave_nothing() {
     .unwrap();
     assert!(!process_exists(pid));
     assert!(d.allocated_ips().is_empty(), "{:?}", d.allocated_ips());
-    // Stop of an unknown id is NotFound (kubelet ignores it); remove succeeds.
+    // Stop and remove of an id peapod does not know succeed, as the CRI
+    // spec says (kubelet retries them after restarts); an empty id is
+    // the request's mistake.
+    for unknown in [id.clone(), "f".repeat(64)] {
+        rt.stop_pod_sandbox(api::StopPodSandboxRequest {
+            pod_sandbox_id: unknown.clone(),
+        })
+        .await
+        .unwrap();
+        rt.remove_pod_sandbox(api::RemovePodSandboxRequest {
+            pod_sandbox_id: unknown,
+        })
+        .await
+        .unwrap();
+    }
     let err = rt
         .stop_pod_sandbox(api::StopPodSandboxRequest {
-            pod_sandbox_id: id.clone(),
+            pod_sandbox_id: String::new(),
         })
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::NotFound);
-    rt.remove_pod_sandbox(api::RemovePodSandboxRequest {
-        pod_sandbox_id: "f".repeat(64),
-    })
-    .await
-    .unwrap();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("pod_sandbox_id"), "{err:?}");
+    assert!(d.list_ids().await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -84,9 +84,13 @@ impl Containers {
     }
 
     /// StopContainer: the stop signal, then SIGKILL after `timeout`;
-    /// returns when the container has exited. Idempotent.
+    /// returns when the container has exited. Idempotent, and an unknown
+    /// id succeeds (kubelet may stop again what a restart or a removal
+    /// already took away).
     pub async fn stop(&self, id: &str, timeout: Duration) -> Result<(), Error> {
-        let entry = self.registry.lookup(id)?;
+        let Some(entry) = self.registry.lookup_if_known(id)? else {
+            return Ok(());
+        };
         let this = self.arc();
         operate(entry, "stop", move |entry| async move {
             this.stop_locked(&entry, timeout).await

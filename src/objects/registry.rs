@@ -265,9 +265,10 @@ impl<R: Record> Registry<R> {
         }
     }
 
-    /// The object a removal is for; `None` when `id` names none, as it
-    /// was removed already (removals are idempotent).
-    pub fn lookup_to_remove(&self, id: &str) -> Result<Option<Arc<Entry<R>>>, Error> {
+    /// The object a stop or removal is for; `None` when `id` names none,
+    /// as it was removed already (stops and removals of an unknown id
+    /// succeed, as the CRI spec says).
+    pub fn lookup_if_known(&self, id: &str) -> Result<Option<Arc<Entry<R>>>, Error> {
         match self.lookup(id) {
             Ok(e) => Ok(Some(e)),
             Err(Error::NotFound(_)) => Ok(None),

@@ -178,7 +178,7 @@ impl Sandboxes {
     /// removed).
     pub async fn remove(&self, id: &str) -> Result<(), Error> {
         let this = self.arc();
-        operate_removal(self.registry.lookup_to_remove(id)?, |entry| async move {
+        operate_removal(self.registry.lookup_if_known(id)?, |entry| async move {
             let mut rec = this
                 .registry
                 .transition(&entry, |r| {
