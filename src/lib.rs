@@ -33,3 +33,4 @@ pub mod store;
 pub mod streaming;
 #[cfg(test)]
 pub mod testing;
+pub mod userns;

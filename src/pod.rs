@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use crate::errors::Error;
+use crate::userns::UserNamespaceMaps;
 
 /// The namespaces of a pod that its containers join, by path. `None`: the
 /// pod uses the host's.
@@ -13,6 +14,8 @@ pub struct PodNamespaces {
     pub network: Option<PathBuf>,
     pub uts: Option<PathBuf>,
     pub ipc: Option<PathBuf>,
+    /// The pod's user namespace, which owns the others.
+    pub user: Option<PathBuf>,
     /// The pod's PID namespace, for containers that share it.
     pub pid: PathBuf,
 }
@@ -47,6 +50,8 @@ pub struct PodContext {
     /// The pod is on the host's network, so in the host's UTS namespace
     /// with the host's hostname.
     pub host_network: bool,
+    /// The id mappings of the pod's user namespace; `None`: the host's.
+    pub userns: Option<UserNamespaceMaps>,
     /// `None` when the infra process that holds them is gone.
     pub namespaces: Option<PodNamespaces>,
     pub files: PodFiles,

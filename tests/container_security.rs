@@ -290,6 +290,38 @@ async fn users_groups_and_supplemental_groups() {
     s.supplemental_groups_policy = api::SupplementalGroupsPolicy::Strict as i32;
     let strict = d.run(&pod, c).await;
     assert_eq!(proc_status(d.cpid(&strict).await)["Groups"], "5000");
+    // What kubelet shows as the container's user: the groups really applied,
+    // the primary one first.
+    let user = d.cstatus(&strict).await.user.unwrap().linux.unwrap();
+    assert_eq!(
+        (user.uid, user.gid, user.supplemental_groups),
+        (1002, 1003, vec![1003, 5000])
+    );
+
+    // Merge (the default): the image's memberships and the listed groups.
+    let mut c = d.container_config("merge", &user_image, &["sleep", "1000"]);
+    let s = sc(&mut c);
+    s.run_as_user = Some(api::Int64Value { value: 1002 });
+    s.supplemental_groups = vec![5000];
+    s.supplemental_groups_policy = api::SupplementalGroupsPolicy::Merge as i32;
+    let merge = d.run(&pod, c).await;
+    assert_eq!(proc_status(d.cpid(&merge).await)["Groups"], "1004 5000");
+    let user = d.cstatus(&merge).await.user.unwrap().linux.unwrap();
+    let mut groups = user.supplemental_groups.clone();
+    groups.sort();
+    assert_eq!(groups, [1003, 1004, 5000]);
+    assert_eq!(user.supplemental_groups[0], 1003, "{user:?}");
+    assert_eq!(d.exec_ok(&merge, &["id", "-G"]).await, "1003 1004 5000\n");
+
+    // The runtime says it applies the policy.
+    let status = d
+        .runtime()
+        .await
+        .status(api::StatusRequest { verbose: false })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(status.features.unwrap().supplemental_groups_policy);
     d.remove_all().await;
 }
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::paths::{clean_components, is_within};
 use super::{CgroupError, CgroupMode};
+use crate::host::fs::unescape_mountinfo;
 
 const MOUNTINFO: &str = "/proc/self/mountinfo";
 const SELF_CGROUP: &str = "/proc/self/cgroup";
@@ -294,30 +295,6 @@ fn v1_controllers_and_name(super_opts: &str) -> (Vec<String>, Option<String>) {
     }
     controllers.sort();
     (controllers, name)
-}
-
-/// mountinfo writes space, tab, newline and backslash as `\ooo`.
-pub(crate) fn unescape_mountinfo(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match octal {
-            Some(d) => {
-                let value = d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'));
-                out.push(value as u8);
-                i += 4;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

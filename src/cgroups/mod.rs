@@ -29,7 +29,6 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
-pub(crate) use layout::unescape_mountinfo;
 pub use layout::{CgroupLayout, Hierarchy};
 pub use paths::{child_path, normalize_parent};
 pub use stats::CgroupStats;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tracing::{error, info, warn};
 
+use super::idmapped::{self, PodIdmap};
 use super::runtime_spec::{self, ResolvedDevice, ResolvedMount};
 use super::{
     mounts, rootfs, signals, user, ContainerEntry, ContainerRecord, ContainerSpec, ContainerState,
@@ -99,6 +100,7 @@ impl Containers {
                 pod.id
             )));
         }
+        check_userns(spec, &pod)?;
         let image = self.find_image(spec)?;
         let runtime = self.runtime(&pod.runtime_handler)?;
         let features = runtime.features().await;
@@ -223,12 +225,13 @@ impl Containers {
     async fn set_up(&self, rec: &mut ContainerRecord, c: &Checked) -> Result<(), Error> {
         std::fs::create_dir_all(&rec.dir)
             .map_err(|e| Error::internal(&format!("create {}", rec.dir.display()), e))?;
-        self.mount_rootfs(rec)?;
+        let idmap = PodIdmap::of(&c.pod)?;
+        self.mount_rootfs(rec, idmap.as_ref())?;
         let image = &c.image.run;
         let resolved = resolve_user(rec, image)?;
         rec.user = Some(resolved.clone());
         let hosts = write_rootfs_files(rec, &c.pod, image, &c.mounts)?;
-        let oci = runtime_spec::build(&runtime_spec::SpecInputs {
+        let mut oci = runtime_spec::build(&runtime_spec::SpecInputs {
             rec,
             pod: &c.pod,
             image,
@@ -239,6 +242,9 @@ impl Containers {
             target_pid: c.target_pid,
             host: &self.deps.facts,
         })?;
+        if let Some(idmap) = &idmap {
+            idmapped::idmap_bind_sources(self.deps.host.as_ref(), rec, idmap, &c.mounts, &mut oci)?;
+        }
         let json = serde_json::to_vec_pretty(&oci)
             .map_err(|e| Error::internal("encode config.json", e))?;
         write_volatile(&rec.dir.join("config.json"), &json, 0o600)
@@ -249,8 +255,14 @@ impl Containers {
         Ok(())
     }
 
-    /// The image's layers under the container's writable layer.
-    fn mount_rootfs(&self, rec: &ContainerRecord) -> Result<(), Error> {
+    /// The image's layers under the container's writable layer; in a
+    /// user-namespaced pod, id-mapped layers under a writable layer whose
+    /// root belongs to the pod's root.
+    fn mount_rootfs(
+        &self,
+        rec: &ContainerRecord,
+        idmap: Option<&PodIdmap<'_>>,
+    ) -> Result<(), Error> {
         let lower: Vec<PathBuf> = rec
             .layers
             .iter()
@@ -263,6 +275,16 @@ impl Containers {
                 rec.image_id
             )));
         }
+        let lower = match idmap {
+            Some(idmap) => {
+                // Before the mount: overlayfs takes its root's owner then.
+                std::fs::create_dir_all(rec.upper_dir())
+                    .map_err(|e| Error::internal("create the writable layer", e))?;
+                idmapped::give_to_pod_root(&rec.upper_dir(), &idmap.maps)?;
+                idmapped::idmapped_layers(self.deps.host.as_ref(), rec, idmap, &lower)?
+            }
+            None => lower,
+        };
         self.deps
             .host
             .mount_overlay(&lower, &rec.upper_dir(), &rec.work_dir(), &rec.rootfs())
@@ -310,6 +332,42 @@ impl Containers {
             }
         }
     }
+}
+
+/// A container has its pod's user namespace: the one it names must be
+/// that, it cannot use the host's PID namespace from inside it, and its
+/// mounts may only be id-mapped inside one.
+fn check_userns(spec: &ContainerSpec, pod: &PodContext) -> Result<(), Error> {
+    const NS: &str = "config.linux.security_context.namespace_options";
+    if !spec.security.userns.matches(pod.userns.as_ref()) {
+        return Err(Error::invalid(
+            &format!("{NS}.userns_options"),
+            format!(
+                "differs from the user namespace of pod sandbox {} ({})",
+                pod.id,
+                match &pod.userns {
+                    Some(maps) => format!("POD, uids {} gids {}", maps.uid, maps.gid),
+                    None => "NODE".to_string(),
+                }
+            ),
+        ));
+    }
+    if pod.userns.is_none() {
+        if let Some(i) = spec.mounts.iter().position(|m| m.id_maps.is_some()) {
+            return Err(Error::invalid(
+                &format!("config.mounts[{i}].uidMappings"),
+                "id-mapped mounts need a pod with a user namespace (userns_options mode POD)",
+            ));
+        }
+        return Ok(());
+    }
+    if spec.security.pid == PidMode::Node {
+        return Err(Error::invalid(
+            &format!("{NS}.pid"),
+            "NODE cannot be combined with the pod's user namespace",
+        ));
+    }
+    Ok(())
 }
 
 /// The devices the request names, and all of the host's for a privileged
@@ -422,7 +480,8 @@ fn write_rootfs_files(
     mounts: &[ResolvedMount],
 ) -> Result<PathBuf, Error> {
     let mounted: Vec<String> = mounts.iter().map(|m| m.container_path.clone()).collect();
-    rootfs::create_volumes(&rec.rootfs(), &image.volumes, &mounted)
+    let owner = pod.userns.and_then(|maps| maps.host_root());
+    rootfs::create_volumes(&rec.rootfs(), &image.volumes, &mounted, owner)
         .map_err(|e| Error::internal("create the image's volumes", e))?;
     let hosts = rec.dir.join("hosts");
     write_volatile(

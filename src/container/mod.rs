@@ -11,6 +11,7 @@ mod create;
 mod error;
 mod exec;
 mod exits;
+mod idmapped;
 pub mod mounts;
 mod recover;
 mod remove;
@@ -29,7 +30,7 @@ pub mod user;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
-use tracing::info;
+use tracing::{info, warn};
 
 pub use error::ContainerError;
 pub use spec::*;
@@ -174,6 +175,7 @@ pub fn host_facts(config: &Config, cgroups: &CgroupLayout) -> HostFacts {
         swap: cgroups.has_swap(),
         oom_score_adj_min: floor,
         systemd_cgroup: config.cgroup_driver == crate::cgroups::CgroupDriver::Systemd,
+        idmapped_mounts: idmapped_mounts_work(&config.state_dir),
     };
     if !facts.hugetlb {
         info!(
@@ -181,6 +183,19 @@ pub fn host_facts(config: &Config, cgroups: &CgroupLayout) -> HostFacts {
         );
     }
     facts
+}
+
+fn idmapped_mounts_work(state_dir: &std::path::Path) -> bool {
+    match crate::host::idmap::supported_under(state_dir) {
+        Ok(()) => true,
+        Err(e) => {
+            warn!(
+                "idmapped mounts do not work under {}: pods with a user namespace are refused ({e})",
+                state_dir.display()
+            );
+            false
+        }
+    }
 }
 
 fn now() -> i64 {
@@ -201,6 +216,12 @@ impl Containers {
         self.deps.runtimes.get(name).cloned().ok_or_else(|| {
             Error::FailedPrecondition(format!("runtime handler {name:?} is not configured"))
         })
+    }
+
+    /// Whether pods may have user namespaces (the filesystems the
+    /// containers' mounts are staged on can be id-mapped).
+    pub fn user_namespaces(&self) -> bool {
+        self.deps.facts.idmapped_mounts
     }
 
     /// The runtime handlers and what each supports, for Status.

@@ -24,7 +24,7 @@ fn parse_mountinfo(text: &str) -> Vec<MountPoint> {
         .filter_map(|l| {
             let (pre, _) = l.split_once(" - ")?;
             let fields: Vec<&str> = pre.split(' ').collect();
-            let path = crate::cgroups::unescape_mountinfo(fields.get(4)?);
+            let path = crate::host::fs::unescape_mountinfo(fields.get(4)?);
             let optional = fields.get(6..).unwrap_or(&[]);
             Some(MountPoint {
                 path,
@@ -79,6 +79,7 @@ pub fn resolve_mounts(
             readonly: m.readonly,
             recursive_read_only: m.recursive_read_only,
             propagation: m.propagation,
+            id_maps: m.id_maps,
         });
     }
     Ok(out)
@@ -306,6 +307,7 @@ mod tests {
             recursive_read_only: false,
             selinux_relabel: false,
             propagation: prop,
+            id_maps: None,
         }
     }
 

@@ -16,7 +16,7 @@ impl Containers {
     /// An unknown id succeeds (already removed).
     pub async fn remove(&self, id: &str) -> Result<(), Error> {
         let this = self.arc();
-        operate_removal(self.registry.lookup_to_remove(id)?, |entry| async move {
+        operate_removal(self.registry.lookup_if_known(id)?, |entry| async move {
             this.remove_locked(&entry).await
         })
         .await
@@ -64,9 +64,11 @@ impl Containers {
             format_args!("kill the processes of cgroup {}", rec.cgroup),
             killed,
         );
-        let unmounted = self.deps.host.unmount_all(&rec.rootfs());
+        // The root filesystem and anything else mounted below the
+        // container's directory (id-mapped clones), before it is removed.
+        let unmounted = self.deps.host.unmount_below(&rec.dir);
         problems.check(
-            format_args!("unmount {}", rec.rootfs().display()),
+            format_args!("unmount what is below {}", rec.dir.display()),
             unmounted,
         );
         if problems.is_empty() {

@@ -8,8 +8,14 @@ use std::path::Path;
 use super::user::secure_join;
 
 /// Creates the image's volume directories that no CRI mount covers, as
-/// empty directories in the writable layer.
-pub fn create_volumes(rootfs: &Path, volumes: &[String], mounted: &[String]) -> io::Result<()> {
+/// empty directories in the writable layer, owned by `owner` (host uid and
+/// gid) when given.
+pub fn create_volumes(
+    rootfs: &Path,
+    volumes: &[String],
+    mounted: &[String],
+    owner: Option<(u32, u32)>,
+) -> io::Result<()> {
     for v in volumes {
         let clean = v.trim_end_matches('/');
         if clean.is_empty() || mounted.iter().any(|m| m.trim_end_matches('/') == clean) {
@@ -18,8 +24,25 @@ pub fn create_volumes(rootfs: &Path, volumes: &[String], mounted: &[String]) -> 
         let dir = secure_join(rootfs, clean)?;
         match std::fs::symlink_metadata(&dir) {
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::create_dir_all(&dir)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                create_owned_dirs(rootfs, &dir, owner)?
+            }
             Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// `dir` and its missing parents below `rootfs`, each given to `owner`.
+fn create_owned_dirs(rootfs: &Path, dir: &Path, owner: Option<(u32, u32)>) -> io::Result<()> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|d| *d != rootfs && !d.exists())
+        .collect();
+    std::fs::create_dir_all(dir)?;
+    if let Some((uid, gid)) = owner {
+        for d in missing {
+            std::os::unix::fs::lchown(d, Some(uid), Some(gid))?;
         }
     }
     Ok(())
@@ -57,12 +80,29 @@ mod tests {
                 "/mnt/x".into(),
             ],
             &["/mnt/x".into()],
+            None,
         )
         .unwrap();
         assert!(root.join("data").is_dir());
         assert!(root.join("outside-vol").is_dir());
         assert!(!Path::new("/outside-vol").exists());
         assert!(!root.join("mnt/x").exists());
+    }
+
+    #[test]
+    fn volumes_of_a_user_namespaced_pod_belong_to_its_root() {
+        use std::os::unix::fs::MetadataExt;
+        assert!(nix::unistd::geteuid().is_root(), "needs root");
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        std::fs::create_dir_all(root.join("var")).unwrap();
+        create_volumes(&root, &["/var/a/b".into()], &[], Some((100000, 100001))).unwrap();
+        for dir in ["var/a", "var/a/b"] {
+            let m = std::fs::metadata(root.join(dir)).unwrap();
+            assert_eq!((m.uid(), m.gid()), (100000, 100001), "{dir}");
+        }
+        // What was there before keeps its owner.
+        assert_eq!(std::fs::metadata(root.join("var")).unwrap().uid(), 0);
     }
 
     #[test]

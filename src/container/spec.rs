@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::oci::{ContainerHandle, ExitStatus};
 use crate::process::ProcessRef;
+use crate::userns::UserNamespaceMaps;
 
 /// The identity kubelet gives a container inside its sandbox.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -38,6 +39,10 @@ pub struct MountSpec {
     pub recursive_read_only: bool,
     pub selinux_relabel: bool,
     pub propagation: Propagation,
+    /// An id-mapped mount with these mappings (a user-namespaced pod's
+    /// mounts are id-mapped with the pod's mappings without them).
+    #[serde(default)]
+    pub id_maps: Option<UserNamespaceMaps>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,10 +169,37 @@ pub struct SelinuxSpec {
     pub level: String,
 }
 
+/// The user namespace a CreateContainer request names. Kubelet repeats the
+/// pod's; a container cannot have another one than its pod.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UsernsRequest {
+    /// No options: whatever the pod has.
+    #[default]
+    AsPod,
+    /// The host's (`NODE`).
+    Host,
+    /// The pod's, with these mappings (`POD`).
+    Pod(UserNamespaceMaps),
+}
+
+impl UsernsRequest {
+    /// Whether a pod with `pod` (its user namespace's mappings, if any)
+    /// gives what this asks for.
+    pub fn matches(&self, pod: Option<&UserNamespaceMaps>) -> bool {
+        match self {
+            UsernsRequest::AsPod => true,
+            UsernsRequest::Host => pod.is_none(),
+            UsernsRequest::Pod(maps) => pod == Some(maps),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecuritySpec {
     pub privileged: bool,
     pub pid: PidMode,
+    #[serde(default)]
+    pub userns: UsernsRequest,
     pub run_as_user: Option<i64>,
     pub run_as_group: Option<i64>,
     pub run_as_username: String,

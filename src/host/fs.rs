@@ -51,6 +51,53 @@ pub fn unmount_all(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Unmounts every mount at or below `dir`, deepest first, so that nothing
+/// a later removal of `dir` walks into is another filesystem.
+pub fn unmount_below(dir: &Path) -> io::Result<()> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let mut points: Vec<std::path::PathBuf> = mount_points(&mountinfo)
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    points.dedup();
+    for p in points {
+        unmount_all(&p)?;
+    }
+    Ok(())
+}
+
+/// The mount points of a mountinfo text (its fifth field, unescaped).
+fn mount_points(mountinfo: &str) -> impl Iterator<Item = std::path::PathBuf> + '_ {
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|field| std::path::PathBuf::from(unescape_mountinfo(field)))
+}
+
+/// mountinfo writes space, tab, newline and backslash as `\ooo`.
+pub fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                let value = d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'));
+                out.push(value as u8);
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Unmounts and deletes a file or directory mount point.
 pub fn remove_mount_point(path: &Path) -> io::Result<()> {
     unmount_all(path)?;
@@ -131,6 +178,45 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         remove_mount_point(&dir.path().join("nothing")).unwrap();
         remove_dir(&dir.path().join("nothing")).unwrap();
+    }
+
+    #[test]
+    fn mount_points_are_unescaped() {
+        let text = "36 35 98:0 / /mnt/a\\040b rw - ext3 /dev/root rw\n\
+                    37 36 98:0 / /mnt/c\\134d rw - ext3 /dev/root rw\n";
+        let points: Vec<_> = mount_points(text).collect();
+        assert_eq!(
+            points,
+            [
+                std::path::PathBuf::from("/mnt/a b"),
+                std::path::PathBuf::from("/mnt/c\\d")
+            ]
+        );
+    }
+
+    #[test]
+    fn unmounts_everything_below_a_directory_deepest_first() {
+        assert!(nix::unistd::geteuid().is_root(), "needs root");
+        let d = tempfile::tempdir().unwrap();
+        let outer = d.path().join("a");
+        let inner = outer.join("b");
+        std::fs::create_dir_all(&outer).unwrap();
+        let tmpfs = |p: &Path| {
+            nix::mount::mount(
+                Some("tmpfs"),
+                p,
+                Some("tmpfs"),
+                nix::mount::MsFlags::empty(),
+                None::<&str>,
+            )
+            .unwrap()
+        };
+        tmpfs(&outer);
+        std::fs::create_dir(&inner).unwrap();
+        tmpfs(&inner);
+        unmount_below(d.path()).unwrap();
+        let left = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!left.contains(&*d.path().to_string_lossy()), "{left}");
     }
 
     #[test]

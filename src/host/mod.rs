@@ -3,6 +3,7 @@
 //! tested with a fake host), and file helpers ([`fs`]) both share.
 
 pub mod fs;
+pub mod idmap;
 mod mounts;
 pub mod terminal;
 
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::process::{self, ProcessRef};
+pub use idmap::Idmap;
 
 /// The search path a process gets when neither its image nor its config
 /// sets one (containers, CNI plugins).
@@ -36,8 +38,21 @@ pub trait HostOps: Send + Sync {
         target: &Path,
     ) -> io::Result<()>;
 
+    /// Attaches an id-mapped clone of the mount at `source` (and of those
+    /// below it when `recursive`) at `target`, created like the source.
+    fn mount_idmapped(
+        &self,
+        source: &Path,
+        target: &Path,
+        idmap: &Idmap,
+        recursive: bool,
+    ) -> io::Result<()>;
+
     /// Unmounts everything on `path`; nothing mounted is not an error.
     fn unmount_all(&self, path: &Path) -> io::Result<()>;
+
+    /// Unmounts every mount at or below `dir`, deepest first.
+    fn unmount_below(&self, dir: &Path) -> io::Result<()>;
 
     /// Unmounts and deletes a file or directory mount point.
     fn remove_mount_point(&self, path: &Path) -> io::Result<()>;
@@ -77,8 +92,22 @@ impl HostOps for Host {
         mounts::mount_overlay(lower, upper, work, target)
     }
 
+    fn mount_idmapped(
+        &self,
+        source: &Path,
+        target: &Path,
+        idmap: &Idmap,
+        recursive: bool,
+    ) -> io::Result<()> {
+        idmap::mount_idmapped(source, target, idmap, recursive)
+    }
+
     fn unmount_all(&self, path: &Path) -> io::Result<()> {
         fs::unmount_all(path)
+    }
+
+    fn unmount_below(&self, dir: &Path) -> io::Result<()> {
+        fs::unmount_below(dir)
     }
 
     fn remove_mount_point(&self, path: &Path) -> io::Result<()> {

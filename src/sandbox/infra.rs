@@ -34,6 +34,7 @@ pub enum InfraError {
 pub fn pause_config(spec: &SandboxSpec) -> PauseConfig {
     let own_net = spec.network == NamespaceMode::Pod;
     PauseConfig {
+        userns: spec.userns,
         net: own_net,
         ipc: spec.ipc != NamespaceMode::Node,
         // A host-network pod keeps the host's UTS namespace (and
@@ -187,6 +188,7 @@ mod tests {
             network,
             pid,
             ipc,
+            userns: None,
             sysctls: [("net.ipv4.ip_forward".to_string(), "1".to_string())].into(),
             runtime_handler: String::new(),
         }

@@ -205,6 +205,7 @@ fn pod_context(rec: &SandboxRecord) -> PodContext {
         hostname: spec.hostname.clone(),
         ips: rec.ips.clone(),
         host_network,
+        userns: spec.userns,
         namespaces: rec.infra.map(|infra| {
             let ns = |name: &str| PathBuf::from(format!("/proc/{}/ns/{name}", infra.pid));
             PodNamespaces {
@@ -212,6 +213,7 @@ fn pod_context(rec: &SandboxRecord) -> PodContext {
                     .then(|| rec.netns_path.clone().unwrap_or_else(|| ns("net"))),
                 uts: (!host_network).then(|| ns("uts")),
                 ipc: (spec.ipc != NamespaceMode::Node).then(|| ns("ipc")),
+                user: spec.userns.is_some().then(|| ns("user")),
                 pid: ns("pid"),
             }
         }),

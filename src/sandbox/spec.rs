@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::process::ProcessRef;
+use crate::userns::UserNamespaceMaps;
 
 /// How a namespace is provided, as CRI's `NamespaceMode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +62,10 @@ pub struct SandboxSpec {
     pub network: NamespaceMode,
     pub pid: NamespaceMode,
     pub ipc: NamespaceMode,
+    /// A user namespace of the pod's own, owning its other namespaces;
+    /// `None`: the host's.
+    #[serde(default)]
+    pub userns: Option<UserNamespaceMaps>,
     /// Namespaced sysctls, keys in dotted form.
     pub sysctls: BTreeMap<String, String>,
     /// The handler name as requested (empty = default).

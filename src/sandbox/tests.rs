@@ -97,6 +97,7 @@ pub(crate) fn pod_spec(name: &str) -> SandboxSpec {
         network: NamespaceMode::Pod,
         pid: NamespaceMode::Pod,
         ipc: NamespaceMode::Pod,
+        userns: None,
         sysctls: Default::default(),
         runtime_handler: String::new(),
     }

@@ -61,7 +61,7 @@ impl RuntimeService for RuntimeApi {
                 }),
                 info,
                 runtime_handlers: status::runtime_handlers(&self.daemon).await,
-                features: None,
+                features: Some(status::runtime_features()),
             })
         })
         .await
@@ -133,6 +133,13 @@ impl RuntimeService for RuntimeApi {
             .unwrap_or_default();
         rpc("RunPodSandbox", &name, async {
             let spec = spec_from_request(&self.daemon.config, req).map_err(status_of)?;
+            if spec.userns.is_some() && !self.daemon.containers.user_namespaces() {
+                return Err(Status::failed_precondition(format!(
+                    "config.linux.security_context.namespace_options.userns_options: this host \
+                     cannot id-map mounts under {}, which user-namespaced pods need",
+                    self.daemon.config.state_dir.display()
+                )));
+            }
             let id = self.daemon.sandboxes.run(spec).await.map_err(status_of)?;
             Ok(api::RunPodSandboxResponse { pod_sandbox_id: id })
         })

@@ -38,6 +38,9 @@ pub fn conditions(daemon: &Daemon) -> Vec<api::RuntimeCondition> {
 /// The runtime handlers with their features; the default one also under
 /// the empty name, first.
 pub async fn runtime_handlers(daemon: &Daemon) -> Vec<api::RuntimeHandler> {
+    // Every OCI runtime takes a user namespace with its mappings: what
+    // decides is whether peapod can id-map the containers' mounts.
+    let user_namespaces = daemon.containers.user_namespaces();
     let mut handlers: Vec<api::RuntimeHandler> = daemon
         .containers
         .handler_features()
@@ -47,7 +50,7 @@ pub async fn runtime_handlers(daemon: &Daemon) -> Vec<api::RuntimeHandler> {
             name,
             features: Some(api::RuntimeHandlerFeatures {
                 recursive_read_only_mounts: f.recursive_read_only_mounts,
-                user_namespaces: false,
+                user_namespaces,
             }),
         })
         .collect();
@@ -65,10 +68,28 @@ pub async fn runtime_handlers(daemon: &Daemon) -> Vec<api::RuntimeHandler> {
     handlers
 }
 
-/// Verbose Status: the effective config.
+/// Verbose Status: the effective config, with the state directory also
+/// under the `stateDir` key other runtimes use (conformance tests probe
+/// idmapped mounts there).
 pub fn runtime_info(daemon: &Daemon) -> HashMap<String, String> {
-    let config = serde_json::to_string(daemon.config.as_ref()).unwrap_or_default();
-    [("config".to_string(), config)].into()
+    let mut config = serde_json::to_value(daemon.config.as_ref()).unwrap_or_default();
+    if let Some(object) = config.as_object_mut() {
+        object.insert(
+            "stateDir".to_string(),
+            serde_json::json!(daemon.config.state_dir),
+        );
+    }
+    [("config".to_string(), config.to_string())].into()
+}
+
+/// What the runtime supports beyond its handlers.
+pub fn runtime_features() -> api::RuntimeFeatures {
+    api::RuntimeFeatures {
+        // Merge and Strict are both applied (container::user).
+        supplemental_groups_policy: true,
+        // A user-namespaced pod cannot have the host's network.
+        user_namespaces_host_network: false,
+    }
 }
 
 /// Verbose PodSandboxStatus: where the pod's parts are.

@@ -8,7 +8,7 @@ use nix::sys::signal::Signal;
 
 use super::World;
 use crate::cgroups::{CgroupError, CgroupManager, CgroupStats};
-use crate::host::HostOps;
+use crate::host::{HostOps, Idmap};
 use crate::process::ProcessRef;
 
 /// Mounts are recorded, not made; their mount points are real, so the
@@ -53,9 +53,25 @@ impl HostOps for FakeHost {
         self.mount("mount overlay", target, true)
     }
 
+    fn mount_idmapped(
+        &self,
+        source: &Path,
+        target: &Path,
+        _idmap: &Idmap,
+        _recursive: bool,
+    ) -> io::Result<()> {
+        self.mount("mount idmapped", target, source.is_dir())
+    }
+
     fn unmount_all(&self, path: &Path) -> io::Result<()> {
         self.0.step("unmount")?;
         self.0.lock().mounts.remove(path);
+        Ok(())
+    }
+
+    fn unmount_below(&self, dir: &Path) -> io::Result<()> {
+        self.0.step("unmount")?;
+        self.0.lock().mounts.retain(|m| !m.starts_with(dir));
         Ok(())
     }
 

@@ -42,6 +42,7 @@ use super::spec::{ContainerRecord, Propagation};
 use super::user::ResolvedUser;
 use crate::image::manifest::RunConfig;
 use crate::pod::PodContext;
+use crate::userns::UserNamespaceMaps;
 
 pub use namespaces::namespaces;
 pub use process::{command_line, environment, oom_score_adj};
@@ -61,6 +62,9 @@ pub struct HostFacts {
     pub oom_score_adj_min: Option<i64>,
     /// The systemd cgroup driver is in use.
     pub systemd_cgroup: bool,
+    /// Directories under the state directory can be id-mapped, so pods
+    /// may have user namespaces.
+    pub idmapped_mounts: bool,
 }
 
 /// A CRI mount whose host side has been checked and resolved.
@@ -72,6 +76,8 @@ pub struct ResolvedMount {
     pub readonly: bool,
     pub recursive_read_only: bool,
     pub propagation: Propagation,
+    /// The mount's own id mappings, if the request set them.
+    pub id_maps: Option<UserNamespaceMaps>,
 }
 
 /// A host device to expose, from a CRI `Device` or (privileged) /dev.
@@ -129,6 +135,7 @@ pub const STEPS: &[Step] = &[
     devices::with_device_nodes,
     security::with_seccomp,
     namespaces::with_namespaces,
+    namespaces::with_id_mappings,
     security::with_masked_paths,
     annotations::with_annotations,
 ];

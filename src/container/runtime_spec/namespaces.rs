@@ -1,16 +1,19 @@
 //! The namespaces: the container's own mount (and PID, by default, and
-//! cgroup on v2) namespaces, and the pod's network, UTS and IPC ones
-//! joined by path.
+//! cgroup on v2) namespaces, and the pod's user, network, UTS and IPC ones
+//! joined by path, with the user namespace's mappings.
 
 use std::path::PathBuf;
 
-use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, Spec};
+use oci_spec::runtime::{
+    LinuxIdMapping, LinuxIdMappingBuilder, LinuxNamespace, LinuxNamespaceType, Spec,
+};
 
 use super::base::linux_of;
 use super::SpecInputs;
 use crate::container::error::ContainerError;
 use crate::container::spec::PidMode;
 use crate::pod::PodContext;
+use crate::userns::IdMap;
 
 fn namespace(typ: LinuxNamespaceType, path: Option<PathBuf>) -> LinuxNamespace {
     let mut ns = LinuxNamespace::default();
@@ -36,6 +39,7 @@ pub fn namespaces(
     let mut out = vec![namespace(LinuxNamespaceType::Mount, None)];
     out.extend(pid_namespace(pod_ns.pid.clone(), pid_mode, target_pid)?);
     let joined = [
+        (LinuxNamespaceType::User, &pod_ns.user),
         (LinuxNamespaceType::Network, &pod_ns.network),
         (LinuxNamespaceType::Uts, &pod_ns.uts),
         (LinuxNamespaceType::Ipc, &pod_ns.ipc),
@@ -71,6 +75,28 @@ fn pid_namespace(
         }
     };
     Ok(Some(namespace(LinuxNamespaceType::Pid, path)))
+}
+
+/// The pod's user-namespace mappings, which the runtime needs beside the
+/// namespace's path (runc derives the container root's host ids from
+/// them).
+pub fn with_id_mappings(i: &SpecInputs<'_>, spec: &mut Spec) -> Result<(), ContainerError> {
+    let Some(maps) = i.pod.userns else {
+        return Ok(());
+    };
+    let linux = linux_of(spec);
+    linux.set_uid_mappings(Some(vec![id_mapping(maps.uid)]));
+    linux.set_gid_mappings(Some(vec![id_mapping(maps.gid)]));
+    Ok(())
+}
+
+fn id_mapping(map: IdMap) -> LinuxIdMapping {
+    LinuxIdMappingBuilder::default()
+        .container_id(map.container_id)
+        .host_id(map.host_id)
+        .size(map.length)
+        .build()
+        .expect("every field of an id mapping is set")
 }
 
 pub fn with_namespaces(i: &SpecInputs<'_>, spec: &mut Spec) -> Result<(), ContainerError> {
@@ -151,6 +177,43 @@ mod tests {
             .map(|n| n["type"].clone())
             .collect();
         assert_eq!(types, [json!("mount")]);
+    }
+
+    #[test]
+    fn a_user_namespaced_pod_is_joined_with_its_mappings() {
+        use crate::userns::{IdMap, UserNamespaceMaps};
+        let mut f = Fixture::plain();
+        let map = |host_id| IdMap {
+            container_id: 0,
+            host_id,
+            length: 65536,
+        };
+        f.pod.userns = Some(UserNamespaceMaps {
+            uid: map(131072),
+            gid: map(196608),
+        });
+        f.pod.namespaces.as_mut().unwrap().user = Some(PathBuf::from("/proc/4242/ns/user"));
+        assert_eq!(
+            built(&f)[2],
+            json!({"type": "user", "path": "/proc/4242/ns/user"})
+        );
+        let linux = run(with_id_mappings, &f.inputs())["linux"].clone();
+        assert_eq!(
+            linux["uidMappings"],
+            json!([{"containerID": 0, "hostID": 131072, "size": 65536}])
+        );
+        assert_eq!(
+            linux["gidMappings"],
+            json!([{"containerID": 0, "hostID": 196608, "size": 65536}])
+        );
+        assert_changes_only(
+            with_id_mappings,
+            &f.inputs(),
+            &["/linux/uidMappings", "/linux/gidMappings"],
+        );
+        // A pod in the host's user namespace gets no mappings.
+        f.pod.userns = None;
+        assert_changes_only(with_id_mappings, &Fixture::plain().inputs(), &[]);
     }
 
     #[test]

@@ -106,6 +106,7 @@ fn snapshot_host_network_privileged() {
         swap: false,
         oom_score_adj_min: None,
         systemd_cgroup: true,
+        idmapped_mounts: true,
     };
     let mounts = vec![
         cri_mount("/etc/resolv.conf", "/etc/resolv.conf", Propagation::Private),

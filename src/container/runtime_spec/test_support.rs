@@ -34,10 +34,12 @@ pub fn pod(host_network: bool) -> PodContext {
         hostname: "web-0".into(),
         ips: vec!["10.1.0.2".into()],
         host_network,
+        userns: None,
         namespaces: Some(PodNamespaces {
             network: (!host_network).then(|| PathBuf::from("/run/peapod/netns/sb0123")),
             uts: (!host_network).then(|| ns("uts")),
             ipc: (!host_network).then(|| ns("ipc")),
+            user: None,
             pid: ns("pid"),
         }),
         files: PodFiles {
@@ -52,6 +54,7 @@ pub fn security_spec() -> SecuritySpec {
     SecuritySpec {
         privileged: false,
         pid: PidMode::Container,
+        userns: Default::default(),
         run_as_user: None,
         run_as_group: None,
         run_as_username: String::new(),
@@ -153,6 +156,7 @@ pub fn cri_mount(container_path: &str, source: &str, propagation: Propagation) -
         readonly: false,
         recursive_read_only: false,
         propagation,
+        id_maps: None,
     }
 }
 
@@ -328,6 +332,7 @@ impl Fixture {
                 swap: true,
                 oom_score_adj_min: Some(-500),
                 systemd_cgroup: false,
+                idmapped_mounts: true,
             },
             ..Fixture::plain()
         }

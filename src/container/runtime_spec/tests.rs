@@ -32,10 +32,12 @@ fn sandbox(host_network: bool) -> PodContext {
         hostname: "pod-host".into(),
         ips: vec!["10.1.0.2".into()],
         host_network,
+        userns: None,
         namespaces: Some(PodNamespaces {
             network: (!host_network).then(|| PathBuf::from("/run/peapod/netns/sb")),
             uts: (!host_network).then(|| ns("uts")),
             ipc: Some(ns("ipc")),
+            user: None,
             pid: ns("pid"),
         }),
         files: PodFiles {
@@ -154,6 +156,7 @@ fn a_pod_container_spec() {
         readonly: false,
         recursive_read_only: false,
         propagation: Propagation::HostToContainer,
+        id_maps: None,
     }];
     let j = built(&rec, &sb, &mounts);
     assert!(j.get("hostname").is_none(), "{j}");

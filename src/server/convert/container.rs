@@ -12,6 +12,8 @@ use crate::container::{
 
 pub use super::resources::{resources_from, resources_to_api};
 use super::security::security_from;
+use super::userns::mount_maps_from;
+use crate::userns::IdMap;
 
 fn invalid(field: &str, message: impl Into<String>) -> ContainerError {
     ContainerError::invalid(field, message)
@@ -120,12 +122,7 @@ fn mount_from(field: &str, m: api::Mount) -> Result<MountSpec, ContainerError> {
         ));
     }
     check_absolute(&m.host_path, &format!("{field}.host_path"))?;
-    if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
-        return Err(invalid(
-            &format!("{field}.uidMappings"),
-            "id-mapped mounts are not supported by peapod yet",
-        ));
-    }
+    let id_maps = mount_maps_from(&m.uid_mappings, &m.gid_mappings, field)?;
     let propagation = match api::MountPropagation::try_from(m.propagation) {
         Ok(api::MountPropagation::PropagationPrivate) => Propagation::Private,
         Ok(api::MountPropagation::PropagationHostToContainer) => Propagation::HostToContainer,
@@ -144,6 +141,7 @@ fn mount_from(field: &str, m: api::Mount) -> Result<MountSpec, ContainerError> {
         recursive_read_only: m.recursive_read_only,
         selinux_relabel: m.selinux_relabel,
         propagation,
+        id_maps,
     })
 }
 
@@ -292,6 +290,8 @@ pub fn to_status(r: &ContainerRecord) -> api::ContainerStatus {
                 selinux_relabel: m.selinux_relabel,
                 propagation: propagation(m.propagation),
                 recursive_read_only: m.recursive_read_only,
+                uid_mappings: m.id_maps.iter().map(|maps| id_mapping(maps.uid)).collect(),
+                gid_mappings: m.id_maps.iter().map(|maps| id_mapping(maps.gid)).collect(),
                 ..Default::default()
             })
             .collect(),
@@ -315,6 +315,14 @@ pub fn to_status(r: &ContainerRecord) -> api::ContainerStatus {
             }),
         }),
         stop_signal: signals::to_cri(r.stop_signal),
+    }
+}
+
+fn id_mapping(map: IdMap) -> api::IdMapping {
+    api::IdMapping {
+        host_id: map.host_id,
+        container_id: map.container_id,
+        length: map.length,
     }
 }
 

@@ -6,3 +6,4 @@ pub mod container;
 mod resources;
 pub mod sandbox;
 mod security;
+mod userns;

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path};
 
+use super::userns::userns_from;
 use crate::api;
 use crate::cgroups;
 use crate::config::Config;
@@ -11,6 +12,7 @@ use crate::sandbox::{
     DnsConfig, NamespaceMode, PortMapping, SandboxError, SandboxFilter, SandboxMetadata,
     SandboxSpec, SandboxView,
 };
+use crate::userns::UserNamespaceMaps;
 
 fn invalid(field: &str, message: impl Into<String>) -> SandboxError {
     SandboxError::invalid(field, message)
@@ -55,6 +57,7 @@ pub fn spec_from_request(
         network: namespaces.network,
         pid: namespaces.pid,
         ipc: namespaces.ipc,
+        userns: namespaces.userns,
         sysctls,
         runtime_handler,
     })
@@ -117,6 +120,7 @@ struct PodNamespaces {
     network: NamespaceMode,
     pid: NamespaceMode,
     ipc: NamespaceMode,
+    userns: Option<UserNamespaceMaps>,
 }
 
 fn namespaces_from(ns: &api::NamespaceOption) -> Result<PodNamespaces, SandboxError> {
@@ -129,15 +133,30 @@ fn namespaces_from(ns: &api::NamespaceOption) -> Result<PodNamespaces, SandboxEr
         "POD, CONTAINER or NODE",
     )?;
     let ipc = pod_namespace_mode(ns.ipc, "ipc", &[Pod, Node], "POD or NODE")?;
-    if let Some(userns) = &ns.userns_options {
-        if userns.mode != Node as i32 {
-            return Err(invalid(
-                &format!("{NAMESPACE_OPTIONS}.userns_options"),
-                "user namespaces are not supported by peapod yet; use mode NODE",
-            ));
-        }
+    let userns_field = format!("{NAMESPACE_OPTIONS}.userns_options");
+    let userns = userns_from(ns.userns_options.as_ref(), &userns_field)?;
+    if userns.is_some() {
+        check_no_host_namespace(&[("network", network), ("pid", pid), ("ipc", ipc)])?;
     }
-    Ok(PodNamespaces { network, pid, ipc })
+    Ok(PodNamespaces {
+        network,
+        pid,
+        ipc,
+        userns,
+    })
+}
+
+/// A pod in a user namespace of its own cannot share the host's other
+/// namespaces: the host's would not be owned by it (kubelet refuses
+/// `hostUsers: false` with host namespaces for the same reason).
+fn check_no_host_namespace(modes: &[(&str, NamespaceMode)]) -> Result<(), SandboxError> {
+    match modes.iter().find(|(_, mode)| *mode == NamespaceMode::Node) {
+        Some((name, _)) => Err(invalid(
+            &format!("{NAMESPACE_OPTIONS}.{name}"),
+            "NODE cannot be combined with a user namespace of the pod (userns_options mode POD)",
+        )),
+        None => Ok(()),
+    }
 }
 
 /// One namespace's mode, if it is one of those a pod may have for it.
@@ -615,7 +634,24 @@ mod tests {
                         ..Default::default()
                     })
                 }),
-                format!("{NS}.userns_options: user namespaces are not supported by peapod yet; use mode NODE"),
+                format!("{NS}.userns_options.uids: a user namespace here takes exactly one mapping, got 0"),
+            ),
+            (
+                Box::new(|r| {
+                    let m = api::IdMapping {
+                        host_id: 65536,
+                        container_id: 0,
+                        length: 65536,
+                    };
+                    let ns = namespaces_of(r);
+                    ns.network = api::NamespaceMode::Node as i32;
+                    ns.userns_options = Some(api::UserNamespace {
+                        mode: api::NamespaceMode::Pod as i32,
+                        uids: vec![m],
+                        gids: vec![m],
+                    })
+                }),
+                format!("{NS}.network: NODE cannot be combined with a user namespace of the pod (userns_options mode POD)"),
             ),
             (
                 Box::new(|r| {

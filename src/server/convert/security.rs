@@ -6,9 +6,11 @@
 use crate::api;
 use crate::container::{
     security, AppArmorSpec, ContainerError, PidMode, SeccompSpec, SecuritySpec, SelinuxSpec,
+    UsernsRequest,
 };
 
 use super::container::check_absolute;
+use super::userns::userns_from;
 
 /// Where a CreateContainer request holds its security context.
 const SC: &str = "config.linux.security_context";
@@ -23,7 +25,7 @@ pub(super) fn security_from(
     let sc = sc.unwrap_or_default();
     let ns = sc.namespace_options.clone().unwrap_or_default();
     let pid = pid_mode_from(&ns)?;
-    check_userns(&ns)?;
+    let userns = userns_request_from(&ns)?;
     let run_as_user = sc.run_as_user.map(|v| v.value);
     let run_as_group = sc.run_as_group.map(|v| v.value);
     check_ids(&sc, run_as_user, run_as_group)?;
@@ -33,6 +35,7 @@ pub(super) fn security_from(
     Ok(SecuritySpec {
         privileged: sc.privileged,
         pid,
+        userns,
         run_as_user,
         run_as_group,
         run_as_username: sc.run_as_username.clone(),
@@ -72,16 +75,15 @@ fn pid_mode_from(ns: &api::NamespaceOption) -> Result<PidMode, ContainerError> {
     }
 }
 
-fn check_userns(ns: &api::NamespaceOption) -> Result<(), ContainerError> {
-    if let Some(u) = &ns.userns_options {
-        if u.mode != api::NamespaceMode::Node as i32 {
-            return Err(invalid(
-                &format!("{SC}.namespace_options.userns_options"),
-                "user namespaces are not supported by peapod yet; use mode NODE",
-            ));
-        }
-    }
-    Ok(())
+fn userns_request_from(ns: &api::NamespaceOption) -> Result<UsernsRequest, ContainerError> {
+    let Some(options) = &ns.userns_options else {
+        return Ok(UsernsRequest::AsPod);
+    };
+    let field = format!("{SC}.namespace_options.userns_options");
+    Ok(match userns_from(Some(options), &field)? {
+        Some(maps) => UsernsRequest::Pod(maps),
+        None => UsernsRequest::Host,
+    })
 }
 
 /// User, group and supplemental group ids: each a valid id (not -1 as a
