@@ -12,8 +12,7 @@ use crate::container::{
 
 pub use super::resources::{resources_from, resources_to_api};
 use super::security::security_from;
-use super::userns::mount_maps_from;
-use crate::userns::IdMap;
+use super::userns::{id_mapping_to_api, mount_maps_from};
 
 fn invalid(field: &str, message: impl Into<String>) -> ContainerError {
     ContainerError::invalid(field, message)
@@ -290,8 +289,16 @@ pub fn to_status(r: &ContainerRecord) -> api::ContainerStatus {
                 selinux_relabel: m.selinux_relabel,
                 propagation: propagation(m.propagation),
                 recursive_read_only: m.recursive_read_only,
-                uid_mappings: m.id_maps.iter().map(|maps| id_mapping(maps.uid)).collect(),
-                gid_mappings: m.id_maps.iter().map(|maps| id_mapping(maps.gid)).collect(),
+                uid_mappings: m
+                    .id_maps
+                    .iter()
+                    .map(|maps| id_mapping_to_api(maps.uid))
+                    .collect(),
+                gid_mappings: m
+                    .id_maps
+                    .iter()
+                    .map(|maps| id_mapping_to_api(maps.gid))
+                    .collect(),
                 ..Default::default()
             })
             .collect(),
@@ -315,14 +322,6 @@ pub fn to_status(r: &ContainerRecord) -> api::ContainerStatus {
             }),
         }),
         stop_signal: signals::to_cri(r.stop_signal),
-    }
-}
-
-fn id_mapping(map: IdMap) -> api::IdMapping {
-    api::IdMapping {
-        host_id: map.host_id,
-        container_id: map.container_id,
-        length: map.length,
     }
 }
 

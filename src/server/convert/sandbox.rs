@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path};
 
-use super::userns::userns_from;
+use super::userns::{userns_from, userns_to_api};
 use crate::api;
 use crate::cgroups;
 use crate::config::Config;
@@ -416,7 +416,7 @@ pub fn to_status(v: &SandboxView) -> api::PodSandboxStatus {
                     pid: mode(r.spec.pid),
                     ipc: mode(r.spec.ipc),
                     target_id: String::new(),
-                    userns_options: None,
+                    userns_options: userns_to_api(r.spec.userns.as_ref()),
                 }),
             }),
         }),

@@ -47,6 +47,24 @@ pub fn mount_maps_from(
     }))
 }
 
+/// A pod's user namespace as CRI reports it: `None` for the host's (as
+/// requests without options say).
+pub fn userns_to_api(maps: Option<&UserNamespaceMaps>) -> Option<api::UserNamespace> {
+    maps.map(|maps| api::UserNamespace {
+        mode: api::NamespaceMode::Pod as i32,
+        uids: vec![id_mapping_to_api(maps.uid)],
+        gids: vec![id_mapping_to_api(maps.gid)],
+    })
+}
+
+pub fn id_mapping_to_api(map: IdMap) -> api::IdMapping {
+    api::IdMapping {
+        host_id: map.host_id,
+        container_id: map.container_id,
+        length: map.length,
+    }
+}
+
 /// The single mapping of a user namespace. A pod's must map container id
 /// 0 (`needs_root`: the container's root must be someone).
 fn one_mapping(mappings: &[api::IdMapping], field: &str, needs_root: bool) -> Result<IdMap, Error> {
@@ -119,6 +137,7 @@ mod tests {
     fn pod_mode_takes_the_mapping_as_sent() {
         let pod = options(api::NamespaceMode::Pod, vec![mapping(0, 65536 * 3, 65536)]);
         let maps = userns_from(Some(&pod), F).unwrap().unwrap();
+        assert_eq!(userns_to_api(Some(&maps)), Some(pod.clone()));
         assert_eq!(maps.uid.to_string(), "0:196608:65536");
         assert_eq!(maps.host_root(), Some((196608, 196608)));
     }
