@@ -36,6 +36,10 @@ pub trait HostOps: Send + Sync {
         target: &Path,
     ) -> io::Result<()>;
 
+    /// Mounts `lower` (bottom first) read-only at `target`, without a
+    /// writable layer (an image volume), creating the directory.
+    fn mount_read_only_layers(&self, lower: &[PathBuf], target: &Path) -> io::Result<()>;
+
     /// Unmounts everything on `path`; nothing mounted is not an error.
     fn unmount_all(&self, path: &Path) -> io::Result<()>;
 
@@ -75,6 +79,10 @@ impl HostOps for Host {
         target: &Path,
     ) -> io::Result<()> {
         mounts::mount_overlay(lower, upper, work, target)
+    }
+
+    fn mount_read_only_layers(&self, lower: &[PathBuf], target: &Path) -> io::Result<()> {
+        mounts::mount_read_only_overlay(lower, target)
     }
 
     fn unmount_all(&self, path: &Path) -> io::Result<()> {

@@ -53,6 +53,10 @@ impl HostOps for FakeHost {
         self.mount("mount overlay", target, true)
     }
 
+    fn mount_read_only_layers(&self, _lower: &[PathBuf], target: &Path) -> io::Result<()> {
+        self.mount("mount image volume", target, true)
+    }
+
     fn unmount_all(&self, path: &Path) -> io::Result<()> {
         self.0.step("unmount")?;
         self.0.lock().mounts.remove(path);
