@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use tracing::{error, info, warn};
 
-use super::{ContainerDeps, ContainerEntry, ContainerState, Containers};
+use super::{image_volumes, ContainerDeps, ContainerEntry, ContainerState, Containers};
 use crate::config::Config;
 use crate::errors::Error;
 use crate::objects::Registry;
@@ -114,6 +114,7 @@ impl Containers {
                 }
                 warn!(path = %e.path().display(), "removing the directory of an unknown container");
                 let _ = self.deps.host.unmount_all(&e.path().join("rootfs"));
+                let _ = image_volumes::unmount_all(self.deps.host.as_ref(), &e.path());
                 if let Err(err) = std::fs::remove_dir_all(e.path()) {
                     warn!(path = %e.path().display(), "cannot remove: {err}");
                 }

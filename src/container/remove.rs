@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::{ContainerEntry, ContainerRecord, ContainerState, Containers};
+use super::{image_volumes, ContainerEntry, ContainerRecord, ContainerState, Containers};
 use crate::cgroups::remove_blocking;
 use crate::errors::{Error, Problems};
 use crate::host::fs::remove_dir;
@@ -51,7 +51,8 @@ impl Containers {
     }
 
     /// Releases everything a container holds: its processes, the runtime's
-    /// state, its cgroup, mounts and directories. Idempotent.
+    /// state, its cgroup, mounts (root filesystem and image volumes) and
+    /// directories. Idempotent.
     pub(super) async fn release(&self, rec: &mut ContainerRecord) -> Result<(), Error> {
         let mut problems = Problems::default();
         match self.runtime(&rec.runtime_handler) {
@@ -69,6 +70,11 @@ impl Containers {
             format_args!("unmount {}", rec.rootfs().display()),
             unmounted,
         );
+        let unmounted = image_volumes::unmount_all(self.deps.host.as_ref(), &rec.dir);
+        problems.check(
+            format_args!("unmount the image volumes of {}", rec.dir.display()),
+            unmounted,
+        );
         if problems.is_empty() {
             for d in [&rec.dir, &rec.layer_dir] {
                 problems.check(format_args!("remove {}", d.display()), remove_dir(d));
@@ -80,7 +86,7 @@ impl Containers {
 
     /// Lets the image store delete layers no image or container holds.
     pub(super) async fn release_layers(&self, rec: &ContainerRecord) {
-        if let Err(e) = self.deps.images.release_layers(&rec.layers).await {
+        if let Err(e) = self.deps.images.release_layers(&rec.held_layers()).await {
             warn!(container = %rec.id, "deleting unused layers: {e}");
         }
     }

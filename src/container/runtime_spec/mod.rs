@@ -72,6 +72,8 @@ pub struct ResolvedMount {
     pub readonly: bool,
     pub recursive_read_only: bool,
     pub propagation: Propagation,
+    /// The staged root filesystem of an image: also nosuid and nodev.
+    pub image_volume: bool,
 }
 
 /// A host device to expose, from a CRI `Device` or (privileged) /dev.

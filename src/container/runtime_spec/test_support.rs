@@ -110,6 +110,7 @@ pub fn record(name: &str, security: SecuritySpec, resources: Resources) -> Conta
         image_name: "docker.io/library/busybox:1.36".into(),
         image_ref: String::new(),
         layers: vec![],
+        image_volumes: vec![],
         log_path: None,
         dir: PathBuf::from("/run/peapod/containers/c1d2"),
         layer_dir: PathBuf::from("/var/lib/peapod/containers/c1d2"),
@@ -153,6 +154,7 @@ pub fn cri_mount(container_path: &str, source: &str, propagation: Propagation) -
         readonly: false,
         recursive_read_only: false,
         propagation,
+        image_volume: false,
     }
 }
 
