@@ -239,8 +239,43 @@ async fn a_pod_with_its_own_user_namespace() {
         .as_mut()
         .unwrap()
         .run_as_user = Some(api::Int64Value { value: 1234 });
-    c.mounts = vec![bind(&vol, "/vol")];
+    // Its own mappings on one mount (0..1000 on disk are 1000..1999 in the
+    // container), and the image as a read-only volume, stacked from
+    // id-mapped layers.
+    let mut mapped = bind(&vol, "/mapped");
+    let own = api::IdMapping {
+        host_id: UID_BASE + 1000,
+        container_id: 0,
+        length: 1000,
+    };
+    mapped.uid_mappings = vec![own];
+    mapped.gid_mappings = vec![api::IdMapping {
+        host_id: GID_BASE + 1000,
+        ..own
+    }];
+    let image_volume = api::Mount {
+        container_path: "/image".into(),
+        image: Some(api::ImageSpec {
+            image: image.clone(),
+            ..Default::default()
+        }),
+        readonly: true,
+        ..Default::default()
+    };
+    c.mounts = vec![bind(&vol, "/vol"), mapped, image_volume];
     let other = d.run(&pod, c).await;
+    assert_eq!(
+        d.exec_ok(&other, &["stat", "-c", "%u:%g", "/mapped/host-file"])
+            .await,
+        "1000:1000\n"
+    );
+    assert_eq!(
+        d.exec_ok(&other, &["stat", "-c", "%u:%g", "/image/bin/busybox"])
+            .await,
+        "0:0\n"
+    );
+    let write = d.exec(&other, &["touch", "/image/x"], 10).await.unwrap();
+    assert_ne!(write.exit_code, 0, "the image volume is writable");
     eventually("the file of uid 1234", || {
         vol.join("shared/by-1234").exists()
     })

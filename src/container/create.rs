@@ -10,13 +10,13 @@ use tracing::{error, info, warn};
 use super::idmapped::{self, PodIdmap};
 use super::runtime_spec::{self, ResolvedDevice, ResolvedMount};
 use super::{
-    mounts, rootfs, signals, user, ContainerEntry, ContainerRecord, ContainerSpec, ContainerState,
-    Containers, NameKey, PidMode, Resources,
+    image_volumes, mounts, rootfs, signals, user, ContainerEntry, ContainerRecord, ContainerSpec,
+    ContainerState, Containers, ImageVolumeRecord, NameKey, PidMode, Resources,
 };
 use crate::errors::Error;
 use crate::host::fs::write_volatile;
 use crate::image::manifest::RunConfig;
-use crate::image::ImageRecord;
+use crate::image::{ImageRecord, Images};
 use crate::oci::{ContainerIo, OciRuntime};
 use crate::pod::PodContext;
 
@@ -25,7 +25,10 @@ struct Checked {
     pod: PodContext,
     image: Arc<ImageRecord>,
     runtime: Arc<dyn OciRuntime>,
+    /// The mounts of host paths.
     mounts: Vec<ResolvedMount>,
+    /// The image volumes, with the layers they stack.
+    image_volumes: Vec<ImageVolumeRecord>,
     devices: Vec<ResolvedDevice>,
     log_path: Option<PathBuf>,
     /// The init pid of the container whose PID namespace `Target` joins.
@@ -60,7 +63,7 @@ impl Containers {
         // The layers are held and the record written before anything is
         // created, so a crash at any point leaves what the next start
         // rolls back.
-        self.deps.images.hold_layers(&draft.layers);
+        self.deps.images.hold_layers(&draft.held_layers());
         let entry = match self.registry.add(draft.clone()).await {
             Ok(entry) => entry,
             Err(e) => {
@@ -105,6 +108,7 @@ impl Containers {
         let runtime = self.runtime(&pod.runtime_handler)?;
         let features = runtime.features().await;
         let mounts = mounts::resolve_mounts(&spec.mounts, features.recursive_read_only_mounts)?;
+        let image_volumes = image_volumes::find(&spec.mounts, &self.deps.images)?;
         let devices = devices(spec)?;
         let log_path = log_path(&pod, &spec.log_path)?;
         let target_pid = match &spec.security.pid {
@@ -116,6 +120,7 @@ impl Containers {
             image,
             runtime,
             mounts,
+            image_volumes,
             devices,
             log_path,
             target_pid,
@@ -143,6 +148,7 @@ impl Containers {
             own_pid_namespace: spec.security.pid == PidMode::Container,
             resources: self.in_force(&spec.resources),
             layers: c.image.layers.iter().map(|l| l.chain_id.clone()).collect(),
+            image_volumes: c.image_volumes.clone(),
             image_id: c.image.id.clone(),
             image_name: image_name(&spec, &c.image),
             image_ref: image_ref(&c.image),
@@ -178,22 +184,12 @@ impl Containers {
     }
 
     fn find_image(&self, spec: &ContainerSpec) -> Result<Arc<ImageRecord>, Error> {
-        for name in [&spec.image, &spec.user_specified_image] {
-            if name.is_empty() {
-                continue;
-            }
-            if let Ok(Some(img)) = self.deps.images.get(name) {
-                return Ok(img);
-            }
-        }
-        Err(Error::NotFound(format!(
-            "config.image.image: image {:?} is not present (pull it first)",
-            if spec.image.is_empty() {
-                &spec.user_specified_image
-            } else {
-                &spec.image
-            }
-        )))
+        present_image(
+            &self.deps.images,
+            &spec.image,
+            &spec.user_specified_image,
+            "config.image.image",
+        )
     }
 
     /// The init pid of the running container `target` of the same sandbox.
@@ -220,30 +216,32 @@ impl Containers {
         }
     }
 
-    /// Makes the container: its root filesystem, user, files, OCI spec,
-    /// and the runtime's create, recording in `rec` what exists.
+    /// Makes the container: its root filesystem, image volumes, user,
+    /// files, OCI spec, and the runtime's create, recording in `rec` what
+    /// exists.
     async fn set_up(&self, rec: &mut ContainerRecord, c: &Checked) -> Result<(), Error> {
         std::fs::create_dir_all(&rec.dir)
             .map_err(|e| Error::internal(&format!("create {}", rec.dir.display()), e))?;
         let idmap = PodIdmap::of(&c.pod)?;
         self.mount_rootfs(rec, idmap.as_ref())?;
+        let mounts = self.all_mounts(rec, c, idmap.as_ref())?;
         let image = &c.image.run;
         let resolved = resolve_user(rec, image)?;
         rec.user = Some(resolved.clone());
-        let hosts = write_rootfs_files(rec, &c.pod, image, &c.mounts)?;
+        let hosts = write_rootfs_files(rec, &c.pod, image, &mounts)?;
         let mut oci = runtime_spec::build(&runtime_spec::SpecInputs {
             rec,
             pod: &c.pod,
             image,
             user: &resolved,
-            mounts: &c.mounts,
+            mounts: &mounts,
             devices: &c.devices,
             hosts_file: &hosts,
             target_pid: c.target_pid,
             host: &self.deps.facts,
         })?;
         if let Some(idmap) = &idmap {
-            idmapped::idmap_bind_sources(self.deps.host.as_ref(), rec, idmap, &c.mounts, &mut oci)?;
+            idmapped::idmap_bind_sources(self.deps.host.as_ref(), rec, idmap, &mounts, &mut oci)?;
         }
         let json = serde_json::to_vec_pretty(&oci)
             .map_err(|e| Error::internal("encode config.json", e))?;
@@ -281,7 +279,7 @@ impl Containers {
                 std::fs::create_dir_all(rec.upper_dir())
                     .map_err(|e| Error::internal("create the writable layer", e))?;
                 idmapped::give_to_pod_root(&rec.upper_dir(), &idmap.maps)?;
-                idmapped::idmapped_layers(self.deps.host.as_ref(), rec, idmap, &lower)?
+                idmapped::idmapped_layers(self.deps.host.as_ref(), rec, idmap, &lower, "rootfs")?
             }
             None => lower,
         };
@@ -289,6 +287,20 @@ impl Containers {
             .host
             .mount_overlay(&lower, &rec.upper_dir(), &rec.work_dir(), &rec.rootfs())
             .map_err(|e| Error::internal("mount the container's root filesystem", e))
+    }
+
+    /// The CRI mounts: those of host paths as checked, then the image
+    /// volumes, staged now (the spec mounts parents first whatever the
+    /// order).
+    fn all_mounts(
+        &self,
+        rec: &ContainerRecord,
+        c: &Checked,
+        idmap: Option<&PodIdmap<'_>>,
+    ) -> Result<Vec<ResolvedMount>, Error> {
+        let host = self.deps.host.as_ref();
+        let staged = image_volumes::stage_all(host, &self.deps.images, rec, idmap)?;
+        Ok(c.mounts.iter().cloned().chain(staged).collect())
     }
 
     /// Where the container's stdio goes.
@@ -368,6 +380,32 @@ fn check_userns(spec: &ContainerSpec, pod: &PodContext) -> Result<(), Error> {
         ));
     }
     Ok(())
+}
+
+/// An image in the store by the name kubelet gives (usually its id), else
+/// by the one the user wrote; NotFound naming `field` when it is neither.
+pub(super) fn present_image(
+    images: &Images,
+    image: &str,
+    user_specified: &str,
+    field: &str,
+) -> Result<Arc<ImageRecord>, Error> {
+    for name in [image, user_specified] {
+        if name.is_empty() {
+            continue;
+        }
+        if let Ok(Some(img)) = images.get(name) {
+            return Ok(img);
+        }
+    }
+    Err(Error::NotFound(format!(
+        "{field}: image {:?} is not present (pull it first)",
+        if image.is_empty() {
+            user_specified
+        } else {
+            image
+        }
+    )))
 }
 
 /// The devices the request names, and all of the host's for a privileged

@@ -1,7 +1,8 @@
 //! A container's exit: learnt from the runtime backend without polling,
 //! recorded, and followed at once by the deletion of the runtime's state
-//! and the unmount of the root filesystem (as containerd and CRI-O do at
-//! exit), so an exited container holds no mount and no process.
+//! and the unmount of the root filesystem and image volumes (as containerd
+//! and CRI-O do at exit), so an exited container holds no mount and no
+//! process.
 
 use tracing::{debug, error, warn};
 
@@ -105,15 +106,16 @@ impl Containers {
     }
 
     /// An exited container needs neither the runtime's state and cgroup
-    /// nor its root filesystem mounted: both go at once, off
-    /// RemoveContainer's path. Unmounting syncs the writable layer, which
-    /// takes milliseconds. True when the runtime's delete succeeded; what
-    /// fails is left for RemoveContainer.
+    /// nor its root filesystem, image volumes and id-mapped clones
+    /// mounted: both go at once,
+    /// off RemoveContainer's path. Unmounting syncs the writable layer,
+    /// which takes milliseconds. True when the runtime's delete succeeded;
+    /// what fails is left for RemoveContainer.
     async fn clean_up_exited(&self, rec: &ContainerRecord) -> bool {
         let id = rec.id.as_str();
-        let (host, rootfs) = (self.deps.host.clone(), rec.rootfs());
+        let (host, dir) = (self.deps.host.clone(), rec.dir.clone());
         let unmount =
-            tokio::task::spawn_blocking(move || host.unmount_all(&rootfs).map_err(|e| (rootfs, e)));
+            tokio::task::spawn_blocking(move || host.unmount_below(&dir).map_err(|e| (dir, e)));
         let delete = async {
             let runtime = self.runtime(&rec.runtime_handler).ok()?;
             runtime

@@ -55,13 +55,15 @@ fn staging_dir(rec: &ContainerRecord) -> PathBuf {
     rec.dir.join("idmapped")
 }
 
-/// Id-mapped clones of the image's layers (bottom first), to stack under
-/// the container's writable layer.
+/// Id-mapped clones of image layers (bottom first), to stack under the
+/// container's writable layer or as an image volume; `name` tells one
+/// stack's clones from another's.
 pub fn idmapped_layers(
     host: &dyn HostOps,
     rec: &ContainerRecord,
     idmap: &PodIdmap<'_>,
     layers: &[PathBuf],
+    name: &str,
 ) -> Result<Vec<PathBuf>, ContainerError> {
     let dir = staging_dir(rec);
     let mapping = Idmap::Namespace(idmap.namespace.to_path_buf());
@@ -69,7 +71,7 @@ pub fn idmapped_layers(
         .iter()
         .enumerate()
         .map(|(i, layer)| {
-            let target = dir.join(format!("layer-{i}"));
+            let target = dir.join(format!("{name}-layer-{i}"));
             host.mount_idmapped(layer, &target, &mapping, false)
                 .map_err(|e| idmap_error(layer, e))?;
             Ok(target)
@@ -79,7 +81,9 @@ pub fn idmapped_layers(
 
 /// Replaces the source of every bind mount in `spec` by an id-mapped
 /// clone of it. A CRI mount's own `uidMappings`/`gidMappings` are used
-/// for it; every other bind gets the pod's.
+/// for it; every other bind gets the pod's. Image volumes are left as
+/// they are: overlayfs cannot be id-mapped, so they were stacked from
+/// id-mapped layers already.
 pub fn idmap_bind_sources(
     host: &dyn HostOps,
     rec: &ContainerRecord,
@@ -98,10 +102,13 @@ pub fn idmap_bind_sources(
         let Some(source) = mount.source().clone() else {
             continue;
         };
-        let own = cri_mounts
+        let cri_mount = cri_mounts
             .iter()
-            .find(|m| Path::new(&m.container_path) == mount.destination())
-            .and_then(|m| m.id_maps);
+            .find(|m| Path::new(&m.container_path) == mount.destination());
+        if cri_mount.is_some_and(|m| m.image_volume) {
+            continue;
+        }
+        let own = cri_mount.and_then(|m| m.id_maps);
         let target = dir.join(format!("mount-{i}"));
         host.mount_idmapped(&source, &target, &idmap.for_mount(own), recursive)
             .map_err(|e| idmap_error(&source, e))?;

@@ -12,6 +12,7 @@ mod error;
 mod exec;
 mod exits;
 mod idmapped;
+mod image_volumes;
 pub mod mounts;
 mod recover;
 mod remove;
@@ -114,11 +115,12 @@ pub struct Containers {
     me: Weak<Containers>,
 }
 
-/// The chain ids every stored container stacks, once per container: what
-/// the image store must keep (see [`Images::open`]).
+/// The chain ids every stored container stacks, in its root filesystem
+/// and its image volumes, once per use: what the image store must keep
+/// (see [`Images::open`]).
 pub fn held_layers(store: &Store) -> Result<Vec<String>, Error> {
     let records: Vec<(String, ContainerRecord)> = store.load_all(Table::Containers)?;
-    Ok(records.into_iter().flat_map(|(_, r)| r.layers).collect())
+    Ok(records.iter().flat_map(|(_, r)| r.held_layers()).collect())
 }
 
 /// The runtime handlers of the config.

@@ -51,13 +51,17 @@ fn holding_mount<'a>(mounts: &'a [MountPoint], path: &Path) -> Option<&'a MountP
     best
 }
 
-/// Checks and resolves the CRI mounts. `rro` says whether the runtime
-/// handler supports recursively read-only mounts.
+/// Checks and resolves the CRI mounts of host paths; image volumes are
+/// only checked here and resolved once staged ([`super::image_volumes`]).
+/// `rro` says whether the runtime handler supports recursively read-only
+/// mounts.
 pub fn resolve_mounts(
     mounts: &[MountSpec],
     rro: bool,
 ) -> Result<Vec<ResolvedMount>, ContainerError> {
-    let needs_mountinfo = mounts.iter().any(|m| m.propagation != Propagation::Private);
+    let needs_mountinfo = mounts
+        .iter()
+        .any(|m| m.image.is_none() && m.propagation != Propagation::Private);
     let table = if needs_mountinfo {
         let text = std::fs::read_to_string("/proc/self/mountinfo")
             .map_err(|e| ContainerError::internal("read /proc/self/mountinfo", e))?;
@@ -68,8 +72,11 @@ pub fn resolve_mounts(
     let mut out = Vec::new();
     for (i, m) in mounts.iter().enumerate() {
         let field = format!("config.mounts[{i}]");
-        let source = host_source(m, &field)?;
         check_recursive_read_only(m, rro, &field)?;
+        if m.image.is_some() {
+            continue;
+        }
+        let source = host_source(m, &field)?;
         if m.propagation != Propagation::Private {
             check_propagation(&table, &source, m.propagation, &field)?;
         }
@@ -80,6 +87,7 @@ pub fn resolve_mounts(
             recursive_read_only: m.recursive_read_only,
             propagation: m.propagation,
             id_maps: m.id_maps,
+            image_volume: false,
         });
     }
     Ok(out)
@@ -308,6 +316,7 @@ mod tests {
             selinux_relabel: false,
             propagation: prop,
             id_maps: None,
+            image: None,
         }
     }
 
@@ -341,6 +350,29 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r[0].source, d.path().join("real").canonicalize().unwrap());
+    }
+
+    #[test]
+    fn image_volumes_are_left_for_staging() {
+        let mut volume = spec("", Propagation::HostToContainer);
+        volume.image = Some(crate::container::spec::ImageVolumeSpec {
+            image: "sha256:ab".into(),
+            user_specified_image: String::new(),
+            sub_path: String::new(),
+        });
+        let r =
+            resolve_mounts(&[volume.clone(), spec("/tmp", Propagation::Private)], true).unwrap();
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].source, Path::new("/tmp").canonicalize().unwrap());
+        // Whether the runtime handler can make it recursively read-only
+        // is checked for an image volume too.
+        volume.recursive_read_only = true;
+        let e = resolve_mounts(&[volume], false).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("config.mounts[0].recursive_read_only:"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -113,7 +113,7 @@ impl Containers {
                     continue;
                 }
                 warn!(path = %e.path().display(), "removing the directory of an unknown container");
-                let _ = self.deps.host.unmount_all(&e.path().join("rootfs"));
+                let _ = self.deps.host.unmount_below(&e.path());
                 if let Err(err) = std::fs::remove_dir_all(e.path()) {
                     warn!(path = %e.path().display(), "cannot remove: {err}");
                 }

@@ -51,7 +51,8 @@ impl Containers {
     }
 
     /// Releases everything a container holds: its processes, the runtime's
-    /// state, its cgroup, mounts and directories. Idempotent.
+    /// state, its cgroup, mounts (root filesystem and image volumes) and
+    /// directories. Idempotent.
     pub(super) async fn release(&self, rec: &mut ContainerRecord) -> Result<(), Error> {
         let mut problems = Problems::default();
         match self.runtime(&rec.runtime_handler) {
@@ -64,8 +65,9 @@ impl Containers {
             format_args!("kill the processes of cgroup {}", rec.cgroup),
             killed,
         );
-        // The root filesystem and anything else mounted below the
-        // container's directory (id-mapped clones), before it is removed.
+        // The root filesystem, image volumes and id-mapped clones: all
+        // that is mounted below the container's directory, before it is
+        // removed.
         let unmounted = self.deps.host.unmount_below(&rec.dir);
         problems.check(
             format_args!("unmount what is below {}", rec.dir.display()),
@@ -82,7 +84,7 @@ impl Containers {
 
     /// Lets the image store delete layers no image or container holds.
     pub(super) async fn release_layers(&self, rec: &ContainerRecord) {
-        if let Err(e) = self.deps.images.release_layers(&rec.layers).await {
+        if let Err(e) = self.deps.images.release_layers(&rec.held_layers()).await {
             warn!(container = %rec.id, "deleting unused layers: {e}");
         }
     }

@@ -33,7 +33,8 @@ pub enum Propagation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MountSpec {
     pub container_path: String,
-    /// As the request gave it (reported back verbatim).
+    /// As the request gave it (reported back verbatim); empty for an image
+    /// volume.
     pub host_path: String,
     pub readonly: bool,
     pub recursive_read_only: bool,
@@ -43,6 +44,23 @@ pub struct MountSpec {
     /// mounts are id-mapped with the pod's mappings without them).
     #[serde(default)]
     pub id_maps: Option<UserNamespaceMaps>,
+    /// Set for an image volume: the image's root filesystem is mounted
+    /// instead of a host path.
+    #[serde(default)]
+    pub image: Option<ImageVolumeSpec>,
+}
+
+/// An image mounted as a volume (CRI `Mount.image` and `image_sub_path`),
+/// as the request gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageVolumeSpec {
+    /// The image as kubelet names it (usually its id).
+    pub image: String,
+    /// The name the user wrote in the pod spec, if kubelet sent it.
+    pub user_specified_image: String,
+    /// A directory of the image, relative to its root, mounted instead of
+    /// the whole image; empty for the root.
+    pub sub_path: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -281,6 +299,9 @@ pub struct ContainerRecord {
     pub image_ref: String,
     /// Chain ids of the image layers the rootfs stacks, bottom first.
     pub layers: Vec<String>,
+    /// The images mounted as volumes, whose layers are held like `layers`.
+    #[serde(default)]
+    pub image_volumes: Vec<ImageVolumeRecord>,
     /// Absolute log file, if any.
     pub log_path: Option<PathBuf>,
     /// `<state>/containers/<id>`: bundle, rootfs mount point, exit file.
@@ -311,7 +332,26 @@ pub struct ContainerRecord {
     pub runtime_deleted: bool,
 }
 
+/// An image volume of a container: what its staging mount stacks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageVolumeRecord {
+    /// Its mount in the request: `spec.mounts[index]`, staged at
+    /// `<dir>/image-volumes/<index>`.
+    pub index: usize,
+    /// `sha256:<config digest>` of the image mounted.
+    pub image_id: String,
+    /// Chain ids of the image's layers, bottom first.
+    pub layers: Vec<String>,
+}
+
 impl ContainerRecord {
+    /// Every layer the container holds: its root filesystem's and its
+    /// image volumes', once per use, for the image store's counts.
+    pub fn held_layers(&self) -> Vec<String> {
+        let volumes = self.image_volumes.iter().flat_map(|v| &v.layers);
+        self.layers.iter().chain(volumes).cloned().collect()
+    }
+
     pub fn bundle(&self) -> PathBuf {
         self.dir.clone()
     }

@@ -16,6 +16,11 @@ use crate::testing::{FakeCgroups, FakeHost, FakeRuntime, Fault};
 
 const IMAGE: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
 const LAYER: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+/// The image of the image volumes, `models:test`, with a layer of its own.
+const VOLUME_IMAGE: &str =
+    "sha256:5555555555555555555555555555555555555555555555555555555555555555";
+const VOLUME_LAYER: &str =
+    "sha256:6666666666666666666666666666666666666666666666666666666666666666";
 
 /// One daemon: sandboxes and containers over the harness's store and world.
 struct Daemon {
@@ -29,21 +34,30 @@ impl Daemon {
     }
 }
 
-/// The image `busybox:test` with one (empty) layer, in the store before
-/// the first daemon starts.
+/// The images `busybox:test` and `models:test`, each with one (empty)
+/// layer, in the store before the first daemon starts.
 fn add_image(h: &Harness) {
-    let layer_dir = h.config.images_dir().join("layers").join(&LAYER[7..]);
-    std::fs::create_dir_all(&layer_dir).unwrap();
+    add_one_image(h, IMAGE, "docker.io/library/busybox:test", LAYER);
+    add_one_image(
+        h,
+        VOLUME_IMAGE,
+        "docker.io/library/models:test",
+        VOLUME_LAYER,
+    );
+}
+
+fn add_one_image(h: &Harness, id: &str, tag: &str, layer: &str) {
+    std::fs::create_dir_all(layer_dir(h, layer)).unwrap();
     let image = ImageRecord {
-        id: IMAGE.into(),
-        repo_tags: vec!["docker.io/library/busybox:test".into()],
+        id: id.into(),
+        repo_tags: vec![tag.into()],
         repo_digests: vec![],
         size: 1,
         manifest_digest: "sha256:3".into(),
         layers: vec![LayerRecord {
             digest: "sha256:4".into(),
-            diff_id: LAYER.into(),
-            chain_id: LAYER.into(),
+            diff_id: layer.into(),
+            chain_id: layer.into(),
             size: 1,
         }],
         run: crate::image::manifest::RunConfig {
@@ -52,7 +66,11 @@ fn add_image(h: &Harness) {
         },
         pulled_at: 1,
     };
-    h.store.put(Table::Images, IMAGE, &image).unwrap();
+    h.store.put(Table::Images, id, &image).unwrap();
+}
+
+fn layer_dir(h: &Harness, chain_id: &str) -> std::path::PathBuf {
+    h.config.images_dir().join("layers").join(&chain_id[7..])
 }
 
 async fn start(h: &Harness) -> Daemon {
@@ -113,6 +131,25 @@ fn container_spec(sandbox_id: &str, name: &str) -> ContainerSpec {
         },
         stop_signal: 0,
     }
+}
+
+/// `spec` with `image` mounted read-only at /models (an image volume).
+fn with_image_volume(mut spec: ContainerSpec, image: &str) -> ContainerSpec {
+    spec.mounts.push(MountSpec {
+        container_path: "/models".into(),
+        host_path: String::new(),
+        readonly: true,
+        recursive_read_only: false,
+        selinux_relabel: false,
+        propagation: Propagation::Private,
+        id_maps: None,
+        image: Some(ImageVolumeSpec {
+            image: image.into(),
+            user_specified_image: String::new(),
+            sub_path: String::new(),
+        }),
+    });
+    spec
 }
 
 /// A harness with the image and a ready pod; the pod's id.
@@ -423,4 +460,161 @@ async fn a_failure_in_the_cleanup_of_an_exit_is_finished_by_remove() {
     )
     .await;
     assert!(steps >= 2, "the unmount and the runtime's delete: {steps}");
+}
+
+#[tokio::test]
+async fn an_image_volume_is_staged_and_its_layers_held_until_removal() {
+    let (h, d, pod) = with_pod().await;
+    let spec = with_image_volume(container_spec(&pod, "app"), "models:test");
+    let id = d.containers.create(spec).await.unwrap();
+    let rec = d.containers.status(&id).unwrap();
+    assert_eq!(
+        rec.image_volumes,
+        [ImageVolumeRecord {
+            index: 0,
+            image_id: VOLUME_IMAGE.into(),
+            layers: vec![VOLUME_LAYER.into()],
+        }]
+    );
+    let staging = rec.dir.join("image-volumes/0");
+    assert!(
+        h.world.mounts().contains(&staging),
+        "{:?}",
+        h.world.mounts()
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(rec.dir.join("config.json")).unwrap()).unwrap();
+    let mount = config["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["destination"] == "/models")
+        .expect("a mount at /models");
+    assert_eq!(mount["source"], staging.to_string_lossy().as_ref());
+    assert_eq!(
+        mount["options"],
+        serde_json::json!(["rbind", "rprivate", "ro", "nosuid", "nodev"])
+    );
+    // Removing the image keeps the layer the container uses, also across
+    // a restart of the daemon.
+    d.containers.deps.images.remove(VOLUME_IMAGE).await.unwrap();
+    assert!(layer_dir(&h, VOLUME_LAYER).is_dir());
+    drop(d);
+    let d = start(&h).await;
+    assert!(layer_dir(&h, VOLUME_LAYER).is_dir(), "collected at start");
+    d.containers.remove(&id).await.unwrap();
+    assert!(
+        !layer_dir(&h, VOLUME_LAYER).exists(),
+        "the unused layer stayed"
+    );
+    assert!(layer_dir(&h, LAYER).is_dir(), "an image's layer went");
+    assert_only_the_pod_left(&h, &d, &pod, "after remove");
+}
+
+#[tokio::test]
+async fn an_image_volume_of_an_absent_image_creates_nothing() {
+    let (h, d, pod) = with_pod().await;
+    let before = h.world.log().len();
+    let spec = with_image_volume(container_spec(&pod, "app"), "absent:v1");
+    let e = d.containers.create(spec).await.unwrap_err();
+    assert_eq!(
+        e,
+        Error::NotFound(
+            "config.mounts[0].image: image \"absent:v1\" is not present (pull it first)".into()
+        )
+    );
+    assert_eq!(h.world.log().len(), before, "{:?}", h.world.log());
+    assert_only_the_pod_left(&h, &d, &pod, "after the refusal");
+}
+
+#[tokio::test]
+async fn an_image_volume_is_unmounted_at_exit() {
+    let (h, d, pod) = with_pod().await;
+    let spec = with_image_volume(container_spec(&pod, "app"), "models:test");
+    let id = d.containers.create(spec).await.unwrap();
+    let staging = d
+        .containers
+        .status(&id)
+        .unwrap()
+        .dir
+        .join("image-volumes/0");
+    d.containers.start(&id).await.unwrap();
+    d.containers.stop(&id, Duration::ZERO).await.unwrap();
+    for _ in 0..200 {
+        if !h.world.mounts().contains(&staging) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        !h.world.mounts().contains(&staging),
+        "still mounted after exit"
+    );
+    d.containers.remove(&id).await.unwrap();
+    assert_only_the_pod_left(&h, &d, &pod, "after remove");
+}
+
+#[tokio::test]
+async fn a_failure_at_any_step_of_create_with_an_image_volume_leaves_only_the_pod() {
+    let steps = at_every_step(
+        async |h, d, pod, n| {
+            fault_after(h, n, Fault::Fail);
+            let spec = with_image_volume(container_spec(pod, "app"), "models:test");
+            let r = d.containers.create(spec).await;
+            assert_eq!(r.is_err(), !h.world.hit().is_empty(), "{r:?}");
+        },
+        async |h, d, pod, when| {
+            assert_only_the_pod_left(h, d, pod, when);
+            // Its layer is no longer held: the image's removal deletes it.
+            d.containers.deps.images.remove(VOLUME_IMAGE).await.unwrap();
+            assert!(!layer_dir(h, VOLUME_LAYER).exists(), "{when}: layer kept");
+        },
+    )
+    .await;
+    assert_eq!(
+        steps, 3,
+        "the root filesystem, the image volume, the runtime's create"
+    );
+}
+
+#[tokio::test]
+async fn a_crash_at_any_step_of_create_with_an_image_volume_is_undone_by_the_next_start() {
+    at_every_step(
+        async |h, d, pod, n| {
+            fault_after(h, n, Fault::Crash);
+            let spec = with_image_volume(container_spec(pod, "app"), "models:test");
+            let _ = d.containers.create(spec).await;
+        },
+        async |h, _, pod, when| {
+            let restarted = start(h).await;
+            assert_only_the_pod_left(h, &restarted, pod, when);
+            restarted
+                .containers
+                .deps
+                .images
+                .remove(VOLUME_IMAGE)
+                .await
+                .unwrap();
+            assert!(!layer_dir(h, VOLUME_LAYER).exists(), "{when}: layer kept");
+        },
+    )
+    .await;
+}
+
+#[test]
+fn a_record_of_a_version_without_image_volumes_loads() {
+    use crate::container::runtime_spec::test_support;
+    let mut rec = test_support::record("app", test_support::security_spec(), Resources::default());
+    rec.spec.mounts = with_image_volume(rec.spec.clone(), "models:test").mounts;
+    rec.spec.mounts[0].image = None;
+    rec.spec.mounts[0].host_path = "/srv".into();
+    let mut old = serde_json::to_value(&rec).unwrap();
+    old.as_object_mut().unwrap().remove("image_volumes");
+    old["spec"]["mounts"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("image");
+    let loaded: ContainerRecord = serde_json::from_value(old).unwrap();
+    assert!(loaded.image_volumes.is_empty());
+    assert_eq!(loaded.spec.mounts, rec.spec.mounts);
 }

@@ -48,6 +48,10 @@ pub trait HostOps: Send + Sync {
         recursive: bool,
     ) -> io::Result<()>;
 
+    /// Mounts `lower` (bottom first) read-only at `target`, without a
+    /// writable layer (an image volume), creating the directory.
+    fn mount_read_only_layers(&self, lower: &[PathBuf], target: &Path) -> io::Result<()>;
+
     /// Unmounts everything on `path`; nothing mounted is not an error.
     fn unmount_all(&self, path: &Path) -> io::Result<()>;
 
@@ -100,6 +104,10 @@ impl HostOps for Host {
         recursive: bool,
     ) -> io::Result<()> {
         idmap::mount_idmapped(source, target, idmap, recursive)
+    }
+
+    fn mount_read_only_layers(&self, lower: &[PathBuf], target: &Path) -> io::Result<()> {
+        mounts::mount_read_only_overlay(lower, target)
     }
 
     fn unmount_all(&self, path: &Path) -> io::Result<()> {

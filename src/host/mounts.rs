@@ -46,24 +46,39 @@ const MAX_MOUNT_DATA: usize = 4000;
 
 /// The overlayfs options for `lower` (bottom first) under `upper`.
 pub fn overlay_options(lower: &[PathBuf], upper: &Path, work: &Path) -> io::Result<String> {
-    // overlayfs lists the top layer first.
-    let lowerdir = lower
+    let data = format!(
+        "{},upperdir={},workdir={}",
+        lowerdir_option(lower),
+        escape(&upper.to_string_lossy()),
+        escape(&work.to_string_lossy())
+    );
+    fits_one_mount(data, lower.len())
+}
+
+/// The overlayfs options for `lower` (bottom first) alone: without an
+/// upper layer the kernel makes the overlay read-only.
+pub fn read_only_overlay_options(lower: &[PathBuf]) -> io::Result<String> {
+    fits_one_mount(lowerdir_option(lower), lower.len())
+}
+
+/// `lowerdir=`, which lists the top layer first.
+fn lowerdir_option(lower: &[PathBuf]) -> String {
+    let dirs = lower
         .iter()
         .rev()
         .map(|p| escape(&p.to_string_lossy()))
         .collect::<Vec<_>>()
         .join(":");
-    let data = format!(
-        "lowerdir={lowerdir},upperdir={},workdir={}",
-        escape(&upper.to_string_lossy()),
-        escape(&work.to_string_lossy())
-    );
+    format!("lowerdir={dirs}")
+}
+
+/// `data` when the kernel takes it whole; an error naming the layer count
+/// otherwise.
+fn fits_one_mount(data: String, layers: usize) -> io::Result<String> {
     if data.len() > MAX_MOUNT_DATA {
         return Err(io::Error::other(format!(
-            "the image has too many layers ({}) for one overlay mount ({} bytes of options, the kernel takes {})",
-            lower.len(),
+            "the image has too many layers ({layers}) for one overlay mount ({} bytes of options, the kernel takes {MAX_MOUNT_DATA})",
             data.len(),
-            MAX_MOUNT_DATA
         )));
     }
     Ok(data)
@@ -106,6 +121,37 @@ pub fn mount_overlay(
     .map_err(io::Error::from)
 }
 
+/// Mounts `lower` (bottom first) read-only at `target` with no writable
+/// layer (an image volume), creating the directory. An overlay even of a
+/// single layer, so that whiteouts stay hidden as in a root filesystem.
+pub fn mount_read_only_overlay(lower: &[PathBuf], target: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(target)?;
+    let mut layers = empty_layers(target, 2usize.saturating_sub(lower.len()))?;
+    layers.extend_from_slice(lower);
+    let data = read_only_overlay_options(&layers)?;
+    mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(data.as_str()),
+    )
+    .map_err(io::Error::from)
+}
+
+/// `count` empty directories beside `target`, to go under an image of
+/// fewer than two layers: overlayfs without an upper layer refuses one
+/// lower layer, and one directory given twice.
+fn empty_layers(target: &Path, count: usize) -> io::Result<Vec<PathBuf>> {
+    (0..count)
+        .map(|n| {
+            let dir = target.with_extension(format!("empty{n}"));
+            std::fs::create_dir_all(&dir)?;
+            Ok(dir)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +165,22 @@ mod tests {
             .map(|i| PathBuf::from(format!("/var/lib/peapod/images/layers/{:064}", i)))
             .collect();
         let e = overlay_options(&many, Path::new("/u"), Path::new("/w")).unwrap_err();
+        assert!(e.to_string().contains("too many layers (100)"), "{e}");
+    }
+
+    #[test]
+    fn a_read_only_overlay_has_lower_layers_only() {
+        let lower = [
+            PathBuf::from("/l/bottom"),
+            PathBuf::from("/l/mid,dle"),
+            PathBuf::from("/l/top"),
+        ];
+        let o = read_only_overlay_options(&lower).unwrap();
+        assert_eq!(o, "lowerdir=/l/top:/l/mid\\,dle:/l/bottom");
+        let many: Vec<PathBuf> = (0..100)
+            .map(|i| PathBuf::from(format!("/var/lib/peapod/images/layers/{:064}", i)))
+            .collect();
+        let e = read_only_overlay_options(&many).unwrap_err();
         assert!(e.to_string().contains("too many layers (100)"), "{e}");
     }
 }

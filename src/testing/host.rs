@@ -63,6 +63,10 @@ impl HostOps for FakeHost {
         self.mount("mount idmapped", target, source.is_dir())
     }
 
+    fn mount_read_only_layers(&self, _lower: &[PathBuf], target: &Path) -> io::Result<()> {
+        self.mount("mount image volume", target, true)
+    }
+
     fn unmount_all(&self, path: &Path) -> io::Result<()> {
         self.0.step("unmount")?;
         self.0.lock().mounts.remove(path);

@@ -78,6 +78,8 @@ pub struct ResolvedMount {
     pub propagation: Propagation,
     /// The mount's own id mappings, if the request set them.
     pub id_maps: Option<UserNamespaceMaps>,
+    /// The staged root filesystem of an image: also nosuid and nodev.
+    pub image_volume: bool,
 }
 
 /// A host device to expose, from a CRI `Device` or (privileged) /dev.

@@ -141,8 +141,17 @@ fn user_mount(m: &ResolvedMount) -> Mount {
     } else {
         "rw"
     };
-    let options = ["rbind", propagation(m.propagation), access].map(String::from);
-    bind(&m.container_path, &m.source, options.to_vec())
+    let mut options = vec!["rbind", propagation(m.propagation), access];
+    if m.image_volume {
+        // The image's files are data mounted into the container: its
+        // set-uid programs and device nodes grant nothing.
+        options.extend(["nosuid", "nodev"]);
+    }
+    bind(
+        &m.container_path,
+        &m.source,
+        options.into_iter().map(String::from).collect(),
+    )
 }
 
 fn propagation(p: Propagation) -> &'static str {
@@ -292,6 +301,29 @@ mod tests {
             &f.inputs(),
             &["/mounts", "/linux/rootfsPropagation"],
         );
+    }
+
+    #[test]
+    fn an_image_volume_is_bound_read_only_nosuid_nodev() {
+        let mut f = Fixture::plain();
+        let mut volume = cri_mount(
+            "/models",
+            "/run/peapod/containers/c1d2/image-volumes/0/data",
+            Propagation::HostToContainer,
+        );
+        volume.readonly = true;
+        volume.image_volume = true;
+        f.mounts = vec![volume];
+        let j = run(with_user_mounts, &f.inputs());
+        assert_eq!(
+            at(&j, "/models")["options"],
+            json!(["rbind", "rslave", "ro", "nosuid", "nodev"])
+        );
+        assert_eq!(
+            at(&j, "/models")["source"],
+            "/run/peapod/containers/c1d2/image-volumes/0/data"
+        );
+        assert_eq!(j["linux"]["rootfsPropagation"], "rslave");
     }
 
     #[test]

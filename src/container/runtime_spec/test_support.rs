@@ -113,6 +113,7 @@ pub fn record(name: &str, security: SecuritySpec, resources: Resources) -> Conta
         image_name: "docker.io/library/busybox:1.36".into(),
         image_ref: String::new(),
         layers: vec![],
+        image_volumes: vec![],
         log_path: None,
         dir: PathBuf::from("/run/peapod/containers/c1d2"),
         layer_dir: PathBuf::from("/var/lib/peapod/containers/c1d2"),
@@ -157,6 +158,7 @@ pub fn cri_mount(container_path: &str, source: &str, propagation: Propagation) -
         recursive_read_only: false,
         propagation,
         id_maps: None,
+        image_volume: false,
     }
 }
 

@@ -87,6 +87,7 @@ fn record(security: crate::container::spec::SecuritySpec) -> ContainerRecord {
         image_name: "busybox".into(),
         image_ref: String::new(),
         layers: vec![],
+        image_volumes: vec![],
         log_path: None,
         dir: PathBuf::from("/run/peapod/containers/c1"),
         layer_dir: PathBuf::from("/var/lib/peapod/containers/c1"),
@@ -157,6 +158,7 @@ fn a_pod_container_spec() {
         recursive_read_only: false,
         propagation: Propagation::HostToContainer,
         id_maps: None,
+        image_volume: false,
     }];
     let j = built(&rec, &sb, &mounts);
     assert!(j.get("hostname").is_none(), "{j}");

@@ -7,7 +7,7 @@ use std::path::{Component, Path};
 use crate::api;
 use crate::container::{
     signals, ContainerError, ContainerFilter, ContainerMetadata, ContainerRecord, ContainerSpec,
-    ContainerState, ContainerStatsView, DeviceSpec, MountSpec, Propagation,
+    ContainerState, ContainerStatsView, DeviceSpec, ImageVolumeSpec, MountSpec, Propagation,
 };
 
 pub use super::resources::{resources_from, resources_to_api};
@@ -110,17 +110,14 @@ fn mounts_from(mounts: Vec<api::Mount>) -> Result<Vec<MountSpec>, ContainerError
         .collect()
 }
 
-/// A bind mount of a host path; image volumes and id-mapped mounts are
+/// A bind mount of a host path, or an image volume; id-mapped mounts are
 /// refused rather than ignored.
 fn mount_from(field: &str, m: api::Mount) -> Result<MountSpec, ContainerError> {
     check_absolute(&m.container_path, &format!("{field}.container_path"))?;
-    if m.image.as_ref().is_some_and(|s| !s.image.is_empty()) {
-        return Err(invalid(
-            &format!("{field}.image"),
-            "image volume mounts are not supported by peapod yet",
-        ));
+    let image = image_volume_from(field, &m)?;
+    if image.is_none() {
+        check_absolute(&m.host_path, &format!("{field}.host_path"))?;
     }
-    check_absolute(&m.host_path, &format!("{field}.host_path"))?;
     let id_maps = mount_maps_from(&m.uid_mappings, &m.gid_mappings, field)?;
     let propagation = match api::MountPropagation::try_from(m.propagation) {
         Ok(api::MountPropagation::PropagationPrivate) => Propagation::Private,
@@ -141,7 +138,60 @@ fn mount_from(field: &str, m: api::Mount) -> Result<MountSpec, ContainerError> {
         selinux_relabel: m.selinux_relabel,
         propagation,
         id_maps,
+        image,
     })
+}
+
+/// The image a mount names (an image volume), if any: it replaces the
+/// host path, and only it has a sub path.
+fn image_volume_from(
+    field: &str,
+    m: &api::Mount,
+) -> Result<Option<ImageVolumeSpec>, ContainerError> {
+    let Some(image) = m
+        .image
+        .as_ref()
+        .filter(|i| !i.image.is_empty() || !i.user_specified_image.is_empty())
+    else {
+        if !m.image_sub_path.is_empty() {
+            return Err(invalid(
+                &format!("{field}.image_sub_path"),
+                "set, but the mount names no image",
+            ));
+        }
+        return Ok(None);
+    };
+    if !m.host_path.is_empty() {
+        return Err(invalid(
+            &format!("{field}.host_path"),
+            "must be empty for an image volume (image is set)",
+        ));
+    }
+    check_sub_path(&m.image_sub_path, &format!("{field}.image_sub_path"))?;
+    Ok(Some(ImageVolumeSpec {
+        image: image.image.clone(),
+        user_specified_image: image.user_specified_image.clone(),
+        sub_path: m.image_sub_path.clone(),
+    }))
+}
+
+/// A relative path that stays inside the image (its symlinks are resolved
+/// inside it when it is mounted); empty for the image's root.
+fn check_sub_path(p: &str, field: &str) -> Result<(), ContainerError> {
+    let path = Path::new(p);
+    if p.contains('\0') {
+        return Err(invalid(field, format!("{p:?} must not contain NUL")));
+    }
+    if path.is_absolute() {
+        return Err(invalid(
+            field,
+            format!("{p:?} must be a path relative to the image's root"),
+        ));
+    }
+    if path.components().any(|c| c == Component::ParentDir) {
+        return Err(invalid(field, format!("{p:?} must not contain '..'")));
+    }
+    Ok(())
 }
 
 fn devices_from(devices: Vec<api::Device>) -> Result<Vec<DeviceSpec>, ContainerError> {
@@ -258,12 +308,45 @@ pub fn to_container(r: &ContainerRecord) -> api::Container {
     }
 }
 
-pub fn to_status(r: &ContainerRecord) -> api::ContainerStatus {
-    let propagation = |p: Propagation| match p {
-        Propagation::Private => api::MountPropagation::PropagationPrivate as i32,
-        Propagation::HostToContainer => api::MountPropagation::PropagationHostToContainer as i32,
-        Propagation::Bidirectional => api::MountPropagation::PropagationBidirectional as i32,
+/// A mount as the request gave it (an image volume with its image, as
+/// containerd reports it).
+fn mount_to_api(m: &MountSpec) -> api::Mount {
+    let propagation = match m.propagation {
+        Propagation::Private => api::MountPropagation::PropagationPrivate,
+        Propagation::HostToContainer => api::MountPropagation::PropagationHostToContainer,
+        Propagation::Bidirectional => api::MountPropagation::PropagationBidirectional,
     };
+    api::Mount {
+        container_path: m.container_path.clone(),
+        host_path: m.host_path.clone(),
+        readonly: m.readonly,
+        selinux_relabel: m.selinux_relabel,
+        propagation: propagation as i32,
+        recursive_read_only: m.recursive_read_only,
+        image: m.image.as_ref().map(|i| api::ImageSpec {
+            image: i.image.clone(),
+            user_specified_image: i.user_specified_image.clone(),
+            ..Default::default()
+        }),
+        image_sub_path: m
+            .image
+            .as_ref()
+            .map(|i| i.sub_path.clone())
+            .unwrap_or_default(),
+        uid_mappings: m
+            .id_maps
+            .iter()
+            .map(|maps| id_mapping_to_api(maps.uid))
+            .collect(),
+        gid_mappings: m
+            .id_maps
+            .iter()
+            .map(|maps| id_mapping_to_api(maps.gid))
+            .collect(),
+    }
+}
+
+pub fn to_status(r: &ContainerRecord) -> api::ContainerStatus {
     api::ContainerStatus {
         id: r.id.clone(),
         metadata: Some(metadata(&r.spec.metadata)),
@@ -278,30 +361,7 @@ pub fn to_status(r: &ContainerRecord) -> api::ContainerStatus {
         message: r.message.clone(),
         labels: r.spec.labels.clone(),
         annotations: r.spec.annotations.clone(),
-        mounts: r
-            .spec
-            .mounts
-            .iter()
-            .map(|m| api::Mount {
-                container_path: m.container_path.clone(),
-                host_path: m.host_path.clone(),
-                readonly: m.readonly,
-                selinux_relabel: m.selinux_relabel,
-                propagation: propagation(m.propagation),
-                recursive_read_only: m.recursive_read_only,
-                uid_mappings: m
-                    .id_maps
-                    .iter()
-                    .map(|maps| id_mapping_to_api(maps.uid))
-                    .collect(),
-                gid_mappings: m
-                    .id_maps
-                    .iter()
-                    .map(|maps| id_mapping_to_api(maps.gid))
-                    .collect(),
-                ..Default::default()
-            })
-            .collect(),
+        mounts: r.spec.mounts.iter().map(mount_to_api).collect(),
         log_path: r
             .log_path
             .as_ref()
@@ -525,6 +585,79 @@ mod tests {
         assert_eq!(spec.security.masked_paths, ["/proc/kcore"]);
     }
 
+    fn image_volume(sub_path: &str) -> api::Mount {
+        api::Mount {
+            container_path: "/models".into(),
+            readonly: true,
+            image: Some(api::ImageSpec {
+                image: "sha256:ab".into(),
+                user_specified_image: "registry.lan/models:v1".into(),
+                ..Default::default()
+            }),
+            image_sub_path: sub_path.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_image_volume_converts_and_is_reported_as_given() {
+        let mut req = request(Default::default());
+        req.config.as_mut().expect("config").mounts = vec![image_volume("data/v1")];
+        let spec = spec_from_request(req).expect("valid request");
+        let m = &spec.mounts[0];
+        assert_eq!(m.host_path, "");
+        assert_eq!(
+            m.image,
+            Some(ImageVolumeSpec {
+                image: "sha256:ab".into(),
+                user_specified_image: "registry.lan/models:v1".into(),
+                sub_path: "data/v1".into(),
+            })
+        );
+        assert_eq!(mount_to_api(m), image_volume("data/v1"));
+        // A bind mount reports no image.
+        let mut bind = m.clone();
+        bind.image = None;
+        bind.host_path = "/srv".into();
+        let reported = mount_to_api(&bind);
+        assert_eq!(
+            (reported.image, reported.image_sub_path),
+            (None, String::new())
+        );
+    }
+
+    #[test]
+    fn image_sub_paths_stay_inside_the_image() {
+        for ok in ["", "data", "./data/v1/", "a/./b"] {
+            check_sub_path(ok, "f").unwrap_or_else(|e| panic!("{ok:?}: {e}"));
+        }
+        for (bad, why) in [
+            (
+                "/data",
+                "\"/data\" must be a path relative to the image's root",
+            ),
+            ("../x", "\"../x\" must not contain '..'"),
+            ("data/../../x", "\"data/../../x\" must not contain '..'"),
+            ("a/..", "\"a/..\" must not contain '..'"),
+            ("da\0ta", "\"da\\0ta\" must not contain NUL"),
+        ] {
+            assert_eq!(
+                check_sub_path(bad, "config.mounts[1].image_sub_path").unwrap_err(),
+                invalid("config.mounts[1].image_sub_path", why),
+                "{bad:?}"
+            );
+        }
+        let mut req = request(Default::default());
+        let c = req.config.as_mut().expect("config");
+        c.mounts = vec![image_volume(""), image_volume("../etc")];
+        let e = spec_from_request(req).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("config.mounts[1].image_sub_path:"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn refusals_name_the_field() {
         const SC: &str = "config.linux.security_context";
@@ -554,8 +687,15 @@ mod tests {
                     }),
                     ..Default::default()
                 })),
-                "config.mounts[0].image: image volume mounts are not supported by peapod yet"
+                "config.mounts[0].host_path: must be empty for an image volume (image is set)"
                     .into(),
+            ),
+            (
+                Box::new(mount(api::Mount {
+                    image_sub_path: "data".into(),
+                    ..Default::default()
+                })),
+                "config.mounts[0].image_sub_path: set, but the mount names no image".into(),
             ),
             (
                 Box::new(mount(api::Mount {
