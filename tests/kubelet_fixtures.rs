@@ -944,3 +944,106 @@ async fn kubelet_container_requests() {
     d.remove_all().await;
     d.assert_no_containers_left();
 }
+
+/// A `hostUsers: false` pod as kubelet 1.32 sends it: the fixture's
+/// locked-down pod and container with the user-namespace options kubelet
+/// adds to both (one mapping of 65536 ids at a 65536-aligned host id, for
+/// uids and gids alike). The configmap, emptyDir, /etc/hosts and
+/// termination-log mounts come through id-mapped, so the non-root user
+/// reads and writes them as on a pod in the host's user namespace.
+#[tokio::test(flavor = "multi_thread")]
+async fn kubelet_host_users_false_pod() {
+    const HOST_ID: u32 = 65536 * 9;
+    let f = fixtures();
+    let d = TestDaemon::start();
+    let image_id = d.pull("busybox:latest").await;
+    let mapping = api::IdMapping {
+        host_id: HOST_ID,
+        container_id: 0,
+        length: 65536,
+    };
+    let userns = Some(api::UserNamespace {
+        mode: api::NamespaceMode::Pod as i32,
+        uids: vec![mapping],
+        gids: vec![mapping],
+    });
+    let req = &f["CreateContainer_securitycontext_volumes_env"]["req"];
+    let mut pod = localise(&d, pod_config(&req["sandbox_config"]));
+    let pod_ns = |p: &mut api::PodSandboxConfig| {
+        let sc = p.linux.as_mut().unwrap().security_context.as_mut().unwrap();
+        sc.namespace_options.as_mut().unwrap().userns_options = userns.clone();
+    };
+    pod_ns(&mut pod);
+    let sandbox = d.run_pod(pod.clone()).await;
+    let reported = d.status(&sandbox).await.status.unwrap().linux.unwrap();
+    let options = reported.namespaces.unwrap().options.unwrap();
+    assert_eq!(options.userns_options, userns);
+
+    let mut config = container_config(&req["config"]);
+    config.image.as_mut().unwrap().image = image_id;
+    localise_mounts(&d, &mut config);
+    let sc = config
+        .linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap();
+    sc.namespace_options.as_mut().unwrap().userns_options = userns.clone();
+    // What the init container would have left in the emptyDir.
+    let work_dir = config
+        .mounts
+        .iter()
+        .find(|m| m.container_path == "/work")
+        .map(|m| m.host_path.clone())
+        .unwrap();
+    std::fs::write(
+        std::path::Path::new(&work_dir).join("init.txt"),
+        "init-ran\n",
+    )
+    .unwrap();
+    let pod = Pod {
+        id: sandbox,
+        config: pod,
+    };
+    let main = d.run(&pod, config).await;
+    let log = std::path::PathBuf::from(&pod.config.log_directory).join("main/0.log");
+    eventually("the main container's output", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("hello-from-configmap"))
+    })
+    .await;
+    let text =
+        common::containers::log_text(&common::containers::read_log(&log), "stdout").join("\n");
+    assert!(text.contains("uid=1000 gid=3000"), "{text}");
+    assert!(text.contains("init-ran"), "{text}");
+    // The kernel's view: the container's uid 1000 is host uid HOST_ID + 1000,
+    // through exactly the mapping kubelet sent.
+    let pid = d.cpid(&main).await;
+    let status = common::containers::proc_status(pid);
+    let host_uid = (HOST_ID + 1000).to_string();
+    assert_eq!(
+        status["Uid"].split_whitespace().next(),
+        Some(host_uid.as_str())
+    );
+    let uid_map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap();
+    assert_eq!(
+        uid_map.split_whitespace().collect::<Vec<_>>(),
+        ["0", &HOST_ID.to_string(), "65536"]
+    );
+    assert_eq!(
+        d.exec_ok(
+            &main,
+            &["stat", "-c", "%u:%g", "/etc/hosts", "/config/greeting"]
+        )
+        .await,
+        "0:0\n0:0\n"
+    );
+    // Written through the id-mapped emptyDir: uid 1000 on the host too.
+    d.exec_ok(&main, &["sh", "-c", "echo x > /work/by-main"])
+        .await;
+    let written = std::path::Path::new(&work_dir).join("by-main");
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(written).unwrap());
+    assert_eq!(owner, 1000);
+    d.remove_all().await;
+    d.assert_no_containers_left();
+}

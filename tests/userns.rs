@@ -67,6 +67,8 @@ fn userns_pod_config(d: &TestDaemon, name: &str) -> api::PodSandboxConfig {
     let sysctls = &mut c.linux.as_mut().unwrap().sysctls;
     sysctls.insert("net.ipv4.ip_unprivileged_port_start".into(), "81".into());
     sysctls.insert("kernel.shmmni".into(), "2048".into());
+    // As kubelet sets it: every group, narrowed to the pod's own.
+    sysctls.insert("net.ipv4.ping_group_range".into(), "0 2147483647".into());
     c
 }
 
@@ -301,6 +303,13 @@ async fn a_pod_with_its_own_user_namespace() {
     assert_eq!(
         d.exec_ok(&id, &["cat", "/proc/sys/kernel/shmmni"]).await,
         "2048\n"
+    );
+    assert_eq!(
+        normalise(
+            &d.exec_ok(&id, &["cat", "/proc/sys/net/ipv4/ping_group_range"])
+                .await
+        ),
+        format!("0 {}", LENGTH - 1)
     );
 
     // Logs and stats as in any pod.

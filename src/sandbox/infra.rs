@@ -12,6 +12,7 @@ use peapod_monitor_protocol::Answer;
 
 use super::spec::{NamespaceMode, SandboxSpec};
 use crate::process::ProcessRef;
+use crate::userns::UserNamespaceMaps;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InfraError {
@@ -50,11 +51,34 @@ pub fn pause_config(spec: &SandboxSpec) -> PauseConfig {
             .iter()
             .map(|(key, value)| Sysctl {
                 key: key.clone(),
-                value: value.clone(),
+                value: fit_to_userns(key, value, spec.userns.as_ref()),
             })
             .collect(),
         pause_bin: None,
     }
+}
+
+/// `net.ipv4.ping_group_range` names groups, which the kernel takes only
+/// when they are mapped in the user namespace of the writer. Inside a
+/// pod's own user namespace the range asked for ("every group", as kubelet
+/// writes it: `0 2147483647`) is narrowed to the groups the pod maps.
+fn fit_to_userns(key: &str, value: &str, userns: Option<&UserNamespaceMaps>) -> String {
+    let Some(gid) = userns.map(|maps| maps.gid) else {
+        return value.to_string();
+    };
+    if key != "net.ipv4.ping_group_range" {
+        return value.to_string();
+    }
+    let bounds: Vec<u64> = value
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let [low, high] = bounds[..] else {
+        return value.to_string();
+    };
+    let first = u64::from(gid.container_id);
+    let last = first + u64::from(gid.length) - 1;
+    format!("{} {}", low.clamp(first, last), high.clamp(first, last))
 }
 
 /// The monitor's arguments for a pod.
@@ -250,6 +274,21 @@ mod tests {
         );
         sh.wait().unwrap();
         assert!(gone, "child {child} of {sh_pid} survived");
+    }
+
+    #[test]
+    fn ping_group_range_is_narrowed_to_the_pods_groups() {
+        let maps = UserNamespaceMaps {
+            uid: crate::userns::IdMap::parse("0:65536:65536").unwrap(),
+            gid: crate::userns::IdMap::parse("0:131072:65536").unwrap(),
+        };
+        let key = "net.ipv4.ping_group_range";
+        assert_eq!(fit_to_userns(key, "0 2147483647", Some(&maps)), "0 65535");
+        assert_eq!(fit_to_userns(key, "100\t200", Some(&maps)), "100 200");
+        assert_eq!(fit_to_userns(key, "0 2147483647", None), "0 2147483647");
+        assert_eq!(fit_to_userns("net.ipv4.ip_forward", "1", Some(&maps)), "1");
+        // Not two numbers: left for the kernel to refuse.
+        assert_eq!(fit_to_userns(key, "x", Some(&maps)), "x");
     }
 
     #[test]
