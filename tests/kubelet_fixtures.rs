@@ -969,11 +969,7 @@ async fn kubelet_host_users_false_pod() {
     });
     let req = &f["CreateContainer_securitycontext_volumes_env"]["req"];
     let mut pod = localise(&d, pod_config(&req["sandbox_config"]));
-    let pod_ns = |p: &mut api::PodSandboxConfig| {
-        let sc = p.linux.as_mut().unwrap().security_context.as_mut().unwrap();
-        sc.namespace_options.as_mut().unwrap().userns_options = userns.clone();
-    };
-    pod_ns(&mut pod);
+    common::containers::pod_namespace_options(&mut pod).userns_options = userns.clone();
     let sandbox = d.run_pod(pod.clone()).await;
     let reported = d.status(&sandbox).await.status.unwrap().linux.unwrap();
     let options = reported.namespaces.unwrap().options.unwrap();
@@ -982,14 +978,7 @@ async fn kubelet_host_users_false_pod() {
     let mut config = container_config(&req["config"]);
     config.image.as_mut().unwrap().image = image_id;
     localise_mounts(&d, &mut config);
-    let sc = config
-        .linux
-        .as_mut()
-        .unwrap()
-        .security_context
-        .as_mut()
-        .unwrap();
-    sc.namespace_options.as_mut().unwrap().userns_options = userns.clone();
+    common::containers::container_namespace_options(&mut config).userns_options = userns.clone();
     // What the init container would have left in the emptyDir.
     let work_dir = config
         .mounts

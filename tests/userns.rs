@@ -35,35 +35,11 @@ fn pod_userns() -> api::UserNamespace {
     }
 }
 
-fn pod_namespaces(c: &mut api::PodSandboxConfig) -> &mut api::NamespaceOption {
-    c.linux
-        .as_mut()
-        .unwrap()
-        .security_context
-        .as_mut()
-        .unwrap()
-        .namespace_options
-        .as_mut()
-        .unwrap()
-}
-
-fn container_namespaces(c: &mut api::ContainerConfig) -> &mut api::NamespaceOption {
-    c.linux
-        .as_mut()
-        .unwrap()
-        .security_context
-        .as_mut()
-        .unwrap()
-        .namespace_options
-        .as_mut()
-        .unwrap()
-}
-
 /// A pod config with its own user namespace, a hostname and namespaced
 /// sysctls.
 fn userns_pod_config(d: &TestDaemon, name: &str) -> api::PodSandboxConfig {
     let mut c = d.pod_config(name);
-    pod_namespaces(&mut c).userns_options = Some(pod_userns());
+    pod_namespace_options(&mut c).userns_options = Some(pod_userns());
     let sysctls = &mut c.linux.as_mut().unwrap().sysctls;
     sysctls.insert("net.ipv4.ip_unprivileged_port_start".into(), "81".into());
     sysctls.insert("kernel.shmmni".into(), "2048".into());
@@ -76,7 +52,7 @@ fn userns_pod_config(d: &TestDaemon, name: &str) -> api::PodSandboxConfig {
 /// namespace repeated.
 fn userns_container(d: &TestDaemon, name: &str, image: &str, cmd: &[&str]) -> api::ContainerConfig {
     let mut c = d.container_config(name, image, cmd);
-    container_namespaces(&mut c).userns_options = Some(pod_userns());
+    container_namespace_options(&mut c).userns_options = Some(pod_userns());
     c
 }
 
@@ -234,13 +210,7 @@ async fn a_pod_with_its_own_user_namespace() {
         &image,
         &["sh", "-c", "echo c > /vol/shared/by-1234; sleep 1000"],
     );
-    c.linux
-        .as_mut()
-        .unwrap()
-        .security_context
-        .as_mut()
-        .unwrap()
-        .run_as_user = Some(api::Int64Value { value: 1234 });
+    container_security(&mut c).run_as_user = Some(api::Int64Value { value: 1234 });
     // Its own mappings on one mount (0..1000 on disk are 1000..1999 in the
     // container), and the image as a read-only volume, stacked from
     // id-mapped layers.
@@ -408,7 +378,7 @@ async fn invalid_user_namespace_requests_create_nothing() {
     let mut rt = d.runtime().await;
     for (spoil, field) in cases {
         let mut c = userns_pod_config(&d, "bad");
-        spoil(pod_namespaces(&mut c));
+        spoil(pod_namespace_options(&mut c));
         let e = rt
             .run_pod_sandbox(api::RunPodSandboxRequest {
                 config: Some(c),
@@ -427,7 +397,7 @@ async fn invalid_user_namespace_requests_create_nothing() {
     let image = d.pull("busybox:latest").await;
     let pod = d.pod_with(userns_pod_config(&d, "pod")).await;
     let mut c = d.container_config("host-users", &image, &["sleep", "1000"]);
-    container_namespaces(&mut c).userns_options = Some(api::UserNamespace {
+    container_namespace_options(&mut c).userns_options = Some(api::UserNamespace {
         mode: api::NamespaceMode::Node as i32,
         ..Default::default()
     });

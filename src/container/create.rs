@@ -261,18 +261,12 @@ impl Containers {
         rec: &ContainerRecord,
         idmap: Option<&PodIdmap<'_>>,
     ) -> Result<(), Error> {
-        let lower: Vec<PathBuf> = rec
-            .layers
-            .iter()
-            .map(|c| self.deps.images.layer_dir(c))
-            .collect();
-        if let Some(missing) = lower.iter().find(|l| !l.is_dir()) {
-            return Err(Error::NotFound(format!(
-                "config.image.image: layer {} of image {} is missing; pull the image again",
-                missing.display(),
-                rec.image_id
-            )));
-        }
+        let lower = layer_dirs(
+            &self.deps.images,
+            &rec.layers,
+            &rec.image_id,
+            "config.image.image",
+        )?;
         let lower = match idmap {
             Some(idmap) => {
                 // Before the mount: overlayfs takes its root's owner then.
@@ -380,6 +374,24 @@ fn check_userns(spec: &ContainerSpec, pod: &PodContext) -> Result<(), Error> {
         ));
     }
     Ok(())
+}
+
+/// The unpacked directories of an image's layers (chain ids, bottom
+/// first), which must all be there; NotFound naming `field` otherwise.
+pub(super) fn layer_dirs(
+    images: &Images,
+    layers: &[String],
+    image_id: &str,
+    field: &str,
+) -> Result<Vec<PathBuf>, Error> {
+    let dirs: Vec<PathBuf> = layers.iter().map(|c| images.layer_dir(c)).collect();
+    match dirs.iter().find(|l| !l.is_dir()) {
+        Some(missing) => Err(Error::NotFound(format!(
+            "{field}: layer {} of image {image_id} is missing; pull the image again",
+            missing.display(),
+        ))),
+        None => Ok(dirs),
+    }
 }
 
 /// An image in the store by the name kubelet gives (usually its id), else

@@ -13,7 +13,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::create::present_image;
+use super::create::{layer_dirs, present_image};
 use super::idmapped::{self, PodIdmap};
 use super::runtime_spec::ResolvedMount;
 use super::spec::{ContainerRecord, ImageVolumeRecord, MountSpec};
@@ -80,14 +80,12 @@ fn stage(
     let mount = rec.spec.mounts.get(volume.index).ok_or_else(|| {
         Error::Internal(format!("{field}: the record's image volume has no mount"))
     })?;
-    let lower: Vec<PathBuf> = volume.layers.iter().map(|c| images.layer_dir(c)).collect();
-    if let Some(missing) = lower.iter().find(|l| !l.is_dir()) {
-        return Err(Error::NotFound(format!(
-            "{field}.image: layer {} of image {} is missing; pull the image again",
-            missing.display(),
-            volume.image_id
-        )));
-    }
+    let lower = layer_dirs(
+        images,
+        &volume.layers,
+        &volume.image_id,
+        &format!("{field}.image"),
+    )?;
     let lower = match idmap {
         Some(idmap) => {
             let name = format!("volume-{}", volume.index);

@@ -35,6 +35,25 @@ impl Pod {
     }
 }
 
+/// The namespace options of a pod config in kubelet's shape.
+pub fn pod_namespace_options(c: &mut api::PodSandboxConfig) -> &mut api::NamespaceOption {
+    let sc = c.linux.as_mut().unwrap().security_context.as_mut().unwrap();
+    sc.namespace_options.get_or_insert_with(Default::default)
+}
+
+/// The security context of a container config in kubelet's shape.
+pub fn container_security(c: &mut api::ContainerConfig) -> &mut api::LinuxContainerSecurityContext {
+    let linux = c.linux.get_or_insert_with(Default::default);
+    linux.security_context.get_or_insert_with(Default::default)
+}
+
+/// The namespace options of a container config in kubelet's shape.
+pub fn container_namespace_options(c: &mut api::ContainerConfig) -> &mut api::NamespaceOption {
+    container_security(c)
+        .namespace_options
+        .get_or_insert_with(Default::default)
+}
+
 /// One CRI log record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLine {
@@ -171,16 +190,7 @@ impl TestDaemon {
     /// processes rather than networking.
     pub async fn host_pod(&self, name: &str) -> Pod {
         let mut c = self.pod_config(name);
-        c.linux
-            .as_mut()
-            .unwrap()
-            .security_context
-            .as_mut()
-            .unwrap()
-            .namespace_options
-            .as_mut()
-            .unwrap()
-            .network = api::NamespaceMode::Node as i32;
+        pod_namespace_options(&mut c).network = api::NamespaceMode::Node as i32;
         self.pod_with(c).await
     }
 
