@@ -515,3 +515,28 @@ async fn a_user_namespaced_container_survives_a_daemon_restart() {
     remove_pod(&d, &pod).await;
     d.assert_nothing_left(&pod.cgroup_parent());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn node_mode_keeps_the_hosts_user_namespace() {
+    let d = TestDaemon::start();
+    let image = d.pull("busybox:latest").await;
+    let node = api::UserNamespace {
+        mode: api::NamespaceMode::Node as i32,
+        ..Default::default()
+    };
+    let mut config = d.pod_config("host-users");
+    pod_namespace_options(&mut config).userns_options = Some(node.clone());
+    let pod = d.pod_with(config).await;
+    let mut c = d.container_config("app", &image, &["sleep", "1000"]);
+    container_namespace_options(&mut c).userns_options = Some(node);
+    let id = d.run(&pod, c).await;
+    let host = ns_link("self", "user");
+    let infra = d.infra_pid(&pod.id).await;
+    let pid = d.cpid(&id).await;
+    for p in [infra, pid] {
+        assert_eq!(ns_link(&p.to_string(), "user"), host);
+        assert_eq!(id_map(p, "uid_map"), "0 0 4294967295");
+    }
+    assert_eq!(proc_status(pid)["Uid"].split_whitespace().next(), Some("0"));
+    d.remove_all().await;
+}
