@@ -540,3 +540,45 @@ async fn node_mode_keeps_the_hosts_user_namespace() {
     assert_eq!(proc_status(pid)["Uid"].split_whitespace().next(), Some("0"));
     d.remove_all().await;
 }
+
+/// critest's "runtime should support NamespaceMode_POD": a pod whose
+/// namespace options hold nothing but the user namespace (so PID mode POD
+/// too), 100000 ids at host id 1000, and a container repeating the pod's
+/// options that prints its uid_map to its log.
+#[tokio::test(flavor = "multi_thread")]
+async fn critests_user_namespace_pod() {
+    let d = TestDaemon::start();
+    let image = d.pull("busybox:latest").await;
+    let mapping = vec![api::IdMapping {
+        host_id: 1000,
+        container_id: 0,
+        length: 100000,
+    }];
+    let options = api::NamespaceOption {
+        userns_options: Some(api::UserNamespace {
+            mode: api::NamespaceMode::Pod as i32,
+            uids: mapping.clone(),
+            gids: mapping,
+        }),
+        ..Default::default()
+    };
+    let mut config = d.pod_config("critest-userns");
+    *pod_namespace_options(&mut config) = options.clone();
+    let pod = d.pod_with(config).await;
+    let mut c = d.container_config("uid-map", &image, &["cat", "/proc/self/uid_map"]);
+    *container_namespace_options(&mut c) = options;
+    let id = d.run(&pod, c).await;
+    let status = d.wait_exit(&id, std::time::Duration::from_secs(30)).await;
+    assert_eq!(status.exit_code, 0, "{status:?}");
+    let log = Path::new(&pod.log_dir()).join("uid-map/0.log");
+    let lines = read_log(&log);
+    assert_eq!(
+        log_text(&lines, "stdout")
+            .iter()
+            .map(|l| normalise(l))
+            .collect::<Vec<_>>(),
+        ["0 1000 100000"]
+    );
+    d.remove_all().await;
+    d.assert_no_containers_left();
+}
