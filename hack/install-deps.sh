@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Installs what peapod's build and tests need on a fresh Debian 12 machine.
-# Safe to run more than once.
+# Installs what peapod needs on a fresh Debian 12 machine. Safe to run more
+# than once; what is installed already is not fetched again.
+#
+#   hack/install-deps.sh         the build, the daemon and the whole test suite
+#   hack/install-deps.sh --run   the build and the daemon only (hack/run.sh)
 set -euo pipefail
 
 if [ "$(id -u)" != 0 ]; then
@@ -8,12 +11,18 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-pkgs=(
+run_pkgs=(
   # build: protobuf-src compiles protoc from source
   cmake g++ make pkg-config
-  # runtime and tests
-  runc crun iproute2 iptables util-linux procps iputils-ping
-  containernetworking-plugins
+  # the daemon: an OCI runtime, CNI plugins (and what they call), mounts
+  runc iproute2 iptables util-linux procps containernetworking-plugins
+  ca-certificates
+)
+
+test_pkgs=(
+  crun iputils-ping
+  # service files are checked with systemd-analyze verify
+  systemd
   # images and the peer runtime for benchmarks
   docker-registry skopeo umoci busybox-static containerd zstd
   jq curl ca-certificates
@@ -24,6 +33,15 @@ pkgs=(
   # of Debian's python3
   golang-go golang-github-docker-spdystream-dev python3 python3-venv
 )
+
+case "${1:-}" in
+  --run) pkgs=("${run_pkgs[@]}") ;;
+  "") pkgs=("${run_pkgs[@]}" "${test_pkgs[@]}") ;;
+  *)
+    echo "usage: hack/install-deps.sh [--run]" >&2
+    exit 2
+    ;;
+esac
 
 missing=()
 for p in "${pkgs[@]}"; do

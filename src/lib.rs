@@ -22,6 +22,7 @@ pub mod host;
 pub mod ids;
 pub mod image;
 pub mod monitor;
+pub mod notify;
 pub mod objects;
 pub mod oci;
 pub mod pod;

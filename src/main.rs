@@ -190,6 +190,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION"),
         config.socket.display()
     );
+    // The socket accepts from here on: a `Type=notify` unit is up.
+    if let Err(e) = peapod::notify::ready(&format!("serving CRI on {}", config.socket.display())) {
+        warn!("cannot tell the service manager that the daemon is ready: {e}");
+    }
     serve_cri(daemon, listener).await?;
     let _ = std::fs::remove_file(&config.socket);
     info!("stopped; pods keep running");
