@@ -48,9 +48,10 @@ put_if_absent() {
   record "$1"
 }
 
-put target/release/peapod /usr/local/bin/peapod 0755
-put target/release/peapod-monitor /usr/local/bin/peapod-monitor 0755
-target/release/peapod config default | put_if_absent /etc/peapod/config.toml 0644
+release="${CARGO_TARGET_DIR:-target}/release"
+put "$release/peapod" /usr/local/bin/peapod 0755
+put "$release/peapod-monitor" /usr/local/bin/peapod-monitor 0755
+"$release/peapod" config default | put_if_absent /etc/peapod/config.toml 0644
 put_if_absent /etc/crictl.yaml 0644 <<'YAML'
 runtime-endpoint: unix:///run/peapod/peapod.sock
 image-endpoint: unix:///run/peapod/peapod.sock

@@ -12,4 +12,4 @@ cd "$(dirname "$0")/.."
 
 bash hack/install-deps.sh --run >&2
 cargo build --release --locked -p peapod -p peapod-monitor --bins >&2
-exec target/release/peapod serve "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/peapod" serve "$@"

@@ -69,6 +69,7 @@ pub struct TestDaemon {
     pub cgroup_parent: String,
     pub network: Option<TestNetwork>,
     pub extra_args: Vec<String>,
+    pub env: Vec<(String, String)>,
     /// The daemon and monitor this harness runs.
     pub binaries: Binaries,
     child: Option<Child>,
@@ -82,6 +83,8 @@ pub struct Options {
     pub cni_bin_dir: Option<String>,
     /// Another version's binaries (the upgrade test).
     pub binaries: Option<Binaries>,
+    /// Environment variables of the daemon's own.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -91,6 +94,7 @@ impl Default for Options {
             extra_args: vec![],
             cni_bin_dir: None,
             binaries: None,
+            env: vec![],
         }
     }
 }
@@ -117,6 +121,7 @@ impl TestDaemon {
             cgroup_parent: format!("/peapod-test-{}", rand_hex(8)),
             network: None,
             extra_args: opts.extra_args,
+            env: opts.env,
             binaries: opts.binaries.unwrap_or_else(Binaries::current),
             child: None,
             log: dir.path().join("daemon.log"),
@@ -189,6 +194,7 @@ impl TestDaemon {
             .arg("--log-level")
             .arg("peapod=debug")
             .args(&self.extra_args)
+            .envs(self.env.iter().cloned())
             .env_remove("RUST_LOG");
         cmd
     }
