@@ -33,6 +33,16 @@ Workloads:
                       RemovePodSandbox; then memory with --running-containers pods of
                       one running container each. An image the bench pulled is removed
                       at the end
+  --userns            with --containers and --cni: a second pod-network pass of the
+                      timed cycles whose pods have user namespaces of their own, as
+                      kubelet 1.32 runs `hostUsers: false` (userns_options mode POD in
+                      the pod and in its container; uids and gids container 0 ->
+                      host 65536 * (100 + pod number), 65536 of them, a range per pod),
+                      on each target whose Status reports user_namespaces for its
+                      default runtime handler (others are skipped with a line saying
+                      so); both pod-network passes then report RunPodSandbox too, and
+                      the userns rows get each target's ratio to its plain row
+                      (\"peapod/plain\"). The memory figures stay the plain pods'
   --running-containers N
                       pods with a running container for the memory figures (default 50)
   --runc-floor        with --containers: also time `runc create` + `runc start` of a
@@ -126,6 +136,8 @@ pub struct Options {
     pub sandbox_workload: bool,
     /// `--containers`: the image of the container workload.
     pub containers: Option<String>,
+    /// `--userns`: the container workload's pass with user namespaces.
+    pub userns: bool,
     pub running_containers: usize,
     pub runc_floor: bool,
     pub runc: PathBuf,
@@ -179,6 +191,7 @@ struct Flags {
     pull_peers: Vec<String>,
     sandbox_workload: bool,
     containers: Option<String>,
+    userns: bool,
     running_containers: usize,
     runc_floor: bool,
     runc: PathBuf,
@@ -208,6 +221,7 @@ impl Default for Flags {
             pull_peers: Vec::new(),
             sandbox_workload: true,
             containers: None,
+            userns: false,
             running_containers: 50,
             runc_floor: false,
             runc: PathBuf::from("runc"),
@@ -264,6 +278,7 @@ impl Flags {
             "--pull-runs" => self.pull_runs = parse_number(flag, &value()?)?,
             "--no-sandbox-workload" => self.sandbox_workload = false,
             "--containers" => self.containers = Some(image_reference(flag, value()?)?),
+            "--userns" => self.userns = true,
             "--running-containers" => self.running_containers = parse_number(flag, &value()?)?,
             "--runc-floor" => self.runc_floor = true,
             "--runc" => self.runc = PathBuf::from(value()?),
@@ -344,6 +359,15 @@ impl Flags {
         if self.containers.is_some() && self.targets.is_empty() {
             return Err(usage("--containers needs an --endpoint or --target"));
         }
+        if self.userns && self.containers.is_none() {
+            return Err(usage("--userns needs --containers IMAGE"));
+        }
+        // Kubernetes refuses hostUsers: false with hostNetwork.
+        if self.userns && !self.pod {
+            return Err(usage(
+                "--userns needs --cni: user-namespaced pods have a network of their own",
+            ));
+        }
         if self.streaming.is_some() && self.targets.is_empty() {
             return Err(usage("--streaming needs an --endpoint or --target"));
         }
@@ -389,6 +413,7 @@ impl Flags {
             pull_peers: self.pull_peers,
             sandbox_workload: self.sandbox_workload,
             containers: self.containers,
+            userns: self.userns,
             running_containers: self.running_containers,
             runc_floor: self.runc_floor,
             runc: self.runc,
@@ -621,6 +646,7 @@ mod tests {
         assert_eq!(o.modes, [NetMode::Pod]);
         assert_eq!(o.running_containers, 50);
         assert_eq!(o.runc, PathBuf::from("runc"));
+        assert!(!o.userns);
         // --containers with --pull and no network flag runs host-net pods.
         let o = parse_args(args(&[
             "--endpoint",
@@ -638,12 +664,36 @@ mod tests {
             &["--containers", "b"],
             &["--target", "runc=unix:///x.sock", "--containers", "b"],
             &["--endpoint", "unix:///x.sock", "--containers", "a b"],
+            &["--endpoint", "unix:///x.sock", "--cni", "--userns"],
+            &[
+                "--endpoint",
+                "unix:///x.sock",
+                "--containers",
+                "b",
+                "--userns",
+            ],
         ] {
             assert!(
                 matches!(parse_args(args(bad)), Err(BenchError::Usage(_))),
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn userns_option() {
+        let o = parse_args(args(&[
+            "--target",
+            "peapod=unix:///p.sock",
+            "--containers",
+            "b",
+            "--no-cni",
+            "--cni",
+            "--userns",
+        ]))
+        .unwrap();
+        assert!(o.userns);
+        assert_eq!(o.modes, [NetMode::Host, NetMode::Pod]);
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The container workload: per run a pod with one container through
 //! Create/Start/Stop/Remove, with StopContainer timed against the init's
-//! exit; then memory with many containers running.
+//! exit; then memory with many containers running. With `--userns`, a
+//! second pod-network pass whose pods have user namespaces of their own,
+//! on the targets that report support for them.
 
 use std::time::{Duration, Instant};
 
-use peapod::api::{ContainerState, ContainerStatusResponse};
+use peapod::api::{ContainerState, ContainerStatusResponse, StatusResponse};
 
 use crate::args::{NetMode, Options};
 use crate::cri::image::{BenchImage, ImageBench};
@@ -35,6 +37,7 @@ const TRAP_LIMIT: Duration = Duration::from_secs(10);
 
 /// One timed container cycle.
 struct ContainerTimes {
+    run_pod: Duration,
     create: Duration,
     start: Duration,
     stop: Duration,
@@ -50,6 +53,7 @@ struct ContainerTimes {
 
 #[derive(Default)]
 struct ContainerSamples {
+    run_pod: Vec<Duration>,
     create: Vec<Duration>,
     start: Vec<Duration>,
     create_start: Vec<Duration>,
@@ -61,13 +65,59 @@ struct ContainerSamples {
     remove_pod: Vec<Duration>,
 }
 
-/// A container workload metric of network mode `mode`.
+/// One pass of the container workload: its pods' network mode, and
+/// whether they have user namespaces of their own (`hostUsers: false`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pass {
+    mode: NetMode,
+    userns: bool,
+}
+
+impl Pass {
+    fn plain(mode: NetMode) -> Pass {
+        Pass {
+            mode,
+            userns: false,
+        }
+    }
+
+    /// "pod-net", or "pod-net userns": what the pass's metrics start with.
+    fn label(self) -> String {
+        if self.userns {
+            format!("{} userns", self.mode.label())
+        } else {
+            self.mode.label().to_string()
+        }
+    }
+
+    fn metric(self, what: &str) -> String {
+        format!("{} container {what}", self.label())
+    }
+}
+
+/// A container workload metric of network mode `mode` (pods in the host's
+/// user namespace).
 pub fn container_metric(mode: NetMode, what: &str) -> String {
-    format!("{} container {what}", mode.label())
+    Pass::plain(mode).metric(what)
+}
+
+/// Adds `samples` as metric `what` of `pass`. A userns pass's metric is
+/// related to the same metric of the plain pass, so that the table gives
+/// each target's ratio of the two.
+fn add_timed(report: &mut Report, target: &str, pass: Pass, what: &str, samples: &[Duration]) {
+    report.add_durations(target, &pass.metric(what), samples);
+    if pass.userns {
+        report.relate(
+            &pass.metric(what),
+            &Pass::plain(pass.mode).metric(what),
+            "plain",
+        );
+    }
 }
 
 impl ContainerSamples {
     fn push(&mut self, t: ContainerTimes) {
+        self.run_pod.push(t.run_pod);
         self.create.push(t.create);
         self.start.push(t.start);
         self.create_start.push(t.create + t.start);
@@ -79,22 +129,30 @@ impl ContainerSamples {
         self.remove_pod.push(t.remove_pod);
     }
 
-    fn report(&self, report: &mut Report, target: &str, mode: NetMode) {
-        let m = |what| container_metric(mode, what);
-        report.add_durations(target, &m("CreateContainer"), &self.create);
-        report.add_durations(target, &m("StartContainer"), &self.start);
-        report.add_durations(target, &m("Create+Start"), &self.create_start);
-        report.add_durations(target, &m("StopContainer (SIGTERM)"), &self.stop);
-        report.add_durations(target, &m("stop: call to init exit"), &self.to_exit);
+    /// The pass's metrics; RunPodSandbox only `with_run_pod` (the passes
+    /// --userns compares: a pod's user namespace is made there), so that
+    /// the table without --userns stays as it was.
+    fn report(&self, report: &mut Report, target: &str, pass: Pass, with_run_pod: bool) {
+        let mut timed = |what, samples: &[Duration]| add_timed(report, target, pass, what, samples);
+        if with_run_pod {
+            timed("RunPodSandbox", &self.run_pod);
+        }
+        timed("CreateContainer", &self.create);
+        timed("StartContainer", &self.start);
+        timed("Create+Start", &self.create_start);
+        timed("StopContainer (SIGTERM)", &self.stop);
+        timed("stop: call to init exit", &self.to_exit);
+        // A signed gap, not a cost: no ratio to the plain pass.
         report.add(
             target,
-            &m("stop: init exit to reply"),
+            &pass.metric("stop: init exit to reply"),
             "ms",
             self.exit_to_reply_ms.clone(),
         );
-        report.add_durations(target, &m("RemoveContainer"), &self.remove);
-        report.add_durations(target, &m("StopPodSandbox"), &self.stop_pod);
-        report.add_durations(target, &m("RemovePodSandbox"), &self.remove_pod);
+        let mut timed = |what, samples: &[Duration]| add_timed(report, target, pass, what, samples);
+        timed("RemoveContainer", &self.remove);
+        timed("StopPodSandbox", &self.stop_pod);
+        timed("RemovePodSandbox", &self.remove_pod);
     }
 }
 
@@ -172,17 +230,17 @@ impl TargetBench<'_> {
         }
     }
 
-    /// One timed cycle: RunPodSandbox (not reported here), CreateContainer,
+    /// One timed cycle of `pass`: RunPodSandbox, CreateContainer,
     /// StartContainer, StopContainer (timeout 10 s, the init's exit seen by
     /// a pidfd), RemoveContainer, StopPodSandbox, RemovePodSandbox.
     async fn container_cycle(
         &mut self,
-        mode: NetMode,
+        pass: Pass,
         img: &BenchImage,
     ) -> Result<ContainerTimes, BenchError> {
-        let (pod, _) = self.run(mode).await?;
+        let (pod, run_pod) = self.run_pod(pass.mode, pass.userns).await?;
         let pod_id = self.pod_id(&pod)?;
-        let (cid, create) = self.create_container(&pod, mode, img).await?;
+        let (cid, create) = self.create_container(&pod, pass.mode, img).await?;
         let start = self.start_container(&cid).await?;
         let resp = self.container_status(&cid, true).await?;
         let init = self.running_init(&resp, &cid)?;
@@ -202,6 +260,7 @@ impl TargetBench<'_> {
         let stop_pod = self.stop(&pod_id).await?;
         let remove_pod = self.remove(&pod, &pod_id).await?;
         Ok(ContainerTimes {
+            run_pod,
             create,
             start,
             stop,
@@ -215,7 +274,9 @@ impl TargetBench<'_> {
 }
 
 /// The container workload of one target: the image, the timed cycles per
-/// network mode, then memory with `--running-containers` containers.
+/// network mode (and with `--userns`, in pod network with user namespaces
+/// where the target supports them), then memory with
+/// `--running-containers` containers.
 pub async fn bench_containers(
     b: &mut TargetBench<'_>,
     ib: &mut ImageBench,
@@ -227,8 +288,19 @@ pub async fn bench_containers(
     let img = ib.ensure_image(b.shared, image).await?;
     eprintln!("[{}] container image {} is {}", b.name, img.name, img.id);
     let measured = async {
+        let userns = opts.userns && userns_supported(b, report).await?;
         for &mode in &opts.modes {
-            bench_container_cycles(b, opts.runs, report, mode, &img).await?;
+            // The plain pass that a userns pass is compared with reports
+            // RunPodSandbox too.
+            let compared = opts.userns && mode == USERNS_MODE;
+            bench_container_cycles(b, opts.runs, report, Pass::plain(mode), compared, &img).await?;
+        }
+        if userns {
+            let pass = Pass {
+                mode: USERNS_MODE,
+                userns: true,
+            };
+            bench_container_cycles(b, opts.runs, report, pass, true, &img).await?;
         }
         if let Some(&mode) = opts.modes.first() {
             if opts.running_containers > 0 {
@@ -245,25 +317,73 @@ pub async fn bench_containers(
     removed
 }
 
-/// A warm-up and then `runs` timed container cycles in `mode`.
+/// The network mode of the userns pass: Kubernetes refuses `hostUsers:
+/// false` with `hostNetwork`, and peapod does too.
+pub const USERNS_MODE: NetMode = NetMode::Pod;
+
+/// Whether target `b` runs the userns pass: its Status must report user
+/// namespaces for its default runtime handler. Otherwise a printed line
+/// and a note under the table say why it was skipped.
+async fn userns_supported(
+    b: &mut TargetBench<'_>,
+    report: &mut Report,
+) -> Result<bool, BenchError> {
+    let status = b.runtime_status().await?;
+    let Err(why) = default_handler_userns(&status) else {
+        return Ok(true);
+    };
+    let line = format!(
+        "{}: {} userns containers skipped: {why}",
+        b.name,
+        USERNS_MODE.label()
+    );
+    println!("target {line}");
+    report.notes.push(line);
+    Ok(false)
+}
+
+/// Whether `status` reports user namespace support for the default
+/// runtime handler (the one with the empty name, else the first), as
+/// kubelet reads it before it runs a pod with `hostUsers: false`; the
+/// error says why not.
+fn default_handler_userns(status: &StatusResponse) -> Result<(), String> {
+    let handlers = &status.runtime_handlers;
+    let Some(handler) = handlers
+        .iter()
+        .find(|h| h.name.is_empty())
+        .or(handlers.first())
+    else {
+        return Err("its Status lists no runtime handlers, so no user namespace support".into());
+    };
+    if handler.features.is_some_and(|f| f.user_namespaces) {
+        return Ok(());
+    }
+    Err(format!(
+        "its Status does not report user_namespaces for the default runtime handler {:?}",
+        handler.name
+    ))
+}
+
+/// A warm-up and then `runs` timed container cycles of `pass`.
 async fn bench_container_cycles(
     b: &mut TargetBench<'_>,
     runs: usize,
     report: &mut Report,
-    mode: NetMode,
+    pass: Pass,
+    with_run_pod: bool,
     img: &BenchImage,
 ) -> Result<(), BenchError> {
     eprintln!(
         "[{}] {} containers: warm-up, then {runs} Create/Start/Stop/Remove cycles",
         b.name,
-        mode.label(),
+        pass.label(),
     );
-    b.container_cycle(mode, img).await?;
+    b.container_cycle(pass, img).await?;
     let mut samples = ContainerSamples::default();
     for _ in 0..runs {
-        samples.push(b.container_cycle(mode, img).await?);
+        samples.push(b.container_cycle(pass, img).await?);
     }
-    samples.report(report, &b.name, mode);
+    samples.report(report, &b.name, pass, with_run_pod);
     Ok(())
 }
 
@@ -367,6 +487,8 @@ async fn remove_running(
 
 #[cfg(test)]
 mod tests {
+    use peapod::api::{RuntimeHandler, RuntimeHandlerFeatures};
+
     use super::*;
 
     #[test]
@@ -375,5 +497,73 @@ mod tests {
         let later = t + Duration::from_millis(3);
         assert!((ms_signed(later, t) - 3.0).abs() < 1e-9);
         assert!((ms_signed(t, later) + 3.0).abs() < 1e-9);
+    }
+
+    fn status_with(handlers: &[(&str, bool)]) -> StatusResponse {
+        StatusResponse {
+            runtime_handlers: handlers
+                .iter()
+                .map(|&(name, userns)| RuntimeHandler {
+                    name: name.to_string(),
+                    features: Some(RuntimeHandlerFeatures {
+                        user_namespaces: userns,
+                        ..Default::default()
+                    }),
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn userns_support_is_the_default_handlers() {
+        // containerd 1.6: no handlers at all.
+        assert!(default_handler_userns(&StatusResponse::default()).is_err());
+        assert!(default_handler_userns(&status_with(&[("", true)])).is_ok());
+        // The unnamed handler, wherever it is listed.
+        assert!(default_handler_userns(&status_with(&[("kata", true), ("", false)])).is_err());
+        assert!(default_handler_userns(&status_with(&[("kata", false), ("", true)])).is_ok());
+        // Without an unnamed one, the first.
+        assert!(default_handler_userns(&status_with(&[("runc", true), ("kata", false)])).is_ok());
+        let no_features = StatusResponse {
+            runtime_handlers: vec![RuntimeHandler::default()],
+            ..Default::default()
+        };
+        assert!(default_handler_userns(&no_features).is_err());
+    }
+
+    #[test]
+    fn userns_metrics_read_as_their_own_rows_related_to_the_plain_ones() {
+        let plain = Pass::plain(NetMode::Pod);
+        let userns = Pass {
+            mode: NetMode::Pod,
+            userns: true,
+        };
+        assert_eq!(
+            plain.metric("Create+Start"),
+            "pod-net container Create+Start"
+        );
+        assert_eq!(
+            userns.metric("Create+Start"),
+            "pod-net userns container Create+Start"
+        );
+        let mut samples = ContainerSamples::default();
+        samples.create.push(Duration::from_millis(2));
+        let mut r = Report::default();
+        samples.report(&mut r, "peapod", plain, false);
+        assert!(r.relations.is_empty());
+        assert!(!r.metrics.iter().any(|m| m.name.contains("RunPodSandbox")));
+        samples.report(&mut r, "peapod", userns, true);
+        let rel = r
+            .relations
+            .iter()
+            .find(|rel| rel.metric == "pod-net userns container CreateContainer")
+            .unwrap();
+        assert_eq!(rel.base, "pod-net container CreateContainer");
+        // The signed gap gets no ratio.
+        assert!(!r
+            .relations
+            .iter()
+            .any(|rel| rel.metric.contains("exit to reply")));
     }
 }

@@ -14,6 +14,8 @@
 //! can time `runc create` + `runc start` of a similar bundle as the floor.
 //! Containers carry the run label too, and so are found and removed on exit;
 //! the floor's runc containers are deleted with `runc delete --force`.
+//! With `--userns` it runs a pod-network pass with user namespaces too
+//! (kubelet's `hostUsers: false`), on targets that report support.
 //!
 //! The streaming workload reaches the URLs of CRI Exec and PortForward with
 //! the same SPDY client (tests/clients' `spdy-client`) for every target:
@@ -47,7 +49,7 @@ use tonic::transport::Channel;
 
 use crate::args::{parse_args, Options, Target, USAGE};
 use crate::cleanup::cleanup;
-use crate::containers::bench_containers;
+use crate::containers::{bench_containers, USERNS_MODE};
 use crate::cri::image::ImageBench;
 use crate::cri::runtime::TargetBench;
 use crate::cri::{call, connect, CALL_LIMIT};
@@ -166,12 +168,18 @@ fn workloads(opts: &Options) -> Vec<String> {
             .as_ref()
             .map(|i| format!("{}-containers({i})", m.label()))
     });
+    let userns = opts
+        .containers
+        .as_ref()
+        .filter(|_| opts.userns)
+        .map(|i| format!("{}-userns-containers({i})", USERNS_MODE.label()));
     let streaming = opts
         .streaming
         .as_ref()
         .map(|i| format!("{}-streaming({i})", streaming_mode(opts).label()));
     sandbox_modes
         .chain(container_modes)
+        .chain(userns)
         .chain(streaming)
         .chain(opts.runc_floor.then(|| "runc-floor".to_string()))
         .chain(opts.pulls.iter().map(|i| format!("pull {i}")))

@@ -15,12 +15,23 @@ pub struct Metric {
     pub values: Vec<(String, Vec<f64>)>,
 }
 
+/// A metric that is a variant of another (the userns pass of the plain
+/// one): under it, each target's ratio of the two.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relation {
+    pub metric: String,
+    pub base: String,
+    /// The base's short name in the ratio rows ("peapod/plain").
+    pub tag: &'static str,
+}
+
 /// Every metric in the order first measured, and the notes.
 #[derive(Debug, Default)]
 pub struct Report {
     pub metrics: Vec<Metric>,
     /// Printed under the table (pull sizes, cache-hit warnings).
     pub notes: Vec<String>,
+    pub relations: Vec<Relation>,
 }
 
 impl Report {
@@ -42,6 +53,19 @@ impl Report {
     pub fn add_durations(&mut self, target: &str, name: &str, d: &[Duration]) {
         let ms = d.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
         self.add(target, name, "ms", ms);
+    }
+
+    /// Metric `metric` is a variant of `base`, called `tag` in its ratio
+    /// rows; once is enough (every target adds it again).
+    pub fn relate(&mut self, metric: &str, base: &str, tag: &'static str) {
+        let rel = Relation {
+            metric: metric.to_string(),
+            base: base.to_string(),
+            tag,
+        };
+        if !self.relations.contains(&rel) {
+            self.relations.push(rel);
+        }
     }
 }
 
@@ -82,6 +106,11 @@ fn fmt_value(v: f64, unit: &str) -> String {
 }
 
 impl Metric {
+    /// The label of its value rows: name and unit.
+    fn label(&self) -> String {
+        format!("{} ({})", self.name, self.unit)
+    }
+
     /// The samples of `target` (none when it did not measure this metric).
     fn samples_of(&self, target: &str) -> &[f64] {
         self.values
@@ -100,6 +129,41 @@ impl Metric {
     }
 }
 
+/// The narrowest label column: what the longest labels of the workloads
+/// without --userns need.
+const LABEL_WIDTH: usize = 48;
+
+/// The table being written: its text and the width of its label column.
+struct Table {
+    out: String,
+    width: usize,
+}
+
+impl Table {
+    /// A label column as wide as the longest label (the userns metrics are
+    /// longer than the rest), at least LABEL_WIDTH.
+    fn new(report: &Report) -> Table {
+        let longest = report.metrics.iter().map(|m| m.label().len()).max();
+        Table {
+            out: String::new(),
+            width: longest.unwrap_or(0).max(LABEL_WIDTH),
+        }
+    }
+
+    /// One row; `n` (the sample count) on value rows, not on ratio rows.
+    fn row(&mut self, label: &str, target: &str, median: &str, p90: &str, n: Option<&str>) {
+        let _ = write!(
+            self.out,
+            "{label:<w$} {target:<20} {median:>12} {p90:>12}",
+            w = self.width
+        );
+        if let Some(n) = n {
+            let _ = write!(self.out, " {n:>6}");
+        }
+        self.out.push('\n');
+    }
+}
+
 /// The table: one row per metric and CRI target (also when it has no
 /// samples), a row per pull peer that has samples, and the ratio rows.
 pub fn render(report: &Report, targets: &[Target], peers: &[String]) -> String {
@@ -113,18 +177,16 @@ pub fn render(report: &Report, targets: &[Target], peers: &[String]) -> String {
         .find(|t| t.name == "containerd")
         .or(targets.last())
         .map(|t| t.name.as_str());
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<48} {:<20} {:>12} {:>12} {:>6}",
-        "metric", "target", "median", "p90", "n"
-    );
+    let mut table = Table::new(report);
+    table.row("metric", "target", "median", "p90", Some("n"));
     for m in &report.metrics {
-        render_rows(&mut out, m, targets, peers);
+        render_rows(&mut table, m, targets, peers);
         if let Some(subject) = subject {
-            render_ratios(&mut out, m, subject, baseline, peers);
+            render_ratios(&mut table, m, subject, baseline, peers);
         }
+        render_relations(&mut table, report, m, targets);
     }
+    let mut out = table.out;
     for note in &report.notes {
         let _ = writeln!(out, "note: {note}");
     }
@@ -132,8 +194,8 @@ pub fn render(report: &Report, targets: &[Target], peers: &[String]) -> String {
 }
 
 /// A metric's rows: every CRI target, then the peers that measured it.
-fn render_rows(out: &mut String, m: &Metric, targets: &[Target], peers: &[String]) {
-    let label = format!("{} ({})", m.name, m.unit);
+fn render_rows(table: &mut Table, m: &Metric, targets: &[Target], peers: &[String]) {
+    let label = m.label();
     let rows = targets
         .iter()
         .map(|t| t.name.as_str())
@@ -144,15 +206,8 @@ fn render_rows(out: &mut String, m: &Metric, targets: &[Target], peers: &[String
             Some((med, p90)) => (fmt_value(med, m.unit), fmt_value(p90, m.unit)),
             None => ("-".to_string(), "-".to_string()),
         };
-        let _ = writeln!(
-            out,
-            "{:<48} {:<20} {:>12} {:>12} {:>6}",
-            label,
-            name,
-            med,
-            p90,
-            samples.len()
-        );
+        let n = samples.len().to_string();
+        table.row(&label, name, &med, &p90, Some(&n));
     }
 }
 
@@ -160,7 +215,7 @@ fn render_rows(out: &mut String, m: &Metric, targets: &[Target], peers: &[String
 /// always gets a row (as "-" when it has no samples); a peer only where it
 /// measured this metric.
 fn render_ratios(
-    out: &mut String,
+    table: &mut Table,
     m: &Metric,
     subject: &str,
     baseline: Option<&str>,
@@ -173,14 +228,39 @@ fn render_ratios(
     let sv = summary(m.samples_of(subject), m.unit);
     for b in baselines {
         let bv = summary(m.samples_of(b), m.unit);
-        let _ = writeln!(
-            out,
-            "{:<48} {:<20} {:>12} {:>12}",
-            m.name,
-            format!("{subject}/{b}"),
-            ratio(sv.map(|x| x.0), bv.map(|x| x.0)),
-            ratio(sv.map(|x| x.1), bv.map(|x| x.1)),
+        table.row(
+            &m.name,
+            &format!("{subject}/{b}"),
+            &ratio(sv.map(|x| x.0), bv.map(|x| x.0)),
+            &ratio(sv.map(|x| x.1), bv.map(|x| x.1)),
+            None,
         );
+    }
+}
+
+/// The rows of `m` over the metrics it is a variant of: per target that
+/// measured both, "TARGET/TAG" with the ratios of the medians and of the
+/// slow ends.
+fn render_relations(table: &mut Table, report: &Report, m: &Metric, targets: &[Target]) {
+    for rel in report.relations.iter().filter(|r| r.metric == m.name) {
+        let Some(base) = report.metrics.iter().find(|b| b.name == rel.base) else {
+            continue;
+        };
+        for t in targets.iter().map(|t| t.name.as_str()) {
+            let (Some(v), Some(bv)) = (
+                summary(m.samples_of(t), m.unit),
+                summary(base.samples_of(t), base.unit),
+            ) else {
+                continue;
+            };
+            table.row(
+                &m.name,
+                &format!("{t}/{}", rel.tag),
+                &ratio(Some(v.0), Some(bv.0)),
+                &ratio(Some(v.1), Some(bv.1)),
+                None,
+            );
+        }
     }
 }
 
@@ -227,6 +307,66 @@ mod tests {
         assert_eq!(
             out.lines().filter(|l| l.contains("skopeo+umoci")).count(),
             2,
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn the_label_column_fits_the_longest_label() {
+        let targets = [parse_endpoint("peapod".into(), "unix:///p.sock").unwrap()];
+        let mut r = Report::default();
+        r.add(
+            "peapod",
+            "host-net container stop: init exit to reply",
+            "ms",
+            vec![1.0],
+        );
+        // 48 wide, as the table always was.
+        let header = format!(
+            "{:<48} {:<20} {:>12} {:>12} {:>6}",
+            "metric", "target", "median", "p90", "n"
+        );
+        assert_eq!(
+            render(&r, &targets, &[]).lines().next(),
+            Some(header.as_str())
+        );
+        let long = "pod-net userns container stop: init exit to reply";
+        r.add("peapod", long, "ms", vec![1.0]);
+        let out = render(&r, &targets, &[]);
+        let value = out.lines().find(|l| l.starts_with(long)).unwrap();
+        assert!(value.starts_with(&format!("{long} (ms) peapod ")), "{out}");
+        // Every row's target column starts at the same place.
+        let at = |l: &str| l.find("peapod").unwrap();
+        assert!(out.lines().skip(1).all(|l| at(l) == at(value)), "{out}");
+    }
+
+    #[test]
+    fn a_variant_gets_ratios_to_its_base_where_both_were_measured() {
+        let mut r = Report::default();
+        for (t, plain, userns) in [("peapod", 2.0, 3.0), ("containerd", 4.0, f64::NAN)] {
+            r.add(t, "pod-net container X", "ms", vec![plain]);
+            if !userns.is_nan() {
+                r.add(t, "pod-net userns container X", "ms", vec![userns]);
+            }
+            r.relate("pod-net userns container X", "pod-net container X", "plain");
+        }
+        assert_eq!(r.relations.len(), 1);
+        let targets = [
+            parse_endpoint("peapod".into(), "unix:///p.sock").unwrap(),
+            parse_endpoint("containerd".into(), "unix:///c.sock").unwrap(),
+        ];
+        let out = render(&r, &targets, &[]);
+        let rel: Vec<&str> = out.lines().filter(|l| l.contains("/plain")).collect();
+        assert_eq!(rel.len(), 1, "{out}");
+        assert!(rel[0].starts_with("pod-net userns container X"), "{out}");
+        assert!(rel[0].contains("peapod/plain"), "{out}");
+        assert!(rel[0].ends_with("1.500        1.500"), "{out}");
+        // The target that did not run the variant has an empty row, no ratio.
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("pod-net userns container X (ms)")
+                    && l.contains("containerd")
+                    && l.ends_with("-            -      0")),
             "{out}"
         );
     }

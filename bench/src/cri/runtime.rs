@@ -8,8 +8,8 @@ use peapod::api::{
     ContainerStatusRequest, ContainerStatusResponse, CreateContainerRequest, ExecRequest,
     ListPodSandboxRequest, PodSandboxFilter, PodSandboxState, PodSandboxStateValue,
     PodSandboxStatusRequest, PodSandboxStatusResponse, PortForwardRequest, RemoveContainerRequest,
-    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopContainerRequest,
-    StopPodSandboxRequest,
+    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StatusRequest,
+    StatusResponse, StopContainerRequest, StopPodSandboxRequest,
 };
 use tonic::transport::Channel;
 
@@ -18,7 +18,7 @@ use crate::args::NetMode;
 use crate::containers::BENCH_CONTAINER;
 use crate::cri::image::BenchImage;
 use crate::error::BenchError;
-use crate::kubelet::{ContainerSpec, Pod};
+use crate::kubelet::{pod_userns, ContainerSpec, Pod};
 use crate::run::{track_in, untrack_in, Shared};
 
 /// The pod and container workloads' view of one CRI target.
@@ -45,8 +45,20 @@ impl<'a> TargetBench<'a> {
     }
     /// RunPodSandbox of a new pod, after kubelet's part of its preparation.
     pub async fn run(&mut self, mode: NetMode) -> Result<(Pod, Duration), BenchError> {
+        self.run_pod(mode, false).await
+    }
+
+    /// RunPodSandbox of a new pod, with `userns` in a user namespace of its
+    /// own: a range of host ids no other pod of this target has (the pod's
+    /// number picks it).
+    pub async fn run_pod(
+        &mut self,
+        mode: NetMode,
+        userns: bool,
+    ) -> Result<(Pod, Duration), BenchError> {
         self.seq += 1;
-        let mut pod = Pod::new(self.shared, mode, self.seq)?;
+        let userns = userns.then(|| pod_userns(self.seq));
+        let mut pod = Pod::new(self.shared, mode, self.seq, userns)?;
         pod.prepare(&self.shared.cgroups)?;
         let req = RunPodSandboxRequest {
             config: Some(pod.config.clone()),
@@ -76,6 +88,14 @@ impl<'a> TargetBench<'a> {
         self.shared.track(&self.name, &resp.pod_sandbox_id);
         pod.id = Some(resp.pod_sandbox_id);
         Ok((pod, took))
+    }
+
+    /// The runtime's Status (not verbose): its conditions, handlers and
+    /// features.
+    pub async fn runtime_status(&mut self) -> Result<StatusResponse, BenchError> {
+        let req = StatusRequest { verbose: false };
+        let (resp, _) = call(&self.name, "Status", CALL_LIMIT, self.rt.status(req)).await?;
+        Ok(resp)
     }
 
     /// PodSandboxStatus, verbose or not.
