@@ -6,6 +6,8 @@
 #   hack/bench.sh --pull-only [OPTIONS]  only the image pull workload
 #   hack/bench.sh --containers-only [OPTIONS]
 #                                        only the container workload and the runc floor
+#   hack/bench.sh --containers-only --userns [OPTIONS]
+#                                        the same, plus the user namespace pass (below)
 #   hack/bench.sh --streaming-only [OPTIONS]
 #                                        only the streaming workload
 #   hack/bench.sh [peapod-bench OPTIONS] e.g. hack/bench.sh --runs 20 --cni
@@ -24,7 +26,14 @@
 # (timeout 10 s) of a shell that exits on SIGTERM, RemoveContainer,
 # StopPodSandbox, RemovePodSandbox; then the daemon's and the per-container processes'
 # memory with 50 running containers; and, as the floor, `runc create` +
-# `runc start` of a similar busybox bundle (target `runc`). The pull
+# `runc start` of a similar busybox bundle (target `runc`). With --userns
+# the container workload adds a pod-network pass whose pods have user
+# namespaces of their own, as kubelet 1.32 runs `hostUsers: false` (a
+# 65536-id range per pod from host id 6553600 up), on each runtime whose
+# Status reports user_namespaces for its default handler (Debian's
+# containerd 1.6 does not: it is skipped with a line saying so); the
+# userns rows carry each runtime's ratio to its plain pod-network row
+# (e.g. peapod/plain). The pull
 # workload: 5 cold pulls (RemoveImage before each) of the ~100 MB, 6-layer
 # test image `big` by each runtime's CRI PullImage (containerd's unpacks into
 # its snapshotter too) and by `skopeo copy` + `umoci unpack`, as MB/s and
@@ -88,6 +97,10 @@ cargo build --release --bins
 cargo build --release -p peapod-bench
 
 work=$(mktemp -d /tmp/peapod-bench.XXXXXX)
+# mktemp makes it 0700: a user-namespaced pod's root (a host id of its own,
+# not host root) could not reach the root filesystem and bind sources that
+# peapod keeps under it. Others may pass through, not list.
+chmod 0711 "$work"
 peapod_pid=""
 bridges=()
 
