@@ -119,7 +119,7 @@ cleanup() {
   # spdy-client sessions of the streaming workload outlive a peapod-bench that
   # died hard; theirs are the ones with a --result file under $work.
   for i in /proc/[0-9]*; do
-    if tr '\0' ' ' <"$i/cmdline" 2>/dev/null | grep -qF -- "--result $work/"; then
+    if tr '\0' ' ' 2>/dev/null <"$i/cmdline" | grep -qF -- "--result $work/"; then
       echo "$prog: killing leftover spdy-client ${i#/proc/}" >&2
       kill -KILL "${i#/proc/}" 2>/dev/null || true
     fi
