@@ -53,6 +53,8 @@
 # In OPTIONS, @REGISTRY@ stands for the registry's address, e.g.
 #   hack/bench.sh --pull @REGISTRY@/busybox:latest --pull-runs 3
 # (`big` is built only when the options name @REGISTRY@/big).
+# The binaries are built into and run from $CARGO_TARGET_DIR when it is set
+# (default target/).
 set -euo pipefail
 
 prog=hack/bench.sh
@@ -60,6 +62,10 @@ die() { echo "$prog: $*" >&2; exit 1; }
 
 cd "$(dirname "$0")/.."
 repo=$(pwd)
+case ${CARGO_TARGET_DIR:-target} in
+  /*) release=${CARGO_TARGET_DIR}/release ;;
+  *) release=$repo/${CARGO_TARGET_DIR:-target}/release ;;
+esac
 targets=${BENCH_TARGETS:-peapod containerd}
 cgparent=/peapod-bench
 
@@ -215,7 +221,7 @@ for t in $targets; do
     peapod)
       echo "== peapod" >&2
       write_conflist "$work/peapod/peapod-net.d" peapod-bench-peapod pbench-peapod0 198.18.2.0/24
-      setsid "$repo/target/release/peapod" serve \
+      setsid "$release/peapod" serve \
         --socket "$work/peapod/peapod.sock" \
         --root "$work/peapod/root" \
         --state "$work/peapod/state" \
@@ -239,4 +245,4 @@ for t in $targets; do
 done
 
 echo "== peapod-bench" >&2
-"$repo/target/release/peapod-bench" --cgroup-parent "$cgparent" --log-root "$work" "${bench_args[@]}" "${args[@]}"
+"$release/peapod-bench" --cgroup-parent "$cgparent" --log-root "$work" "${bench_args[@]}" "${args[@]}"
