@@ -151,6 +151,13 @@ pub struct CniConfig {
     pub bin_dirs: Vec<PathBuf>,
     /// Seconds a single plugin invocation may take.
     pub plugin_timeout_secs: u64,
+    /// Whether pods get peapod's own network while `conf_dir` holds no
+    /// config: a bridge with host-local IPAM, masquerade, portmap, loopback.
+    pub default_network: bool,
+    /// The default network's IPv4 subnet (CIDR).
+    pub default_subnet: String,
+    /// The default network's bridge.
+    pub default_bridge: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -200,6 +207,9 @@ impl Default for CniConfig {
             conf_dir: PathBuf::from("/etc/cni/net.d"),
             bin_dirs: vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
             plugin_timeout_secs: 60,
+            default_network: true,
+            default_subnet: "10.88.0.0/16".to_string(),
+            default_bridge: "peapod0".to_string(),
         }
     }
 }
@@ -392,6 +402,10 @@ impl Config {
     pub fn cni_cache_dir(&self) -> PathBuf {
         self.root_dir.join("cni-cache")
     }
+    /// host-local's allocations on the default network.
+    pub fn cni_ipam_dir(&self) -> PathBuf {
+        self.root_dir.join("cni-ipam")
+    }
     pub fn images_dir(&self) -> PathBuf {
         self.root_dir.join("images")
     }
@@ -425,8 +439,49 @@ impl CniConfig {
         if self.plugin_timeout_secs == 0 {
             return Err(invalid("cni.plugin_timeout_secs", "must be at least 1"));
         }
+        if let Err(message) = check_ipv4_subnet(&self.default_subnet) {
+            return Err(invalid("cni.default_subnet", &message));
+        }
+        if !is_interface_name(&self.default_bridge) {
+            return Err(invalid(
+                "cni.default_bridge",
+                &format!(
+                    "{:?} is not a network interface name (1 to 15 letters, digits, '_', '.' or '-')",
+                    self.default_bridge
+                ),
+            ));
+        }
         Ok(())
     }
+}
+
+/// An IPv4 network in CIDR form without host bits, with room for a
+/// gateway and pods (host-local refuses anything else).
+fn check_ipv4_subnet(cidr: &str) -> Result<(), String> {
+    let not_cidr = || format!("{cidr:?} is not an IPv4 CIDR such as 10.88.0.0/16");
+    let (addr, prefix) = cidr.split_once('/').ok_or_else(not_cidr)?;
+    let addr: std::net::Ipv4Addr = addr.parse().map_err(|_| not_cidr())?;
+    let canonical = prefix.bytes().all(|b| b.is_ascii_digit()) && !prefix.starts_with("0");
+    let prefix: u32 = match prefix.parse() {
+        Ok(p) if p <= 32 && (canonical || prefix == "0") => p,
+        _ => return Err(not_cidr()),
+    };
+    if prefix > 30 {
+        return Err(format!("{cidr:?} is too small: at most /30"));
+    }
+    let host_bits = u32::MAX.checked_shr(prefix).unwrap_or(0);
+    if u32::from(addr) & host_bits != 0 {
+        return Err(format!("{cidr:?} has host bits set"));
+    }
+    Ok(())
+}
+
+/// What the kernel takes as a link name, kept to plain characters.
+fn is_interface_name(name: &str) -> bool {
+    (1..=15).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 impl ImagesConfig {
@@ -503,6 +558,27 @@ mod tests {
         let err =
             Config::from_toml("[cni]\nplugin_timeout_secs = 0", Path::new("c.toml")).unwrap_err();
         assert!(err.to_string().contains("cni.plugin_timeout_secs"), "{err}");
+        for subnet in [
+            "10.88.0.0",
+            "10.88.0.1/16",
+            "10.88.0.0/31",
+            "fd00::/64",
+            "x/8",
+        ] {
+            let text = format!("[cni]\ndefault_subnet = {subnet:?}");
+            let err = Config::from_toml(&text, Path::new("c.toml")).unwrap_err();
+            assert!(err.to_string().contains("cni.default_subnet"), "{err}");
+        }
+        let c = Config::from_toml(
+            "[cni]\ndefault_subnet = \"10.9.8.0/24\"",
+            Path::new("c.toml"),
+        );
+        assert_eq!(c.unwrap().cni.default_subnet, "10.9.8.0/24");
+        for bridge in ["", "a/b", "sixteen-chars-xx"] {
+            let text = format!("[cni]\ndefault_bridge = {bridge:?}");
+            let err = Config::from_toml(&text, Path::new("c.toml")).unwrap_err();
+            assert!(err.to_string().contains("cni.default_bridge"), "{err}");
+        }
     }
 
     #[test]

@@ -15,12 +15,23 @@ fn verbose_info(st: &api::PodSandboxStatusResponse) -> serde_json::Value {
     serde_json::from_str(st.info.get("info").expect("verbose info")).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn version_status_and_runtime_config() {
+/// A daemon without any pod network: no CNI config and the default
+/// network off (its config file lives in the returned dir).
+fn start_without_pod_network() -> (tempfile::TempDir, TestDaemon) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[cni]\ndefault_network = false\n").unwrap();
     let d = TestDaemon::start_with(Options {
         cni: false,
+        extra_args: vec!["--config".into(), config.to_string_lossy().into_owned()],
         ..Default::default()
     });
+    (dir, d)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn version_status_and_runtime_config() {
+    let (_config, d) = start_without_pod_network();
     let mut rt = d.runtime().await;
     let v = rt
         .version(api::VersionRequest {
@@ -285,10 +296,7 @@ async fn pod_network_namespaces_hostname_dns_sysctls_and_cgroup() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn host_namespaces_are_the_hosts() {
-    let d = TestDaemon::start_with(Options {
-        cni: false,
-        ..Default::default()
-    });
+    let (_config, d) = start_without_pod_network();
     let mut config = d.pod_config("hostnet");
     config.hostname = String::new();
     config.linux.as_mut().unwrap().security_context = Some(api::LinuxSandboxSecurityContext {
@@ -320,7 +328,8 @@ async fn host_namespaces_are_the_hosts() {
         nix::unistd::gethostname().unwrap().to_string_lossy()
     );
 
-    // A pod network without a CNI config is refused, naming the cause.
+    // A pod network without a CNI config (and the default network off) is
+    // refused, naming the cause.
     let err = d
         .runtime()
         .await

@@ -76,7 +76,7 @@ impl Sandboxes {
         match self.network() {
             Ok(Some(n)) => Ok(Some(n)),
             Ok(None) => Err(Error::FailedPrecondition(format!(
-                "network plugin not ready: no CNI network config in {}",
+                "network plugin not ready: no CNI network config in {} and the default network is off (cni.default_network = false)",
                 self.config.cni.conf_dir.display()
             ))),
             Err(e) => Err(Error::FailedPrecondition(format!(

@@ -58,24 +58,24 @@ impl Sandboxes {
             .map_err(|e| Error::internal(&format!("kill processes in cgroup {}", rec.cgroup), e))
     }
 
-    /// CNI DEL, while the namespace still exists; it is idempotent. A
-    /// network whose config is gone or replaced cannot be detached from.
+    /// CNI DEL from the network the pod was attached to, while the
+    /// namespace still exists; it is idempotent. A network no config
+    /// defines any more cannot be detached from.
     async fn detach_network(&self, rec: &mut SandboxRecord) -> Result<(), Error> {
         let name = rec.cni_network.clone().unwrap_or_default();
         let net = self
-            .network()
+            .deps
+            .network
+            .network_named(&name)
             .map_err(|e| Error::Internal(format!("CNI config: {e}")))?;
         match net {
-            Some(net) if net.name() == name => {
+            Some(net) => {
                 let netns = rec.netns_path.clone().unwrap_or_default();
                 let ports = cni_ports(&rec.spec.port_mappings);
                 let cidr = self.pod_cidr();
                 net.del(&attachment(rec, &netns, &ports, cidr.as_deref()))
                     .await
                     .map_err(|e| Error::Internal(format!("CNI DEL from network {name:?}: {e}")))?;
-            }
-            Some(net) => {
-                warn!(sandbox = %rec.id, "CNI network {name:?} was replaced by {:?}: cannot detach from it", net.name())
             }
             None => {
                 warn!(sandbox = %rec.id, "CNI network {name:?} has no config any more: cannot detach from it")

@@ -6,33 +6,46 @@ use std::collections::HashMap;
 use super::Daemon;
 use crate::api;
 use crate::container::ContainerRecord;
+use crate::sandbox::network::{not_ready_message, NOT_READY_REASON};
 use crate::sandbox::SandboxRecord;
 
-fn condition(kind: &str, error: Option<(&str, String)>) -> api::RuntimeCondition {
-    let (reason, message) = error.map(|(r, m)| (r.to_string(), m)).unwrap_or_default();
+/// A condition that holds; `message` may still say how.
+fn ready(kind: &str, message: String) -> api::RuntimeCondition {
     api::RuntimeCondition {
         r#type: kind.into(),
-        status: reason.is_empty(),
-        reason,
+        status: true,
+        reason: String::new(),
         message,
     }
 }
 
-/// RuntimeReady (always, while the daemon answers) and NetworkReady.
+fn not_ready(kind: &str, reason: &str, message: String) -> api::RuntimeCondition {
+    api::RuntimeCondition {
+        r#type: kind.into(),
+        status: false,
+        reason: reason.into(),
+        message,
+    }
+}
+
+/// RuntimeReady (always, while the daemon answers) and NetworkReady, whose
+/// message says which network new pods join.
 pub fn conditions(daemon: &Daemon) -> Vec<api::RuntimeCondition> {
-    const NOT_READY: &str = "NetworkPluginNotReady";
-    let network_error = match daemon.sandboxes.network() {
-        Ok(Some(_)) => None,
-        Ok(None) => Some(format!(
-            "Network plugin returns error: no CNI network config found in {}",
-            daemon.config.cni.conf_dir.display()
-        )),
-        Err(e) => Some(format!("Network plugin returns error: {e}")),
+    const NETWORK: &str = "NetworkReady";
+    let network = match daemon.sandboxes.network() {
+        Ok(Some(net)) => ready(NETWORK, format!("pods join {}", net.describe())),
+        Ok(None) => not_ready(
+            NETWORK,
+            NOT_READY_REASON,
+            not_ready_message(&daemon.config.cni.conf_dir),
+        ),
+        Err(e) => not_ready(
+            NETWORK,
+            NOT_READY_REASON,
+            format!("Network plugin returns error: {e}"),
+        ),
     };
-    vec![
-        condition("RuntimeReady", None),
-        condition("NetworkReady", network_error.map(|m| (NOT_READY, m))),
-    ]
+    vec![ready("RuntimeReady", String::new()), network]
 }
 
 /// The runtime handlers with their features; the default one also under

@@ -25,6 +25,10 @@ impl NetworkPlugin for FakeNetwork {
     fn network(&self) -> Result<Option<Arc<dyn PodNetwork>>, CniError> {
         Ok(Some(Arc::new(self.clone())))
     }
+
+    fn network_named(&self, name: &str) -> Result<Option<Arc<dyn PodNetwork>>, CniError> {
+        Ok((name == self.name()).then(|| Arc::new(self.clone()) as Arc<dyn PodNetwork>))
+    }
 }
 
 #[tonic::async_trait]

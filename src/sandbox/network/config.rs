@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use super::{CniError, CniNetwork, DEFAULT_EXEC_TIMEOUT};
+use super::{CniError, CniNetwork, NetworkOrigin, DEFAULT_EXEC_TIMEOUT};
 
 const CONFIG_EXTENSIONS: [&str; 3] = ["conflist", "conf", "json"];
 
@@ -28,20 +28,49 @@ impl CniNetwork {
         bin_dirs: &[PathBuf],
         cache_dir: &Path,
     ) -> Result<Option<CniNetwork>, CniError> {
-        let Some((path, list)) = first_valid_config(config_files(conf_dir)?) else {
-            return Ok(None);
-        };
+        let found = first_valid_config(config_files(conf_dir)?, |_| true);
+        Ok(found.map(|(path, list)| CniNetwork::from_file(path, list, bin_dirs, cache_dir)))
+    }
+
+    /// Loads the lexically first valid config in `conf_dir` that defines
+    /// the network `name`, in force or not: a pod is detached from the
+    /// network it was attached to even when another file now comes first.
+    pub fn load_named(
+        conf_dir: &Path,
+        name: &str,
+        bin_dirs: &[PathBuf],
+        cache_dir: &Path,
+    ) -> Result<Option<CniNetwork>, CniError> {
+        let found = first_valid_config(config_files(conf_dir)?, |list| list.name == name);
+        Ok(found.map(|(path, list)| CniNetwork::from_file(path, list, bin_dirs, cache_dir)))
+    }
+
+    fn from_file(
+        path: PathBuf,
+        list: ParsedList,
+        bin_dirs: &[PathBuf],
+        cache_dir: &Path,
+    ) -> CniNetwork {
         tracing::debug!(path = %path.display(), network = %list.name, "loaded CNI network config");
-        Ok(Some(CniNetwork {
+        CniNetwork::from_list(list, NetworkOrigin::File(path), bin_dirs, cache_dir)
+    }
+
+    fn from_list(
+        list: ParsedList,
+        origin: NetworkOrigin,
+        bin_dirs: &[PathBuf],
+        cache_dir: &Path,
+    ) -> CniNetwork {
+        CniNetwork {
             name: list.name,
             cni_version: list.cni_version,
             disable_check: list.disable_check,
             plugins: list.plugins,
-            source: path,
+            origin,
             bin_dirs: bin_dirs.to_vec(),
             cache_dir: cache_dir.to_path_buf(),
             exec_timeout: DEFAULT_EXEC_TIMEOUT,
-        }))
+        }
     }
 }
 
@@ -72,8 +101,11 @@ fn config_files(conf_dir: &Path) -> Result<Vec<PathBuf>, CniError> {
     Ok(files)
 }
 
-/// The first file that reads and parses, with what it says.
-fn first_valid_config(files: Vec<PathBuf>) -> Option<(PathBuf, ParsedList)> {
+/// The first file that reads, parses and is `wanted`, with what it says.
+fn first_valid_config(
+    files: Vec<PathBuf>,
+    wanted: impl Fn(&ParsedList) -> bool,
+) -> Option<(PathBuf, ParsedList)> {
     for path in files {
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
@@ -84,7 +116,8 @@ fn first_valid_config(files: Vec<PathBuf>) -> Option<(PathBuf, ParsedList)> {
         };
         let is_list = path.extension().and_then(|e| e.to_str()) == Some("conflist");
         match parse_config(&bytes, is_list) {
-            Ok(list) => return Some((path, list)),
+            Ok(list) if wanted(&list) => return Some((path, list)),
+            Ok(_) => {}
             Err(reason) => {
                 tracing::warn!(path = %path.display(), %reason, "skipping invalid CNI config");
             }
@@ -235,7 +268,7 @@ mod tests {
         assert_eq!(net.name(), "single");
         assert_eq!(net.cni_version(), "0.4.0");
         assert_eq!(net.plugin_types(), vec!["bridge"]);
-        assert_eq!(net.source(), conf.join("10-single.conf"));
+        assert_eq!(net.source(), Some(conf.join("10-single.conf").as_path()));
 
         std::fs::remove_file(conf.join("10-single.conf")).expect("rm");
         let net = CniNetwork::load(conf, &[], cache)
@@ -243,6 +276,19 @@ mod tests {
             .expect("config");
         assert_eq!(net.name(), "list");
         assert_eq!(net.plugin_types(), vec!["bridge", "portmap"]);
+
+        // By name: a file that no longer comes first still defines its network.
+        std::fs::write(
+            conf.join("05-other.conf"),
+            r#"{"name":"other","type":"bridge"}"#,
+        )
+        .expect("write");
+        let by_name = |name| CniNetwork::load_named(conf, name, &[], cache).expect("load");
+        assert_eq!(
+            by_name("list").expect("list").source(),
+            Some(conf.join("20-list.conflist").as_path())
+        );
+        assert!(by_name("missing").is_none());
         assert!(not_ready_message(conf).contains(&conf.display().to_string()));
     }
 

@@ -1,13 +1,20 @@
 //! CNI client: the CNI 1.0 exec protocol as kubelet expects it from a CRI
 //! runtime. RunPodSandbox calls [`CniNetwork::add`], StopPodSandbox and
-//! RemovePodSandbox call [`CniNetwork::del`] (idempotent), and Status asks
-//! [`CniNetwork::load`] whether a network config exists at all.
+//! RemovePodSandbox call [`CniNetwork::del`] (idempotent) on the network
+//! the pod was attached to, and Status asks [`NetworkPlugin::network`]
+//! which network new pods join.
 //!
 //! Like libcni, the network is the lexically first loadable file in the conf
 //! dir, the result of a successful ADD is cached on disk so DEL and CHECK can
 //! pass it as `prevResult`, and plugins are looked up in the bin dirs in order.
 //!
+//! When the conf dir holds no config, peapod's own default network (a
+//! bridge) stands in for it, unless the config turns it off. A pod stays
+//! on the network it was attached to: its DEL goes there by the name
+//! recorded with it, whichever network new pods now join.
+//!
 //! - `config`: finding and parsing the network config file;
+//! - `default_network`: peapod's own network;
 //! - `plugin_conf`: what each plugin reads on stdin;
 //! - `invoke`: running one plugin (environment, stdin, output, timeout);
 //! - `result`: reading an ADD result;
@@ -16,6 +23,7 @@
 
 mod cache;
 mod config;
+mod default_network;
 mod invoke;
 mod plugin_conf;
 mod pod_network;
@@ -23,6 +31,7 @@ mod result;
 #[cfg(test)]
 mod tests;
 
+pub use default_network::{DEFAULT_NETWORK_NAME, DEFAULT_NETWORK_PLUGINS};
 pub use pod_network::{CniPlugins, NetworkPlugin, PodNetwork};
 
 use std::io;
@@ -98,13 +107,21 @@ pub enum CniError {
     Cache { path: PathBuf, source: io::Error },
     #[error("CNI CHECK of network {network:?}: no cached ADD result at {path}")]
     NoCachedResult { network: String, path: PathBuf },
+    #[error("the default network {network:?} needs the CNI plugin {plugin:?}, which is not in {dirs}: install the standard CNI plugins (containernetworking-plugins) or set cni.bin_dirs")]
+    DefaultNetworkPluginMissing {
+        network: &'static str,
+        plugin: &'static str,
+        dirs: String,
+    },
+    #[error("CNI config {path} names its network {name:?}, which is peapod's default network: give it another name")]
+    ReservedNetworkName { path: PathBuf, name: String },
 }
 
 /// The message for the NetworkReady condition when [`CniNetwork::load`]
-/// found nothing.
+/// found nothing and the default network is off.
 pub fn not_ready_message(conf_dir: &Path) -> String {
     format!(
-        "Network plugin returns error: no valid CNI network config (.conflist, .conf, .json) in {}",
+        "Network plugin returns error: no valid CNI network config (.conflist, .conf, .json) in {}, and the default network is off (cni.default_network = false)",
         conf_dir.display()
     )
 }
@@ -160,6 +177,20 @@ impl Op {
     }
 }
 
+/// Where a network's config comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkOrigin {
+    /// A config file of the conf dir.
+    File(PathBuf),
+    /// peapod's default network, built from the config.
+    Default {
+        bridge: String,
+        subnet: String,
+        /// The conf dir whose emptiness put it in force.
+        conf_dir: PathBuf,
+    },
+}
+
 /// A loaded network config list plus where its plugins and results live.
 #[derive(Debug, Clone)]
 pub struct CniNetwork {
@@ -168,7 +199,7 @@ pub struct CniNetwork {
     disable_check: bool,
     /// Each plugin's config object as written in the file.
     plugins: Vec<Map<String, Value>>,
-    source: PathBuf,
+    origin: NetworkOrigin,
     bin_dirs: Vec<PathBuf>,
     cache_dir: PathBuf,
     exec_timeout: Duration,
@@ -191,9 +222,31 @@ impl CniNetwork {
         &self.cni_version
     }
 
-    /// The config file this network was loaded from.
-    pub fn source(&self) -> &Path {
-        &self.source
+    /// The config file this network was loaded from; none for the default
+    /// network.
+    pub fn source(&self) -> Option<&Path> {
+        match &self.origin {
+            NetworkOrigin::File(path) => Some(path),
+            NetworkOrigin::Default { .. } => None,
+        }
+    }
+
+    /// Which network this is and where it comes from, for the operator.
+    pub fn describe(&self) -> String {
+        match &self.origin {
+            NetworkOrigin::File(path) => {
+                format!("CNI network {:?} from {}", self.name, path.display())
+            }
+            NetworkOrigin::Default {
+                bridge,
+                subnet,
+                conf_dir,
+            } => format!(
+                "peapod's default network {:?} (bridge {bridge}, subnet {subnet}): no CNI network config in {}",
+                self.name,
+                conf_dir.display()
+            ),
+        }
     }
 
     /// The plugin types in exec order (ADD order).
