@@ -129,6 +129,26 @@ pub struct ImagesConfig {
     pub max_concurrent_downloads: usize,
     /// Seconds to wait for a registry connection.
     pub connect_timeout_secs: u64,
+    /// Seconds a pull may receive no byte (waiting for a response, or
+    /// inside a manifest or blob) before it is cancelled with
+    /// DeadlineExceeded, as containerd's `image_pull_progress_timeout`;
+    /// 0 waits for ever.
+    pub pull_progress_timeout_secs: u64,
+    /// containers-registries.conf(5), read at start and by every pull:
+    /// `[[registry]]` prefixes that are blocked, pulled from another
+    /// `location`, or through `[[registry.mirror]]`s; empty: not read.
+    /// Where `mirrors` and `insecure_registries` above speak of the same
+    /// registry, they win (see src/image/registry/registries_conf.rs).
+    pub registries_conf: PathBuf,
+    /// Drop-in `*.conf` files read after `registries_conf`, in name order;
+    /// empty: not read.
+    pub registries_conf_dir: PathBuf,
+    /// containers-auth.json(5): registry credentials for pulls whose
+    /// request carries none (kubelet sends them only from image pull
+    /// secrets). Empty: `$REGISTRY_AUTH_FILE` when set, else
+    /// /etc/containers/auth.json. Read by every such pull; a missing file
+    /// means no credentials.
+    pub auth_file: PathBuf,
 }
 
 impl Default for ImagesConfig {
@@ -138,6 +158,10 @@ impl Default for ImagesConfig {
             mirrors: BTreeMap::new(),
             max_concurrent_downloads: 3,
             connect_timeout_secs: 30,
+            pull_progress_timeout_secs: 300,
+            registries_conf: PathBuf::from("/etc/containers/registries.conf"),
+            registries_conf_dir: PathBuf::from("/etc/containers/registries.conf.d"),
+            auth_file: PathBuf::new(),
         }
     }
 }
@@ -495,6 +519,15 @@ impl ImagesConfig {
         if self.connect_timeout_secs == 0 {
             return Err(invalid("images.connect_timeout_secs", "must be at least 1"));
         }
+        for (key, path) in [
+            ("images.registries_conf", &self.registries_conf),
+            ("images.registries_conf_dir", &self.registries_conf_dir),
+            ("images.auth_file", &self.auth_file),
+        ] {
+            if !path.as_os_str().is_empty() {
+                require_absolute(key, path)?;
+            }
+        }
         for (registry, endpoints) in &self.mirrors {
             if registry.is_empty() || endpoints.iter().any(|e| e.trim().is_empty()) {
                 return Err(invalid(
@@ -596,6 +629,37 @@ mod tests {
             "declared handlers add to the built-in runc"
         );
         assert_eq!(c.runtimes["crun"].path, PathBuf::from("crun"));
+    }
+
+    #[test]
+    fn node_registry_files_and_progress_timeout() {
+        let d = Config::default().images;
+        assert_eq!(
+            d.registries_conf,
+            PathBuf::from("/etc/containers/registries.conf")
+        );
+        assert_eq!(
+            d.registries_conf_dir,
+            PathBuf::from("/etc/containers/registries.conf.d")
+        );
+        assert_eq!(d.auth_file, PathBuf::new());
+        assert_eq!(d.pull_progress_timeout_secs, 300);
+        let c = Config::from_toml(
+            "[images]\nregistries_conf = \"\"\nauth_file = \"/etc/peapod/auth.json\"\n\
+             pull_progress_timeout_secs = 0\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.images.registries_conf, PathBuf::new());
+        assert_eq!(c.images.pull_progress_timeout_secs, 0);
+        for key in ["registries_conf", "registries_conf_dir", "auth_file"] {
+            let err = Config::from_toml(
+                &format!("[images]\n{key} = \"relative/path\"\n"),
+                Path::new("c.toml"),
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains(&format!("images.{key}")), "{err}");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use tokio_stream::wrappers::UnixListenerStream;
@@ -15,6 +16,7 @@ use peapod::cgroups::{CgroupLayout, CgroupManager};
 use peapod::config::Config;
 use peapod::container::{ContainerDeps, Containers};
 use peapod::host::{Host, HostOps};
+use peapod::image::registry::auth_file::{auth_file_path, AUTH_FILE_ENV};
 use peapod::image::registry::RegistrySettings;
 use peapod::image::{ImageSettings, Images};
 use peapod::pods::Pods;
@@ -25,6 +27,8 @@ use peapod::streaming::StreamingServer;
 
 /// kubelet's own limit for CRI messages.
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+/// How often a running pull logs its progress.
+const PULL_PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(5);
 
 const USAGE: &str = "usage: peapod <command> [options]
 
@@ -159,18 +163,28 @@ async fn shutdown_signal() {
 }
 
 fn image_settings(config: &Config) -> ImageSettings {
+    let images = &config.images;
+    let set = |p: &Path| (!p.as_os_str().is_empty()).then(|| p.to_path_buf());
     ImageSettings {
         registry: RegistrySettings {
-            insecure: config.images.insecure_registries.clone(),
-            mirrors: config
-                .images
+            insecure: images.insecure_registries.clone(),
+            mirrors: images
                 .mirrors
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            connect_timeout: std::time::Duration::from_secs(config.images.connect_timeout_secs),
+            connect_timeout: Duration::from_secs(images.connect_timeout_secs),
+            stall_timeout: (images.pull_progress_timeout_secs > 0)
+                .then(|| Duration::from_secs(images.pull_progress_timeout_secs)),
+            registries_conf: set(&images.registries_conf),
+            registries_conf_dir: set(&images.registries_conf_dir),
+            auth_file: Some(auth_file_path(
+                &images.auth_file,
+                std::env::var_os(AUTH_FILE_ENV).as_deref(),
+            )),
         },
-        max_concurrent_downloads: config.images.max_concurrent_downloads,
+        max_concurrent_downloads: images.max_concurrent_downloads,
+        progress_log_interval: PULL_PROGRESS_LOG_INTERVAL,
     }
 }
 

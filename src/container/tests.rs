@@ -79,6 +79,7 @@ async fn start(h: &Harness) -> Daemon {
     let settings = ImageSettings {
         registry: RegistrySettings::default(),
         max_concurrent_downloads: 1,
+        progress_log_interval: std::time::Duration::from_secs(5),
     };
     let images = Images::open(h.config.images_dir(), h.store.clone(), settings, &held).unwrap();
     let runtime: Arc<dyn OciRuntime> = Arc::new(FakeRuntime(h.world.clone()));

@@ -19,6 +19,7 @@
 
 mod garbage;
 pub mod manifest;
+mod progress;
 mod pull;
 mod records;
 pub mod reference;
@@ -94,6 +95,8 @@ pub struct ImageSettings {
     pub registry: RegistrySettings,
     /// Layers one pull downloads at once.
     pub max_concurrent_downloads: usize,
+    /// How often a running pull logs its progress.
+    pub progress_log_interval: std::time::Duration,
 }
 
 pub struct Images {
@@ -111,6 +114,7 @@ pub struct Images {
     /// ImageFsInfo (every 10 s from kubelet) walks each one once.
     layer_usage: Mutex<HashMap<String, (u64, u64)>>,
     max_concurrent_downloads: usize,
+    progress_log_interval: std::time::Duration,
     platform: manifest::Platform,
 }
 
@@ -137,6 +141,7 @@ impl Images {
             remove_any(&p).map_err(ImageError::io("remove", &p))?;
         }
         let registry = RegistryClient::new(settings.registry)?;
+        log_node_files(&registry.check_node_files()?);
         let mut records: Vec<(String, ImageRecord)> = store.load_all(Table::Images)?;
         // Newest first, so a tag claimed twice (a crash between the two
         // writes of a tag move) goes to the newer image.
@@ -176,6 +181,7 @@ impl Images {
             },
             layer_usage: Mutex::new(HashMap::new()),
             max_concurrent_downloads: settings.max_concurrent_downloads.max(1),
+            progress_log_interval: settings.progress_log_interval,
             platform: manifest::Platform::host(),
         };
         images.hold_layers(held);
@@ -331,6 +337,25 @@ impl Images {
         // Drop locks nobody holds or waits for, so the map stays small.
         map.retain(|_, l| Arc::strong_count(l) > 1);
         map.entry(key.to_string()).or_default().clone()
+    }
+}
+
+/// Says at start which node files pulls will follow.
+fn log_node_files(node: &registry::NodeFiles) {
+    let conf = &node.registries_conf;
+    if !conf.files.is_empty() {
+        info!(files = ?conf.files, rules = conf.len(), "registries.conf read");
+    }
+    let search = &conf.unqualified_search_registries;
+    if search.iter().any(|r| r != reference::DOCKER_HUB) {
+        info!(
+            unqualified_search_registries = ?search,
+            "registries.conf: unqualified-search-registries is not used; \
+             kubelet's unqualified image names are docker.io's"
+        );
+    }
+    if let Some((path, registries)) = &node.auth_file {
+        info!(path = %path.display(), registries, "registry credentials file read");
     }
 }
 

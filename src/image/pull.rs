@@ -13,8 +13,9 @@ use tokio::sync::{mpsc, Semaphore};
 use tracing::{debug, info};
 
 use super::manifest::{self, Descriptor, Document, ImageConfig, ManifestError};
+use super::progress::{ProgressLog, PullProgress};
 use super::reference::Reference;
-use super::registry::{BlobStream, Credentials, Repository};
+use super::registry::{BlobStream, Credentials, ImageName, Repository};
 use super::unpack::{self, UnpackedLayer};
 use super::{layer_path, ImageError, ImageRecord, Images, LayerRecord};
 
@@ -50,11 +51,17 @@ impl Images {
     ) -> Result<Arc<ImageRecord>, ImageError> {
         let started = std::time::Instant::now();
         let r = Reference::parse(&reference)?;
-        let repo = self.registry.repository(&r.domain, &r.path, credentials);
+        let repo = self.open_repository(&r, credentials).await?;
+        let progress = PullProgress::new(r.to_string());
+        let _log = ProgressLog::start(progress.clone(), self.progress_log_interval);
         let image = self.resolve_manifest(&repo, &r).await?;
-        let config_bytes = self.fetch_config(&repo, &image.config).await?;
+        if !self.blob_path(&image.config.digest).is_file() {
+            progress.expect(image.config.size);
+        }
+        let config_bytes = self.fetch_config(&repo, &image.config, &progress).await?;
         let cfg = config_of(&r, &image, &config_bytes)?;
         let chain = manifest::chain_ids(&cfg.diff_ids);
+        progress.expect(self.missing_layer_bytes(&image.layers, &chain));
         let mut pinned = chain.clone();
         pinned.push(image.config.digest.clone());
         let _pins = self.pin(&pinned);
@@ -62,10 +69,10 @@ impl Images {
         // Config fetched again after the pin: a removal between the two may
         // have deleted it.
         if !self.blob_path(&image.config.digest).is_file() {
-            self.fetch_config(&repo, &image.config).await?;
+            self.fetch_config(&repo, &image.config, &progress).await?;
         }
         self.clone()
-            .fetch_layers(&repo, &image.layers, &cfg.diff_ids, &chain)
+            .fetch_layers(&repo, &image.layers, &cfg.diff_ids, &chain, &progress)
             .await?;
 
         // Layers are files written through the page cache; make them
@@ -77,9 +84,44 @@ impl Images {
             image = %rec.id,
             reference = %r,
             elapsed = ?started.elapsed(),
+            received_bytes = progress.received(),
             "pulled image"
         );
         Ok(rec)
+    }
+
+    /// The session that pulls `r`, as the node's registries.conf and auth
+    /// file say now (they are read here, off the async threads).
+    async fn open_repository(
+        &self,
+        r: &Reference,
+        credentials: Credentials,
+    ) -> Result<Repository, ImageError> {
+        let registry = self.registry.clone();
+        let r = r.clone();
+        tokio::task::spawn_blocking(move || {
+            let name = ImageName {
+                domain: &r.domain,
+                path: &r.path,
+                tag: r.tag.as_deref(),
+                digest: r.digest.as_deref(),
+            };
+            registry.open(&name, credentials)
+        })
+        .await
+        .map_err(|e| ImageError::Internal(format!("open repository task: {e}")))?
+        .map_err(ImageError::from)
+    }
+
+    /// Compressed bytes of the layers not unpacked yet: what the pull is
+    /// to download, for its progress log.
+    fn missing_layer_bytes(&self, layers: &[Descriptor], chain: &[String]) -> u64 {
+        layers
+            .iter()
+            .zip(chain)
+            .filter(|(_, chain_id)| !layer_path(&self.dir, chain_id).is_dir())
+            .map(|(layer, _)| layer.size)
+            .sum()
     }
 
     /// The image manifest `r` names: the manifest itself, or this platform's
@@ -138,6 +180,7 @@ impl Images {
         layers: &[Descriptor],
         diff_ids: &[String],
         chain: &[String],
+        progress: &Arc<PullProgress>,
     ) -> Result<(), ImageError> {
         let cancel = Arc::new(AtomicBool::new(false));
         let limit = Arc::new(Semaphore::new(self.max_concurrent_downloads));
@@ -150,12 +193,13 @@ impl Images {
             let chain_id = chain[i].clone();
             let cancel = cancel.clone();
             let limit = limit.clone();
+            let progress = progress.clone();
             tasks.spawn(async move {
                 let _permit = limit
                     .acquire_owned()
                     .await
                     .map_err(|e| ImageError::Internal(format!("download limit: {e}")))?;
-                this.ensure_layer(&repo, &layer, &diff_id, &chain_id, &cancel)
+                this.ensure_layer(&repo, &layer, &diff_id, &chain_id, &cancel, &progress)
                     .await
             });
         }
@@ -237,6 +281,7 @@ impl Images {
         &self,
         repo: &Repository,
         desc: &Descriptor,
+        progress: &PullProgress,
     ) -> Result<Vec<u8>, ImageError> {
         super::reference::validate_digest(&desc.digest).map_err(ImageError::InvalidArgument)?;
         if desc.size > MAX_CONFIG_BYTES {
@@ -256,6 +301,7 @@ impl Images {
         let mut stream = repo.blob(&desc.digest, Some(desc.size)).await?;
         let mut body = Vec::with_capacity(desc.size as usize);
         while let Some(chunk) = stream.chunk().await? {
+            progress.add(chunk.len());
             if body.len() as u64 + chunk.len() as u64 > MAX_CONFIG_BYTES {
                 return Err(ImageError::InvalidArgument(format!(
                     "image config {} is larger than {MAX_CONFIG_BYTES} bytes",
@@ -289,6 +335,7 @@ impl Images {
         diff_id: &str,
         chain_id: &str,
         cancel: &AtomicBool,
+        progress: &PullProgress,
     ) -> Result<(), ImageError> {
         super::reference::validate_digest(&layer.digest).map_err(ImageError::InvalidArgument)?;
         let target = layer_path(&self.dir, chain_id);
@@ -306,7 +353,7 @@ impl Images {
             super::hex_of(chain_id),
             crate::ids::new_id()
         )))?;
-        let unpacked = download_and_unpack(repo, layer, &staging.path, cancel).await?;
+        let unpacked = download_and_unpack(repo, layer, &staging.path, cancel, progress).await?;
         if unpacked.diff_id != diff_id {
             return Err(ImageError::DiffId {
                 digest: layer.digest.clone(),
@@ -402,6 +449,7 @@ async fn download_and_unpack(
     layer: &Descriptor,
     dest: &Path,
     cancel: &AtomicBool,
+    progress: &PullProgress,
 ) -> Result<UnpackedLayer, ImageError> {
     let mut stream = repo.blob(&layer.digest, Some(layer.size)).await?;
     let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(PIPE_DEPTH);
@@ -413,7 +461,7 @@ async fn download_and_unpack(
         };
         unpack::unpack_layer(reader, &dest)
     });
-    let download_error = forward_download(&mut stream, &tx, cancel).await;
+    let download_error = forward_download(&mut stream, &tx, cancel, progress).await;
     drop(tx);
     let unpacked = unpacker
         .await
@@ -434,6 +482,7 @@ async fn forward_download(
     stream: &mut BlobStream,
     tx: &mpsc::Sender<std::io::Result<Bytes>>,
     cancel: &AtomicBool,
+    progress: &PullProgress,
 ) -> Option<ImageError> {
     loop {
         if cancel.load(Ordering::Relaxed) {
@@ -442,6 +491,7 @@ async fn forward_download(
         }
         match stream.chunk().await {
             Ok(Some(chunk)) => {
+                progress.add(chunk.len());
                 if tx.send(Ok(chunk)).await.is_err() {
                     // The unpacker stopped; its error says why.
                     return None;

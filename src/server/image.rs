@@ -40,6 +40,9 @@ fn image_status_of(e: ImageError) -> Status {
             }
             RegistryError::Unsupported { .. } => Status::failed_precondition(msg),
             RegistryError::Connect { .. } => Status::unavailable(msg),
+            RegistryError::Blocked { .. } => Status::permission_denied(msg),
+            RegistryError::Stalled { .. } => Status::deadline_exceeded(msg),
+            RegistryError::NodeFile { .. } => Status::failed_precondition(msg),
             _ => Status::unknown(msg),
         },
         ImageError::Unpack { .. } | ImageError::DiffId { .. } => Status::unknown(msg),

@@ -1,5 +1,6 @@
 //! A small HTTP/1.1 proxy in front of a test registry, on 127.0.0.1: it
-//! counts requests and can corrupt, truncate or stall one blob, or demand
+//! counts requests and can corrupt, truncate, stall or slow down one blob,
+//! or demand
 //! bearer tokens the way Docker Hub does (a `WWW-Authenticate: Bearer`
 //! challenge and a token endpoint of its own).
 
@@ -18,6 +19,13 @@ pub enum Fault {
     Truncate(String),
     /// Sends half of the blob's body, then waits until `release()`.
     Stall(String),
+    /// Sends the blob's body in `pieces` pieces with `pause` before each
+    /// but the first: a slow download that never stops for long.
+    Throttle {
+        digest: String,
+        pieces: usize,
+        pause: Duration,
+    },
 }
 
 #[derive(Default)]
@@ -202,6 +210,22 @@ impl Proxy {
                 conn.write_all(head.as_bytes())?;
                 conn.write_all(&payload[..payload.len() / 2])?;
                 conn.flush()
+            }
+            Fault::Throttle {
+                digest,
+                pieces,
+                pause,
+            } if is_blob(&digest) => {
+                conn.write_all(head.as_bytes())?;
+                let size = payload.len().div_ceil(pieces.max(1)).max(1);
+                for (i, piece) in payload.chunks(size).enumerate() {
+                    if i > 0 {
+                        std::thread::sleep(pause);
+                    }
+                    conn.write_all(piece)?;
+                    conn.flush()?;
+                }
+                Ok(())
             }
             Fault::Stall(d) if is_blob(&d) => {
                 conn.write_all(head.as_bytes())?;

@@ -7,22 +7,23 @@ use reqwest::{StatusCode, Url};
 
 use super::challenge::{pick_challenge, Challenge};
 use super::error::Ctx;
-use super::http::chain;
+use super::repository::Source;
 use super::token::TokenKey;
-use super::{lock, Credentials, Endpoint, RegistryError, Repository};
+use super::{lock, Credentials, RegistryError, Repository};
 
 impl Repository {
     /// Sends a GET, answering one authentication challenge.
     pub(super) async fn send(
         &self,
-        ep: &Endpoint,
+        src: &Source,
         url: Url,
         accept: Option<&'static str>,
         ctx: &Ctx<'_>,
     ) -> Result<reqwest::Response, RegistryError> {
         let client = &self.inner.client;
-        let known = lock(&client.challenges).get(&ep.base).cloned();
-        let mut auth = self.authorization(ep, known.as_ref(), ctx).await?;
+        let base = &src.endpoint.base;
+        let known = lock(&client.challenges).get(base).cloned();
+        let mut auth = self.authorization(src, known.as_ref(), ctx).await?;
         let mut retried = false;
         loop {
             let mut req = client.http.get(url.clone());
@@ -33,22 +34,22 @@ impl Repository {
                 req = req.header(AUTHORIZATION, value.clone());
             }
             tracing::trace!(%url, authenticated = auth.is_some(), "registry request");
-            let resp = req.send().await.map_err(|e| ctx.connect(chain(&e)))?;
+            let resp = req.send().await.map_err(|e| ctx.transport(&e, ""))?;
             if resp.status() != StatusCode::UNAUTHORIZED
                 || retried
-                || matches!(self.inner.credentials, Credentials::RegistryToken(_))
+                || matches!(src.credentials, Credentials::RegistryToken(_))
             {
                 return Ok(resp);
             }
             let Some(challenge) = pick_challenge(resp.headers()) else {
                 return Ok(resp);
             };
-            lock(&client.challenges).insert(ep.base.clone(), challenge.clone());
+            lock(&client.challenges).insert(base.clone(), challenge.clone());
             if let Some((_, Some(key))) = &auth {
                 // The cached token was refused (revoked, or expired early).
                 lock(&client.tokens).remove(key);
             }
-            let next = self.authorization(ep, Some(&challenge), ctx).await?;
+            let next = self.authorization(src, Some(&challenge), ctx).await?;
             let Some(next) = next else {
                 return Err(ctx
                     .status_error(resp, "registry requires credentials: ")
@@ -67,7 +68,7 @@ impl Repository {
     /// with the token cache key when it is a cached token.
     async fn authorization(
         &self,
-        ep: &Endpoint,
+        src: &Source,
         challenge: Option<&Challenge>,
         ctx: &Ctx<'_>,
     ) -> Result<Option<(HeaderValue, Option<TokenKey>)>, RegistryError> {
@@ -79,7 +80,7 @@ impl Repository {
                 })
                 .map_err(|_| ctx.protocol("token is not a valid HTTP header value".into()))
         };
-        match (&self.inner.credentials, challenge) {
+        match (&src.credentials, challenge) {
             (Credentials::RegistryToken(token), _) => {
                 Ok(Some((header(format!("Bearer {token}"))?, None)))
             }
@@ -91,7 +92,7 @@ impl Repository {
             }
             (_, Some(Challenge::Basic)) => Ok(None),
             (_, Some(Challenge::Bearer { realm, service, .. })) => {
-                let (token, key) = self.token(ep, realm, service.as_deref(), ctx).await?;
+                let (token, key) = self.token(src, realm, service.as_deref(), ctx).await?;
                 Ok(Some((header(format!("Bearer {token}"))?, Some(key))))
             }
         }

@@ -2,11 +2,11 @@
 //! read.
 
 use std::fmt;
+use std::time::Duration;
 
 use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 
-use super::error::Ctx;
 use super::http::chain;
 use super::{hex, RegistryError, Repository};
 
@@ -35,13 +35,10 @@ impl Repository {
         expected_hex: &str,
         expected_size: Option<u64>,
     ) -> Result<BlobStream, RegistryError> {
-        let ep = &self.inner.endpoints[i];
-        let ctx = Ctx {
-            what,
-            from: self.from(ep),
-        };
-        let url = self.url(ep, "blobs", digest)?;
-        let resp = self.send(ep, url, None, &ctx).await?;
+        let src = &self.inner.sources[i];
+        let ctx = self.ctx(what, src);
+        let url = self.url(src, "blobs", digest)?;
+        let resp = self.send(src, url, None, &ctx).await?;
         if !resp.status().is_success() {
             return Err(ctx.status_error(resp, "").await);
         }
@@ -67,6 +64,7 @@ impl Repository {
             got: 0,
             from: ctx.from,
             finished: false,
+            stall_timeout: ctx.stall_timeout,
         })
     }
 }
@@ -82,6 +80,7 @@ pub struct BlobStream {
     got: u64,
     from: String,
     finished: bool,
+    stall_timeout: Option<Duration>,
 }
 
 impl fmt::Debug for BlobStream {
@@ -138,7 +137,14 @@ impl BlobStream {
             }
             Err(e) => {
                 self.finished = true;
-                Err(self.truncated(format!(": {}", chain(&e))))
+                match self.stall_timeout {
+                    Some(after) if e.is_timeout() => Err(RegistryError::Stalled {
+                        what: format!("blob {}", self.digest),
+                        from: self.from.clone(),
+                        after,
+                    }),
+                    _ => Err(self.truncated(format!(": {}", chain(&e)))),
+                }
             }
         }
     }
@@ -375,5 +381,63 @@ mod tests {
             reqs[0].headers
         );
         assert_eq!(registry.requests().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn stalled_responses_and_bodies_name_what_stalled() {
+        let digest = sha(&[7u8; 1000]);
+        let blob_path = format!("/v2/busybox/blobs/{digest}");
+        let hold = Duration::from_secs(10);
+        let server = Server::start(move |req: &Req| {
+            if req.path() == blob_path {
+                // Headers and 400 of 1000 bytes, then silence.
+                let mut raw = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n".to_vec();
+                raw.extend_from_slice(&[7u8; 400]);
+                Reply::Stall { raw, hold }
+            } else {
+                // Not even a status line.
+                Reply::Stall {
+                    raw: Vec::new(),
+                    hold,
+                }
+            }
+        })
+        .await;
+        let upstream = Server::start(|_req: &Req| {
+            reply(200, MANIFEST).header(
+                "Content-Type",
+                crate::image::registry::MEDIA_TYPE_OCI_MANIFEST,
+            )
+        })
+        .await;
+        let mut s = settings();
+        s.stall_timeout = Some(Duration::from_millis(300));
+        s.mirrors.insert(upstream.host(), vec![server.host()]);
+        let client = RegistryClient::new(s).unwrap();
+
+        let started = std::time::Instant::now();
+        let repo = client.repository(&server.host(), "busybox", Credentials::Anonymous);
+        let mut stream = repo.blob(&digest, Some(1000)).await.unwrap();
+        let err = read_all(&mut stream).await.unwrap_err();
+        assert!(
+            matches!(&err, RegistryError::Stalled { what, .. } if *what == format!("blob {digest}")),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains(&digest), "{err}");
+        let err = repo.manifest("latest").await.unwrap_err();
+        assert!(
+            matches!(&err, RegistryError::Stalled { what, .. } if what == "manifest latest"),
+            "{err:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+
+        // A stalled mirror is passed over for the next endpoint.
+        let repo = client.repository(&upstream.host(), "busybox", Credentials::Anonymous);
+        repo.manifest("latest").await.unwrap();
+        assert_eq!(upstream.requests().len(), 1);
     }
 }

@@ -65,40 +65,10 @@ impl Credentials {
                 password: password.to_string(),
             });
         }
-        let auth = auth.trim();
-        if !auth.is_empty() {
-            // Docker writes padded standard base64; tolerate missing padding.
-            let engine = base64::engine::GeneralPurpose::new(
-                &base64::alphabet::STANDARD,
-                base64::engine::GeneralPurposeConfig::new()
-                    .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
-            );
-            let decoded = engine
-                .decode(auth)
-                .map_err(|e| RegistryError::InvalidCredentials {
-                    field: "auth",
-                    reason: format!("not base64: {e}"),
-                })?;
-            let decoded =
-                String::from_utf8(decoded).map_err(|_| RegistryError::InvalidCredentials {
-                    field: "auth",
-                    reason: "decoded value is not UTF-8".into(),
-                })?;
-            let Some((user, pass)) = decoded.split_once(':') else {
-                return Err(RegistryError::InvalidCredentials {
-                    field: "auth",
-                    reason: "decoded value is not \"username:password\"".into(),
-                });
-            };
-            if user.is_empty() {
-                return Err(RegistryError::InvalidCredentials {
-                    field: "auth",
-                    reason: "decoded username is empty".into(),
-                });
-            }
-            return Ok(Credentials::Basic {
-                username: user.to_string(),
-                password: pass.to_string(),
+        if !auth.trim().is_empty() {
+            return decode_auth(auth).map_err(|reason| RegistryError::InvalidCredentials {
+                field: "auth",
+                reason,
             });
         }
         if !password.is_empty() {
@@ -133,6 +103,32 @@ impl Credentials {
         }
         hex(&h.finalize())
     }
+}
+
+/// `auth` as Docker and containers-auth.json(5) write it: base64 of
+/// "username:password".
+pub(super) fn decode_auth(auth: &str) -> Result<Credentials, String> {
+    // Docker writes padded standard base64; tolerate missing padding.
+    let engine = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let decoded = engine
+        .decode(auth.trim())
+        .map_err(|e| format!("not base64: {e}"))?;
+    let decoded =
+        String::from_utf8(decoded).map_err(|_| "decoded value is not UTF-8".to_string())?;
+    let Some((user, pass)) = decoded.split_once(':') else {
+        return Err("decoded value is not \"username:password\"".into());
+    };
+    if user.is_empty() {
+        return Err("decoded username is empty".into());
+    }
+    Ok(Credentials::Basic {
+        username: user.to_string(),
+        password: pass.to_string(),
+    })
 }
 
 fn is_header_safe(s: &str) -> bool {

@@ -71,9 +71,21 @@ pub(super) struct Endpoint {
     pub(super) display: String,
     /// Set for mirrors: the registry they mirror.
     pub(super) mirror_of: Option<String>,
+    /// "host[:port]" as image names write it ("docker.io" for Docker
+    /// Hub): what node credentials are looked up by.
+    pub(super) host: String,
 }
 
 impl Endpoint {
+    /// Whether this endpoint is spoken to in plain HTTP at `host`
+    /// ("host[:port]"), as configured: its token server there may get
+    /// credentials over plain HTTP too.
+    pub(super) fn is_plain_http_at(&self, host: &str) -> bool {
+        self.base
+            .strip_prefix("http://")
+            .is_some_and(|rest| rest.split('/').next() == Some(host))
+    }
+
     pub(super) fn mirror(
         spec: &str,
         registry: &str,
@@ -115,10 +127,18 @@ impl Endpoint {
             base: format!("{}://{host_port}{prefix}", url.scheme()),
             display: format!("{host_port}{prefix}"),
             mirror_of: Some(registry.to_string()),
+            host: host_port,
         })
     }
 
-    pub(super) fn upstream(registry: &str, insecure: &[String]) -> Result<Endpoint, String> {
+    /// The registry `registry` ("host[:port]"; Docker Hub's API for
+    /// "docker.io"), over plain HTTP when `plain_http` or when it is
+    /// insecure.
+    pub(super) fn registry(
+        registry: &str,
+        insecure: &[String],
+        plain_http: bool,
+    ) -> Result<Endpoint, String> {
         if registry.is_empty()
             || registry
                 .chars()
@@ -131,7 +151,10 @@ impl Endpoint {
         } else {
             registry
         };
-        let scheme = if is_insecure_in(insecure, registry) || is_insecure_in(insecure, api_host) {
+        let scheme = if plain_http
+            || is_insecure_in(insecure, registry)
+            || is_insecure_in(insecure, api_host)
+        {
             "http"
         } else {
             "https"
@@ -145,6 +168,7 @@ impl Endpoint {
             base: format!("{scheme}://{}", url_host_port(&url)),
             display: registry.to_string(),
             mirror_of: None,
+            host: registry.to_ascii_lowercase(),
         })
     }
 }
@@ -173,9 +197,9 @@ mod tests {
             client
                 .repository(registry, "a/b", Credentials::Anonymous)
                 .inner
-                .endpoints
+                .sources
                 .iter()
-                .map(|e| e.base.clone())
+                .map(|s| s.endpoint.base.clone())
                 .collect()
         };
         assert_eq!(
@@ -199,7 +223,8 @@ mod tests {
             client
                 .repository("docker.io", "a/b", Credentials::Anonymous)
                 .inner
-                .endpoints[2]
+                .sources[2]
+                .endpoint
                 .display,
             "plain.example/prefix"
         );

@@ -1,9 +1,12 @@
 //! What goes wrong talking to a registry, and the request context that
 //! names it.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
 use reqwest::StatusCode;
 
-use super::http::registry_message;
+use super::http::{chain, registry_message};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -11,6 +14,32 @@ pub enum RegistryError {
     InvalidSettings(String),
     #[error("AuthConfig `{field}`: {reason}")]
     InvalidCredentials { field: &'static str, reason: String },
+    /// A node file (registries.conf, auth.json) that cannot be used; `key`
+    /// is empty when the whole file is at fault.
+    #[error("{}{}: {message}", path.display(), if key.is_empty() { String::new() } else { format!(": {key}") })]
+    NodeFile {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+    #[error(
+        "pulling {reference} is blocked: registries.conf {} has blocked = true for prefix {prefix:?}",
+        file.display()
+    )]
+    Blocked {
+        reference: String,
+        file: PathBuf,
+        prefix: String,
+    },
+    #[error(
+        "fetch {what} from {from}: stalled: no bytes for {}s (images.pull_progress_timeout_secs); pull cancelled",
+        after.as_secs()
+    )]
+    Stalled {
+        what: String,
+        from: String,
+        after: Duration,
+    },
     #[error("fetch {what} from {from}: invalid reference: {reason}")]
     InvalidReference {
         what: String,
@@ -95,7 +124,9 @@ impl RegistryError {
     /// endpoint gets a chance.
     pub(super) fn falls_through(&self) -> bool {
         match self {
-            RegistryError::Connect { .. } | RegistryError::NotFound { .. } => true,
+            RegistryError::Connect { .. }
+            | RegistryError::NotFound { .. }
+            | RegistryError::Stalled { .. } => true,
             RegistryError::Http { status, .. } => *status >= 500 || *status == 429,
             _ => false,
         }
@@ -106,6 +137,9 @@ impl RegistryError {
 pub(super) struct Ctx<'a> {
     pub(super) what: &'a str,
     pub(super) from: String,
+    /// The client's read timeout: a request that times out waited this
+    /// long without a byte.
+    pub(super) stall_timeout: Option<Duration>,
 }
 
 impl Ctx<'_> {
@@ -114,6 +148,19 @@ impl Ctx<'_> {
             what: self.what.to_string(),
             from: self.from.clone(),
             detail,
+        }
+    }
+
+    /// A failed send or read: stalled when the read timeout expired,
+    /// otherwise a connection failure (`context` goes before the cause).
+    pub(super) fn transport(&self, e: &reqwest::Error, context: &str) -> RegistryError {
+        match self.stall_timeout {
+            Some(after) if e.is_timeout() && !e.is_connect() => RegistryError::Stalled {
+                what: self.what.to_string(),
+                from: self.from.clone(),
+                after,
+            },
+            _ => self.connect(format!("{context}{}", chain(e))),
         }
     }
     pub(super) fn unauthorized(&self, message: String) -> RegistryError {

@@ -6,8 +6,7 @@ use reqwest::header::CONTENT_TYPE;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
-use super::error::Ctx;
-use super::http::{chain, read_body};
+use super::http::read_body;
 use super::names::is_valid_tag;
 use super::{hex, RegistryError, Repository};
 use super::{
@@ -75,13 +74,10 @@ impl Repository {
         reference: &str,
         expected: Option<&str>,
     ) -> Result<Manifest, RegistryError> {
-        let ep = &self.inner.endpoints[i];
-        let ctx = Ctx {
-            what,
-            from: self.from(ep),
-        };
-        let url = self.url(ep, "manifests", reference)?;
-        let mut resp = self.send(ep, url, Some(MANIFEST_ACCEPT), &ctx).await?;
+        let src = &self.inner.sources[i];
+        let ctx = self.ctx(what, src);
+        let url = self.url(src, "manifests", reference)?;
+        let mut resp = self.send(src, url, Some(MANIFEST_ACCEPT), &ctx).await?;
         if !resp.status().is_success() {
             return Err(ctx.status_error(resp, "").await);
         }
@@ -102,7 +98,7 @@ impl Repository {
             .unwrap_or_default();
         let (body, more) = read_body(&mut resp, MAX_MANIFEST_BYTES)
             .await
-            .map_err(|e| ctx.connect(format!("reading body: {}", chain(&e))))?;
+            .map_err(|e| ctx.transport(&e, "reading body: "))?;
         if more {
             return Err(ctx.protocol(format!(
                 "manifest is larger than {MAX_MANIFEST_BYTES} bytes"

@@ -9,14 +9,23 @@
 //! credentials. Every byte is hashed: manifests before they are returned,
 //! blobs while they stream.
 //!
+//! The node's files are read on every pull, so an edit takes effect at the
+//! next pull without a restart (the daemon also reads them once at start,
+//! to refuse to start on a broken one): containers-registries.conf(5)
+//! (`registries_conf`: blocked prefixes, locations, more mirrors) and
+//! containers-auth.json(5) (`auth_file`: credentials for pulls whose
+//! request has none).
+//!
 //! Files: `endpoints` (mirrors, upstream, plain HTTP or not), `names`
 //! (repository names, tags, digests), `credentials` (CRI AuthConfig),
+//! `registries_conf` and `auth_file` (the node's files),
 //! `challenge` (`WWW-Authenticate`), `auth` (answering a challenge), `token`
 //! (bearer tokens and their cache), `manifests` and `blobs` (the fetches),
 //! `repository` (one repository's session over its endpoints), `http` and
 //! `error` (responses and what goes wrong).
 
 mod auth;
+pub mod auth_file;
 mod blobs;
 mod challenge;
 mod credentials;
@@ -25,6 +34,7 @@ mod error;
 mod http;
 mod manifests;
 mod names;
+pub mod registries_conf;
 mod repository;
 #[cfg(test)]
 mod test_support;
@@ -32,22 +42,25 @@ mod token;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+pub use auth_file::AuthFile;
 pub use blobs::BlobStream;
 pub use credentials::Credentials;
 pub use endpoints::is_insecure_default;
 pub use error::RegistryError;
 pub use manifests::{Manifest, MAX_MANIFEST_BYTES};
+pub use registries_conf::{ImageName, RegistriesConf};
 pub use repository::Repository;
 
 use challenge::Challenge;
 use endpoints::{is_insecure_in, url_host_port, Endpoint, DOCKER_HUB, DOCKER_HUB_API};
 use http::chain;
 use names::validate_repository;
-use repository::RepoInner;
+use repository::{RepoInner, Source};
 use token::{CachedToken, TokenKey};
 
 /// Sent with every request.
@@ -59,9 +72,6 @@ pub const MEDIA_TYPE_DOCKER_MANIFEST: &str = "application/vnd.docker.distributio
 pub const MEDIA_TYPE_DOCKER_MANIFEST_LIST: &str =
     "application/vnd.docker.distribution.manifest.list.v2+json";
 
-/// A stalled connection (no bytes for this long) fails the pull instead of
-/// hanging it.
-const READ_TIMEOUT: Duration = Duration::from_secs(120);
 const MAX_REDIRECTS: usize = 10;
 
 #[derive(Debug, Clone)]
@@ -77,6 +87,17 @@ pub struct RegistrySettings {
     /// `<endpoint>/v2/<repository>/...`.
     pub mirrors: HashMap<String, Vec<String>>,
     pub connect_timeout: Duration,
+    /// A request that receives no byte for this long (waiting for the
+    /// response, or inside its body) fails with [`RegistryError::Stalled`];
+    /// `None` waits for ever.
+    pub stall_timeout: Option<Duration>,
+    /// containers-registries.conf(5) and its drop-in directory; `None`:
+    /// not read.
+    pub registries_conf: Option<PathBuf>,
+    pub registries_conf_dir: Option<PathBuf>,
+    /// containers-auth.json(5), for pulls without credentials; `None`: not
+    /// read.
+    pub auth_file: Option<PathBuf>,
 }
 
 impl Default for RegistrySettings {
@@ -85,8 +106,21 @@ impl Default for RegistrySettings {
             insecure: Vec::new(),
             mirrors: HashMap::new(),
             connect_timeout: Duration::from_secs(30),
+            stall_timeout: Some(Duration::from_secs(300)),
+            registries_conf: None,
+            registries_conf_dir: None,
+            auth_file: None,
         }
     }
+}
+
+/// What the node's files held when they were checked at start.
+#[derive(Debug)]
+pub struct NodeFiles {
+    pub registries_conf: RegistriesConf,
+    /// The auth file and how many registries it has credentials for;
+    /// `None` when there is none.
+    pub auth_file: Option<(PathBuf, usize)>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -159,12 +193,17 @@ impl RegistryClient {
             }
             attempt.follow()
         });
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .connect_timeout(settings.connect_timeout)
-            .read_timeout(READ_TIMEOUT)
             .redirect(redirect)
-            .referer(false)
+            .referer(false);
+        if let Some(stall) = settings.stall_timeout {
+            // Applies to each read and restarts with every byte: exactly
+            // "no progress for this long".
+            http = http.read_timeout(stall);
+        }
+        let http = http
             .build()
             .map_err(|e| RegistryError::InvalidSettings(format!("HTTP client: {}", chain(&e))))?;
         Ok(RegistryClient {
@@ -178,16 +217,56 @@ impl RegistryClient {
         })
     }
 
-    /// Opens a session for one repository: `registry` is the reference's
-    /// domain ("docker.io" for Docker Hub), `repository` its path
-    /// ("library/busybox"). Invalid names are reported by the first request.
+    /// Reads the node's files as a pull would, to report them (or what is
+    /// wrong with them) at start.
+    pub fn check_node_files(&self) -> Result<NodeFiles, RegistryError> {
+        let registries_conf = self.registries_conf()?;
+        let auth_file = match &self.inner.settings.auth_file {
+            Some(path) => AuthFile::load(path)?.map(|f| (path.clone(), f.len())),
+            None => None,
+        };
+        Ok(NodeFiles {
+            registries_conf,
+            auth_file,
+        })
+    }
+
+    fn registries_conf(&self) -> Result<RegistriesConf, RegistryError> {
+        let settings = &self.inner.settings;
+        RegistriesConf::load(
+            settings.registries_conf.as_deref(),
+            settings.registries_conf_dir.as_deref(),
+        )
+    }
+
+    /// Opens a session for pulling `name`, as the node's files say now:
+    /// refused when registries.conf blocks it; its mirrors and location
+    /// applied; credentials from the auth file for each place it may come
+    /// from when `credentials` is Anonymous (the request had none). Reads
+    /// files: call it from a blocking context.
+    pub fn open(
+        &self,
+        name: &ImageName,
+        credentials: Credentials,
+    ) -> Result<Repository, RegistryError> {
+        let conf = self.registries_conf()?;
+        let auth_file = match (&credentials, &self.inner.settings.auth_file) {
+            (Credentials::Anonymous, Some(path)) => AuthFile::load(path)?,
+            _ => None,
+        };
+        self.session(name, &conf, credentials, auth_file.as_ref())
+    }
+
+    /// Opens a session for one repository with peapod's own settings only
+    /// (no node files): `registry` is the reference's domain ("docker.io"
+    /// for Docker Hub), `repository` its path ("library/busybox"). Invalid
+    /// names are reported by the first request.
     pub fn repository(
         &self,
         registry: &str,
         repository: &str,
         credentials: Credentials,
     ) -> Repository {
-        let settings = &self.inner.settings;
         let is_hub = registry == DOCKER_HUB || registry == "index.docker.io";
         // Official Docker Hub images live under library/.
         let repository = if is_hub && !repository.contains('/') {
@@ -195,28 +274,77 @@ impl RegistryClient {
         } else {
             repository.to_string()
         };
-        let mut invalid = validate_repository(&repository).err();
-        let mut endpoints = Vec::new();
-        match Endpoint::upstream(registry, &settings.insecure) {
-            Ok(upstream) => {
-                let mut keys = vec![registry.to_ascii_lowercase()];
-                if is_hub {
-                    keys.extend([DOCKER_HUB, "index.docker.io", DOCKER_HUB_API].map(String::from));
-                }
-                if let Some(mirrors) = keys.iter().find_map(|k| self.inner.mirrors.get(k)) {
-                    endpoints.extend(mirrors.iter().cloned());
-                }
-                endpoints.push(upstream);
-            }
-            Err(e) => invalid = Some(e),
+        let name = ImageName {
+            domain: registry,
+            path: &repository,
+            tag: None,
+            digest: None,
+        };
+        self.session(&name, &RegistriesConf::default(), credentials, None)
+            .unwrap_or_else(|e| self.invalid_session(&name, e.to_string()))
+    }
+
+    /// The session for `name`: where it comes from (see
+    /// [`RegistriesConf::route`]) and with which credentials.
+    fn session(
+        &self,
+        name: &ImageName,
+        conf: &RegistriesConf,
+        credentials: Credentials,
+        auth_file: Option<&AuthFile>,
+    ) -> Result<Repository, RegistryError> {
+        if let Err(reason) = validate_repository(name.path) {
+            return Ok(self.invalid_session(name, reason));
         }
+        let settings = &self.inner.settings;
+        let mut sources =
+            match conf.route(name, self.peapod_mirrors(name.domain), &settings.insecure) {
+                Ok(sources) => sources,
+                Err(RegistryError::InvalidReference { reason, .. }) => {
+                    return Ok(self.invalid_session(name, reason))
+                }
+                Err(e) => return Err(e),
+            };
+        for source in &mut sources {
+            source.credentials = match (&credentials, auth_file) {
+                (Credentials::Anonymous, Some(file)) => file
+                    .lookup(&source.endpoint.host, &source.repository)
+                    .cloned()
+                    .unwrap_or(Credentials::Anonymous),
+                _ => credentials.clone(),
+            };
+        }
+        Ok(self.new_session(name, sources, None))
+    }
+
+    /// `images.mirrors` for `registry` (Docker Hub under any of its names).
+    fn peapod_mirrors(&self, registry: &str) -> Option<&[Endpoint]> {
+        let mut keys = vec![registry.to_ascii_lowercase()];
+        if registry == DOCKER_HUB || registry == "index.docker.io" {
+            keys.extend([DOCKER_HUB, "index.docker.io", DOCKER_HUB_API].map(String::from));
+        }
+        keys.iter()
+            .find_map(|k| self.inner.mirrors.get(k))
+            .map(Vec::as_slice)
+    }
+
+    /// A session whose every request fails with `reason`.
+    fn invalid_session(&self, name: &ImageName, reason: String) -> Repository {
+        self.new_session(name, Vec::new(), Some(reason))
+    }
+
+    fn new_session(
+        &self,
+        name: &ImageName,
+        sources: Vec<Source>,
+        invalid: Option<String>,
+    ) -> Repository {
         Repository {
             inner: Arc::new(RepoInner {
                 client: self.inner.clone(),
-                registry: registry.to_string(),
-                repository,
-                credentials,
-                endpoints,
+                registry: name.domain.to_string(),
+                repository: name.path.to_string(),
+                sources,
                 invalid,
                 preferred: AtomicUsize::new(0),
             }),

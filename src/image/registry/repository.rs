@@ -1,5 +1,6 @@
-//! A session with one repository: its endpoints in order, the one that
-//! answered last, and the URLs and checks shared by every fetch.
+//! A session with one repository: the places it can be fetched from in
+//! order, the one that answered last, and the URLs and checks shared by
+//! every fetch.
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,18 +8,39 @@ use std::sync::Arc;
 
 use reqwest::Url;
 
+use super::error::Ctx;
 use super::names::{check_digest, DigestCheck};
 use super::{ClientInner, Credentials, Endpoint, RegistryError};
 
-pub(super) struct RepoInner {
-    pub(super) client: Arc<ClientInner>,
-    pub(super) registry: String,
+/// One place a pull can fetch the repository from: an endpoint, the
+/// repository's name there (a registries.conf location or mirror may
+/// rewrite it) and the credentials that go there.
+#[derive(Debug, Clone)]
+pub(super) struct Source {
+    pub(super) endpoint: Endpoint,
     pub(super) repository: String,
     pub(super) credentials: Credentials,
-    /// Mirrors in order, then the upstream registry (always last).
-    pub(super) endpoints: Vec<Endpoint>,
+}
+
+impl Source {
+    pub(super) fn new(endpoint: Endpoint, repository: &str) -> Source {
+        Source {
+            endpoint,
+            repository: repository.to_string(),
+            credentials: Credentials::Anonymous,
+        }
+    }
+}
+
+pub(super) struct RepoInner {
+    pub(super) client: Arc<ClientInner>,
+    /// The registry and repository the image name says.
+    pub(super) registry: String,
+    pub(super) repository: String,
+    /// Mirrors in order, then the registry itself (always last).
+    pub(super) sources: Vec<Source>,
     pub(super) invalid: Option<String>,
-    /// Index of the endpoint that answered last; requests start there.
+    /// Index of the source that answered last; requests start there.
     pub(super) preferred: AtomicUsize,
 }
 
@@ -33,7 +55,7 @@ impl fmt::Debug for Repository {
         f.debug_struct("Repository")
             .field("registry", &self.inner.registry)
             .field("repository", &self.inner.repository)
-            .field("credentials", &self.inner.credentials)
+            .field("sources", &self.inner.sources)
             .finish_non_exhaustive()
     }
 }
@@ -49,13 +71,20 @@ impl Repository {
         &self.inner.repository
     }
 
-    pub(super) fn from(&self, ep: &Endpoint) -> String {
+    pub(super) fn from(&self, src: &Source) -> String {
+        let ep = &src.endpoint;
         match &ep.mirror_of {
-            Some(registry) => format!(
-                "{}/{} (mirror of {registry})",
-                ep.display, self.inner.repository
-            ),
-            None => format!("{}/{}", ep.display, self.inner.repository),
+            Some(registry) => format!("{}/{} (mirror of {registry})", ep.display, src.repository),
+            None => format!("{}/{}", ep.display, src.repository),
+        }
+    }
+
+    /// What a request to `src` is for, to name it in errors.
+    pub(super) fn ctx<'a>(&self, what: &'a str, src: &Source) -> Ctx<'a> {
+        Ctx {
+            what,
+            from: self.from(src),
+            stall_timeout: self.inner.client.settings.stall_timeout,
         }
     }
 
@@ -74,10 +103,10 @@ impl Repository {
         }
     }
 
-    /// Endpoint indices to try: from the one that answered last to the
-    /// upstream (the ones before it already failed this session).
+    /// Source indices to try: from the one that answered last to the
+    /// registry (the ones before it already failed this session).
     fn order(&self) -> std::ops::Range<usize> {
-        let len = self.inner.endpoints.len();
+        let len = self.inner.sources.len();
         let start = self.inner.preferred.load(Ordering::Relaxed);
         (if start < len { start } else { 0 })..len
     }
@@ -100,7 +129,9 @@ impl Repository {
                     self.inner.preferred.store(i, Ordering::Relaxed);
                     return Ok(v);
                 }
-                Err(e) if self.inner.endpoints[i].mirror_of.is_some() && e.falls_through() => {
+                Err(e)
+                    if self.inner.sources[i].endpoint.mirror_of.is_some() && e.falls_through() =>
+                {
                     tracing::warn!(error = %e, "registry mirror failed, trying the next endpoint");
                     last = Some(e);
                 }
@@ -116,17 +147,17 @@ impl Repository {
 
     pub(super) fn url(
         &self,
-        ep: &Endpoint,
+        src: &Source,
         kind: &str,
         reference: &str,
     ) -> Result<Url, RegistryError> {
         let s = format!(
             "{}/v2/{}/{kind}/{reference}",
-            ep.base, self.inner.repository
+            src.endpoint.base, src.repository
         );
         Url::parse(&s).map_err(|e| RegistryError::InvalidReference {
             what: format!("{kind} {reference}"),
-            from: self.from(ep),
+            from: self.from(src),
             reason: format!("URL {s}: {e}"),
         })
     }

@@ -71,6 +71,8 @@ pub(super) enum Reply {
     },
     /// Written as is, then the connection is closed.
     Raw(Vec<u8>),
+    /// Written as is, then nothing more for `hold` before closing.
+    Stall { raw: Vec<u8>, hold: Duration },
 }
 
 pub(super) fn reply(status: u16, body: impl Into<Vec<u8>>) -> Reply {
@@ -202,6 +204,10 @@ async fn serve_conn(
             conn.write_all(&body).await?;
         }
         Reply::Raw(bytes) => conn.write_all(&bytes).await?,
+        Reply::Stall { raw, hold } => {
+            conn.write_all(&raw).await?;
+            tokio::time::sleep(hold).await;
+        }
     }
     conn.shutdown().await
 }

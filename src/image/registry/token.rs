@@ -8,8 +8,9 @@ use serde::Deserialize;
 
 use super::endpoints::{is_insecure_in, url_host_port};
 use super::error::Ctx;
-use super::http::{chain, read_body};
-use super::{lock, Credentials, Endpoint, RegistryError, Repository};
+use super::http::read_body;
+use super::repository::Source;
+use super::{lock, Credentials, RegistryError, Repository};
 
 const MAX_TOKEN_BYTES: usize = 1 << 20;
 /// The token spec's default when the server gives no `expires_in`.
@@ -40,19 +41,19 @@ impl Repository {
     /// A pull token for this repository from the cache or the token server.
     pub(super) async fn token(
         &self,
-        ep: &Endpoint,
+        src: &Source,
         realm: &str,
         service: Option<&str>,
         ctx: &Ctx<'_>,
     ) -> Result<(String, TokenKey), RegistryError> {
         let client = &self.inner.client;
-        let scope = format!("repository:{}:pull", self.inner.repository);
+        let scope = format!("repository:{}:pull", src.repository);
         let key = TokenKey {
-            endpoint: ep.base.clone(),
+            endpoint: src.endpoint.base.clone(),
             realm: realm.to_string(),
             service: service.unwrap_or_default().to_string(),
             scope: scope.clone(),
-            credentials: self.inner.credentials.fingerprint(),
+            credentials: src.credentials.fingerprint(),
         };
         {
             let mut tokens = lock(&client.tokens);
@@ -62,7 +63,7 @@ impl Repository {
                 return Ok((t.token.clone(), key));
             }
         }
-        let (token, lifetime) = self.fetch_token(realm, service, &scope, ctx).await?;
+        let (token, lifetime) = self.fetch_token(src, realm, service, &scope, ctx).await?;
         // Renew a little before the server's expiry.
         let keep = lifetime - lifetime / 10;
         lock(&client.tokens).insert(
@@ -79,17 +80,18 @@ impl Repository {
     /// credentials; returns it with its lifetime.
     async fn fetch_token(
         &self,
+        src: &Source,
         realm: &str,
         service: Option<&str>,
         scope: &str,
         ctx: &Ctx<'_>,
     ) -> Result<(String, Duration), RegistryError> {
-        let url = self.token_server(realm, ctx)?;
+        let url = self.token_server(src, realm, ctx)?;
         let mut resp = self
-            .token_request(url, service, scope)
+            .token_request(&src.credentials, url, service, scope)
             .send()
             .await
-            .map_err(|e| ctx.connect(format!("token server {realm}: {}", chain(&e))))?;
+            .map_err(|e| ctx.transport(&e, &format!("token server {realm}: ")))?;
         if !resp.status().is_success() {
             return Err(ctx
                 .status_error(resp, &format!("token server {realm}: "))
@@ -101,17 +103,22 @@ impl Repository {
     }
 
     /// The realm as a URL. Credentials go only over HTTPS or to a host that
-    /// is insecure by configuration.
-    fn token_server(&self, realm: &str, ctx: &Ctx<'_>) -> Result<Url, RegistryError> {
+    /// is insecure by configuration (peapod's, or the registries.conf
+    /// `insecure` of the endpoint that sent the challenge).
+    fn token_server(&self, src: &Source, realm: &str, ctx: &Ctx<'_>) -> Result<Url, RegistryError> {
         let client = &self.inner.client;
         let url = Url::parse(realm)
             .map_err(|e| ctx.protocol(format!("token server realm {realm:?} is not a URL: {e}")))?;
         let secure = match url.scheme() {
             "https" => true,
-            "http" => is_insecure_in(&client.settings.insecure, &url_host_port(&url)),
+            "http" => {
+                let host = url_host_port(&url);
+                is_insecure_in(&client.settings.insecure, &host)
+                    || src.endpoint.is_plain_http_at(&host)
+            }
             _ => return Err(ctx.protocol(format!("token server realm {realm:?} is not http(s)"))),
         };
-        if !secure && self.inner.credentials != Credentials::Anonymous {
+        if !secure && src.credentials != Credentials::Anonymous {
             return Err(ctx.unauthorized(format!(
                 "refusing to send credentials to plain-HTTP token server {realm} (host not insecure)"
             )));
@@ -124,12 +131,12 @@ impl Repository {
     /// there are some).
     fn token_request(
         &self,
+        credentials: &Credentials,
         mut url: Url,
         service: Option<&str>,
         scope: &str,
     ) -> reqwest::RequestBuilder {
         let client = &self.inner.client;
-        let credentials = &self.inner.credentials;
         if let Credentials::IdentityToken(refresh) = credentials {
             let mut form = vec![
                 ("grant_type", "refresh_token"),
@@ -169,7 +176,7 @@ async fn read_token_response(
 ) -> Result<(String, Duration), RegistryError> {
     let (body, more) = read_body(resp, MAX_TOKEN_BYTES)
         .await
-        .map_err(|e| ctx.connect(format!("token server {realm}: {}", chain(&e))))?;
+        .map_err(|e| ctx.transport(&e, &format!("token server {realm}: ")))?;
     if more {
         return Err(ctx.protocol(format!(
             "token server {realm}: response larger than {MAX_TOKEN_BYTES} bytes"
