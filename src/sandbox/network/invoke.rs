@@ -69,7 +69,7 @@ impl CniNetwork {
         plugin_outcome(ty, op, output)
     }
 
-    fn find_plugin(&self, ty: &str) -> Result<PathBuf, CniError> {
+    pub(super) fn find_plugin(&self, ty: &str) -> Result<PathBuf, CniError> {
         self.bin_dirs
             .iter()
             .map(|d| d.join(ty))
