@@ -6,6 +6,8 @@
 //! server) → `pods` → `sandbox`, `container`, `image`
 //! (domain) → `objects`, `oci`, `monitor`, `cgroups`, `host`, `store`
 //! (mechanisms). Sandboxes hand containers a [`pod::PodContext`].
+//! `preflight` (`peapod check`, and the daemon's start-up checks) sits
+//! beside `server`: it asks the domain and the mechanisms about the host.
 
 /// Types and client/server code generated from `proto/api.proto`
 /// (package `runtime.v1`).
@@ -27,6 +29,7 @@ pub mod objects;
 pub mod oci;
 pub mod pod;
 pub mod pods;
+pub mod preflight;
 pub mod process;
 pub mod sandbox;
 pub mod server;

@@ -141,6 +141,15 @@ impl CgroupLayout {
         self.mode() == CgroupMode::Unified
     }
 
+    /// The controllers the v2 hierarchy offers (its root's
+    /// `cgroup.controllers`); none without one.
+    pub fn unified_controllers(&self) -> Vec<String> {
+        self.unified_hierarchy()
+            .and_then(|h| fs::read_to_string(h.mount().join("cgroup.controllers")).ok())
+            .map(|text| text.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
     /// The v1 hierarchy that carries `controller`.
     pub(super) fn v1_with(&self, controller: &str) -> Option<&Hierarchy> {
         self.hierarchies

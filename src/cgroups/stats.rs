@@ -60,12 +60,7 @@ impl CgroupLayout {
     /// running v1 cannot use it).
     pub fn has_hugetlb(&self) -> bool {
         if self.is_v2() {
-            return self.unified_hierarchy().is_some_and(|h| {
-                fs::read_to_string(h.mount().join("cgroup.controllers"))
-                    .unwrap_or_default()
-                    .split_whitespace()
-                    .any(|c| c == "hugetlb")
-            });
+            return self.unified_controllers().iter().any(|c| c == "hugetlb");
         }
         self.v1_with("hugetlb").is_some()
     }

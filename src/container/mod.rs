@@ -145,12 +145,27 @@ pub fn runtimes(config: &Config) -> HashMap<String, Arc<dyn OciRuntime>> {
 
 /// Whether this process may lower an `oom_score_adj` (CAP_SYS_RESOURCE in
 /// its effective set).
-fn has_cap_sys_resource() -> bool {
+pub(crate) fn has_cap_sys_resource() -> bool {
     const CAP_SYS_RESOURCE: u32 = 24;
     security::own_capability_mask("CapEff").is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
 }
 
-fn own_oom_score_adj() -> i64 {
+/// Whether containers' `oom_score_adj` is raised to at least the daemon's
+/// own, per `restrict_oom_score_adj` and whether the daemon may lower one.
+pub(crate) fn restricts_oom_score_adj(
+    restriction: OomScoreAdjRestriction,
+    has_cap_sys_resource: bool,
+) -> bool {
+    match restriction {
+        OomScoreAdjRestriction::Always => true,
+        OomScoreAdjRestriction::Never => false,
+        OomScoreAdjRestriction::Auto => !has_cap_sys_resource,
+    }
+}
+
+/// This process's `oom_score_adj`: the floor for containers when
+/// restricted.
+pub(crate) fn own_oom_score_adj() -> i64 {
     std::fs::read_to_string("/proc/self/oom_score_adj")
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -159,11 +174,7 @@ fn own_oom_score_adj() -> i64 {
 
 /// What the host offers containers, found once at start.
 pub fn host_facts(config: &Config, cgroups: &CgroupLayout) -> HostFacts {
-    let restrict = match config.restrict_oom_score_adj {
-        OomScoreAdjRestriction::Always => true,
-        OomScoreAdjRestriction::Never => false,
-        OomScoreAdjRestriction::Auto => !has_cap_sys_resource(),
-    };
+    let restrict = restricts_oom_score_adj(config.restrict_oom_score_adj, has_cap_sys_resource());
     let floor = restrict.then(own_oom_score_adj);
     if let Some(f) = floor {
         info!(

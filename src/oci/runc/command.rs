@@ -67,14 +67,7 @@ impl CliRuntime {
             .map_err(|e| self.spawn_error(e))?;
         let out = match tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output()).await {
             Ok(out) => out.map_err(|e| self.spawn_error(e))?,
-            Err(_) => {
-                return Err(OciError::Timeout {
-                    runtime: self.name.clone(),
-                    command,
-                    id: id.to_string(),
-                    secs: COMMAND_TIMEOUT.as_secs(),
-                })
-            }
+            Err(_) => return Err(self.timeout(command, id)),
         };
         if out.status.success() {
             return Ok(Ok(out.stdout));
@@ -83,6 +76,15 @@ impl CliRuntime {
         let message = error_message(&stderr)
             .unwrap_or_else(|| format!("exited with {} and no message", out.status));
         Ok(Err(message))
+    }
+
+    fn timeout(&self, command: &'static str, id: &str) -> OciError {
+        OciError::Timeout {
+            runtime: self.name.clone(),
+            command,
+            id: id.to_string(),
+            secs: COMMAND_TIMEOUT.as_secs(),
+        }
     }
 
     pub(super) fn failed(&self, command: &'static str, id: &str, message: String) -> OciError {
@@ -109,6 +111,46 @@ impl CliRuntime {
         }
     }
 
+    /// The first line of `<runtime> --version` (no global options: it
+    /// answers before any state is touched).
+    pub async fn version(&self) -> Result<String, OciError> {
+        let child = tokio::process::Command::new(&self.path)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| self.spawn_error(e))?;
+        let out = match tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output()).await {
+            Ok(out) => out.map_err(|e| self.spawn_error(e))?,
+            Err(_) => return Err(self.timeout("--version", "")),
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        match text.lines().map(str::trim).find(|l| !l.is_empty()) {
+            Some(first) if out.status.success() => Ok(first.to_string()),
+            _ => Err(self.failed(
+                "--version",
+                "",
+                error_message(&String::from_utf8_lossy(&out.stderr))
+                    .unwrap_or_else(|| format!("exited with {} and printed nothing", out.status)),
+            )),
+        }
+    }
+
+    /// Runs the container of `bundle` in the foreground (`run`) until it
+    /// exits, then deletes its state whatever happened: a trial that shows
+    /// whether the runtime works on this host at all.
+    pub async fn run_to_exit(&self, id: &str, bundle: &Path) -> Result<(), OciError> {
+        let args: Vec<OsString> = vec!["--bundle".into(), bundle.into(), id.into()];
+        let ran = self.run("run", id, &args).await;
+        let _ = self.delete_state(id, true).await;
+        match ran? {
+            Ok(_) => Ok(()),
+            Err(message) => Err(self.failed("run", id, message)),
+        }
+    }
+
     /// `<runtime> features`. Older runtimes have no such command: they
     /// support none of the optional features.
     pub(super) async fn read_features(&self) -> RuntimeFeatures {
@@ -127,7 +169,9 @@ impl CliRuntime {
 }
 
 /// The runtime's error from what it wrote on stderr: the last line, which
-/// runc writes plainly after its log line; a JSON log line gives its msg.
+/// runc writes plainly after its log line; a JSON log line gives its msg,
+/// and so does a text one (`time=... level=error msg="..."`, all `run`
+/// writes).
 fn error_message(stderr: &str) -> Option<String> {
     let line = stderr.lines().rev().find(|l| !l.trim().is_empty())?.trim();
     if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
@@ -135,7 +179,22 @@ fn error_message(stderr: &str) -> Option<String> {
             return Some(m.to_string());
         }
     }
-    Some(line.to_string())
+    Some(text_log_message(line).unwrap_or_else(|| line.to_string()))
+}
+
+/// The `msg="..."` of a logrus text line, unquoted.
+fn text_log_message(line: &str) -> Option<String> {
+    let quoted = line.split_once(" msg=\"")?.1;
+    let mut out = String::new();
+    let mut chars = quoted.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(out),
+            '\\' => out.extend(chars.next()),
+            c => out.push(c),
+        }
+    }
+    None
 }
 
 /// Messages that mean "the container is not there (any more)".
@@ -156,5 +215,14 @@ mod tests {
         let json = "{\"level\":\"error\",\"msg\":\"container not running\",\"time\":\"x\"}\n";
         assert_eq!(error_message(json).unwrap(), "container not running");
         assert_eq!(error_message("\n  \n"), None);
+        let text = "time=\"2026-12-07T21:00:28Z\" level=error msg=\"runc run failed: a \\\"quoted\\\" word\"\n";
+        assert_eq!(
+            error_message(text).unwrap(),
+            "runc run failed: a \"quoted\" word"
+        );
+        assert_eq!(
+            error_message("level=error msg=\"unterminated\n").unwrap(),
+            "level=error msg=\"unterminated"
+        );
     }
 }

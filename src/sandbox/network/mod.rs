@@ -254,6 +254,37 @@ impl CniNetwork {
         self.plugins.iter().map(plugin_type).collect()
     }
 
+    /// The plugin binaries the list runs: each plugin's `type` and the
+    /// IPAM plugin (`ipam.type`) it delegates to, in exec order, each once.
+    pub fn plugin_binaries(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for plugin in &self.plugins {
+            let ipam = plugin
+                .get("ipam")
+                .and_then(|i| i.get("type"))
+                .and_then(Value::as_str);
+            for name in std::iter::once(plugin_type(plugin)).chain(ipam) {
+                if !name.is_empty() && !out.contains(&name) {
+                    out.push(name);
+                }
+            }
+        }
+        out
+    }
+
+    /// Those of [`CniNetwork::plugin_binaries`] that no bin dir holds.
+    pub fn missing_plugins(&self) -> Vec<&str> {
+        self.plugin_binaries()
+            .into_iter()
+            .filter(|name| self.find_plugin(name).is_err())
+            .collect()
+    }
+
+    /// The directories plugins are looked up in, in order.
+    pub fn bin_dirs(&self) -> &[PathBuf] {
+        &self.bin_dirs
+    }
+
     /// Runs ADD through every plugin in order, chaining results, and caches
     /// the final one. On error the caller must [`CniNetwork::del`] to undo
     /// whatever the plugins that ran did.

@@ -709,3 +709,26 @@ fn invalid_attachment_names_are_rejected() {
         })
     ));
 }
+
+#[test]
+fn plugin_binaries_include_ipam_and_missing_ones_are_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (conf, bin) = (dir.path().join("net.d"), dir.path().join("bin"));
+    std::fs::create_dir_all(&conf).expect("mkdir");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    std::fs::write(
+        conf.join("10-x.conflist"),
+        r#"{"cniVersion":"1.0.0","name":"x","plugins":[
+            {"type":"bridge","ipam":{"type":"host-local"}},
+            {"type":"portmap"},
+            {"type":"bridge","ipam":{"type":"host-local"}}]}"#,
+    )
+    .expect("write");
+    write_script(&bin, "bridge", "exit 0");
+    let net = CniNetwork::load(&conf, std::slice::from_ref(&bin), &dir.path().join("cache"))
+        .expect("load")
+        .expect("config");
+    assert_eq!(net.plugin_binaries(), ["bridge", "host-local", "portmap"]);
+    assert_eq!(net.missing_plugins(), ["host-local", "portmap"]);
+    assert_eq!(net.bin_dirs(), [bin]);
+}
