@@ -4,12 +4,13 @@
 use std::path::{Path, PathBuf};
 
 use super::Finding;
-use crate::config::CniConfig;
+use crate::config::Config;
 use crate::sandbox::network::CniNetwork;
 
 const ID: &str = "cni";
 
-pub(super) fn network(cni: &CniConfig) -> Finding {
+pub(super) fn network(config: &Config) -> Finding {
+    let cni = &config.cni;
     // Loading reads the files only; the cache dir is not touched.
     match CniNetwork::load(&cni.conf_dir, &cni.bin_dirs, Path::new("/nonexistent")) {
         Err(e) => Finding::fail(
@@ -20,11 +21,15 @@ pub(super) fn network(cni: &CniConfig) -> Finding {
                 cni.conf_dir.display()
             ),
         ),
+        Ok(None) if cni.default_network => judge_plugins(&CniNetwork::default_network(config)),
         Ok(None) => Finding::warn(
             ID,
-            format!("no network config in {}", cni.conf_dir.display()),
             format!(
-                "write a .conflist into {} (pods get no network until one is there)",
+                "no network config in {}, and cni.default_network = false",
+                cni.conf_dir.display()
+            ),
+            format!(
+                "write a .conflist into {}, or set cni.default_network = true (pods get no network until then)",
                 cni.conf_dir.display()
             ),
         ),
@@ -35,9 +40,8 @@ pub(super) fn network(cni: &CniConfig) -> Finding {
 fn judge_plugins(net: &CniNetwork) -> Finding {
     let dirs = join_dirs(net.bin_dirs());
     let found = format!(
-        "{} (network {:?}, plugins {})",
-        net.source().display(),
-        net.name(),
+        "pods join {} (plugins {})",
+        net.describe(),
         net.plugin_binaries().join(", ")
     );
     let missing = net.missing_plugins();
@@ -66,22 +70,31 @@ mod tests {
     use super::*;
     use crate::preflight::Level;
 
-    fn config(dir: &Path) -> CniConfig {
-        CniConfig {
-            conf_dir: dir.join("net.d"),
-            bin_dirs: vec![dir.join("bin")],
-            ..CniConfig::default()
-        }
+    fn config(dir: &Path) -> Config {
+        let mut c = Config::default();
+        c.cni.conf_dir = dir.join("net.d");
+        c.cni.bin_dirs = vec![dir.join("bin")];
+        c
     }
 
     #[test]
-    fn no_config_is_a_warning_naming_the_directory() {
+    fn no_config_means_the_default_network_or_a_warning() {
         let d = tempfile::tempdir().unwrap();
-        let f = network(&config(d.path()));
+        let mut c = config(d.path());
+        let f = network(&c);
+        // The default network, whose plugins are not in the empty bin dir.
+        assert_eq!(f.level, Level::Fail, "{f:?}");
+        assert!(f.found.contains("peapod-default"), "{f:?}");
+        assert!(f.found.contains("bridge, host-local, portmap, loopback not found"), "{f:?}");
+        c.cni.default_network = false;
+        let f = network(&c);
         assert_eq!(f.level, Level::Warn);
         assert_eq!(
             f.found,
-            format!("no network config in {}", d.path().join("net.d").display())
+            format!(
+                "no network config in {}, and cni.default_network = false",
+                d.path().join("net.d").display()
+            )
         );
     }
 
@@ -89,20 +102,20 @@ mod tests {
     fn missing_plugins_fail_and_are_named() {
         let d = tempfile::tempdir().unwrap();
         let c = config(d.path());
-        std::fs::create_dir_all(&c.conf_dir).unwrap();
-        std::fs::create_dir_all(&c.bin_dirs[0]).unwrap();
+        std::fs::create_dir_all(&c.cni.conf_dir).unwrap();
+        std::fs::create_dir_all(&c.cni.bin_dirs[0]).unwrap();
         std::fs::write(
-            c.conf_dir.join("10-a.conflist"),
+            c.cni.conf_dir.join("10-a.conflist"),
             r#"{"cniVersion":"1.0.0","name":"a","plugins":[{"type":"bridge","ipam":{"type":"host-local"}}]}"#,
         )
         .unwrap();
-        std::fs::write(c.bin_dirs[0].join("bridge"), "").unwrap();
+        std::fs::write(c.cni.bin_dirs[0].join("bridge"), "").unwrap();
         let f = network(&c);
         assert_eq!(f.level, Level::Fail, "{f:?}");
         assert!(f.found.contains("host-local not found"), "{f:?}");
         assert!(f.fix.unwrap().contains("host-local"));
 
-        std::fs::write(c.bin_dirs[0].join("host-local"), "").unwrap();
+        std::fs::write(c.cni.bin_dirs[0].join("host-local"), "").unwrap();
         let f = network(&c);
         assert_eq!(f.level, Level::Ok, "{f:?}");
         assert!(f.found.contains("10-a.conflist"), "{f:?}");

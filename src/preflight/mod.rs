@@ -114,7 +114,7 @@ pub async fn check_host(config: &Config) -> Vec<Finding> {
     ];
     findings.extend(runtimes::check_all(config).await);
     findings.extend([
-        cni::network(&config.cni),
+        cni::network(config),
         security::lsm(),
         security::oom_score_adj(config.restrict_oom_score_adj),
         storage::socket_dir(&config.socket),
