@@ -43,7 +43,10 @@ mod tests {
         let a = manager_address("@peapod/notify").unwrap();
         assert_eq!(a.as_abstract_name(), Some(&b"peapod/notify"[..]));
         let p = manager_address("/run/systemd/notify").unwrap();
-        assert_eq!(p.as_pathname(), Some(std::path::Path::new("/run/systemd/notify")));
+        assert_eq!(
+            p.as_pathname(),
+            Some(std::path::Path::new("/run/systemd/notify"))
+        );
     }
 
     #[test]
