@@ -247,58 +247,6 @@ impl Config {
         }
     }
 
-    /// Applies one `--flag value` override; returns false for an unknown flag.
-    pub fn set_flag(&mut self, flag: &str, value: &str) -> Result<bool, ConfigError> {
-        match flag {
-            "--socket" => self.socket = PathBuf::from(value),
-            "--root" => self.root_dir = PathBuf::from(value),
-            "--state" => self.state_dir = PathBuf::from(value),
-            "--log-level" => self.log_level = value.to_string(),
-            "--cgroup-driver" => {
-                self.cgroup_driver = match value {
-                    "cgroupfs" => CgroupDriver::Cgroupfs,
-                    "systemd" => CgroupDriver::Systemd,
-                    _ => {
-                        return Err(ConfigError::Invalid {
-                            key: "cgroup_driver".into(),
-                            message: format!("{value:?} is neither \"cgroupfs\" nor \"systemd\""),
-                        })
-                    }
-                }
-            }
-            "--monitor-path" => self.monitor_path = PathBuf::from(value),
-            "--streaming-address" => self.streaming.address = value.to_string(),
-            "--streaming-port" => {
-                self.streaming.port = value.parse().map_err(|_| ConfigError::Invalid {
-                    key: "streaming.port".into(),
-                    message: format!("{value:?} is not a port number"),
-                })?
-            }
-            "--cni-conf-dir" => self.cni.conf_dir = PathBuf::from(value),
-            "--cni-bin-dir" => self.cni.bin_dirs = value.split(':').map(PathBuf::from).collect(),
-            // Repeatable: each adds one.
-            "--insecure-registry" => self.images.insecure_registries.push(value.to_string()),
-            "--registry-mirror" => {
-                let Some((registry, endpoint)) = value.split_once('=') else {
-                    return Err(ConfigError::Invalid {
-                        key: "images.mirrors".into(),
-                        message: format!(
-                            "--registry-mirror wants REGISTRY=ENDPOINT, got {value:?}"
-                        ),
-                    });
-                };
-                self.images
-                    .mirrors
-                    .entry(registry.to_string())
-                    .or_default()
-                    .push(endpoint.to_string());
-            }
-            _ => return Ok(false),
-        }
-        self.validate()?;
-        Ok(true)
-    }
-
     /// Checks every section; the error names the first invalid key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_locations()?;
@@ -584,14 +532,5 @@ mod tests {
         );
         let err = rules::named::<CgroupDriver>("nope").unwrap_err();
         assert!(err.contains("nope") && err.contains("cgroupfs"), "{err}");
-    }
-
-    #[test]
-    fn flags_override() {
-        let mut c = Config::default();
-        assert!(c.set_flag("--socket", "/tmp/p.sock").unwrap());
-        assert!(!c.set_flag("--nope", "x").unwrap());
-        assert!(c.set_flag("--cgroup-driver", "bogus").is_err());
-        assert_eq!(c.socket, PathBuf::from("/tmp/p.sock"));
     }
 }
