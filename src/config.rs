@@ -9,6 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::cgroups::CgroupDriver;
 
+mod check;
+mod doc;
+
+pub use check::{check, Position, Problem};
+pub use doc::{default_template, key_summary};
+
 /// Where the daemon looks for a config file when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/peapod/config.toml";
 
@@ -19,8 +25,8 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    #[error("config file {}", .problem.in_file(.path))]
+    Parse { path: PathBuf, problem: Problem },
     #[error("invalid value for `{key}`: {message}")]
     Invalid { key: String, message: String },
 }
@@ -89,12 +95,7 @@ impl Default for StreamingConfig {
 
 impl StreamingConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.address.parse::<std::net::IpAddr>().is_err() {
-            return Err(invalid(
-                "streaming.address",
-                &format!("{:?} is not an IP address", self.address),
-            ));
-        }
+        rules::ip_address(&self.address).map_err(|m| invalid("streaming.address", &m))?;
         if self.token_ttl_secs == 0 {
             return Err(invalid("streaming.token_ttl_secs", "must be at least 1"));
         }
@@ -239,18 +240,28 @@ impl Default for CniConfig {
 }
 
 impl Config {
-    /// Parses a TOML document over the defaults.
+    /// Parses a TOML document over the defaults. The error names the first
+    /// problem's key and where it is in the file.
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let config = Config::deserialize_text(text).map_err(|e| Problem::from_toml(text, &e));
+        let config = config.and_then(|c| {
+            c.validate().map_err(|e| Problem::from_invalid(text, e))?;
+            Ok(c)
+        });
+        config.map_err(|problem| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string().trim_end().replace('\n', " "),
-        })?;
+            problem,
+        })
+    }
+
+    /// The document over the defaults, not validated yet.
+    fn deserialize_text(text: &str) -> Result<Config, toml::de::Error> {
+        let mut config: Config = toml::from_str(text)?;
         // Handlers a file declares are added to the built-in ones (runc),
         // which stay available unless the file redefines them.
         for (name, handler) in Config::default().runtimes {
             config.runtimes.entry(name).or_insert(handler);
         }
-        config.validate()?;
         Ok(config)
     }
 
@@ -268,58 +279,6 @@ impl Config {
             }
             Err(source) => Err(ConfigError::Read { path, source }),
         }
-    }
-
-    /// Applies one `--flag value` override; returns false for an unknown flag.
-    pub fn set_flag(&mut self, flag: &str, value: &str) -> Result<bool, ConfigError> {
-        match flag {
-            "--socket" => self.socket = PathBuf::from(value),
-            "--root" => self.root_dir = PathBuf::from(value),
-            "--state" => self.state_dir = PathBuf::from(value),
-            "--log-level" => self.log_level = value.to_string(),
-            "--cgroup-driver" => {
-                self.cgroup_driver = match value {
-                    "cgroupfs" => CgroupDriver::Cgroupfs,
-                    "systemd" => CgroupDriver::Systemd,
-                    _ => {
-                        return Err(ConfigError::Invalid {
-                            key: "cgroup_driver".into(),
-                            message: format!("{value:?} is neither \"cgroupfs\" nor \"systemd\""),
-                        })
-                    }
-                }
-            }
-            "--monitor-path" => self.monitor_path = PathBuf::from(value),
-            "--streaming-address" => self.streaming.address = value.to_string(),
-            "--streaming-port" => {
-                self.streaming.port = value.parse().map_err(|_| ConfigError::Invalid {
-                    key: "streaming.port".into(),
-                    message: format!("{value:?} is not a port number"),
-                })?
-            }
-            "--cni-conf-dir" => self.cni.conf_dir = PathBuf::from(value),
-            "--cni-bin-dir" => self.cni.bin_dirs = value.split(':').map(PathBuf::from).collect(),
-            // Repeatable: each adds one.
-            "--insecure-registry" => self.images.insecure_registries.push(value.to_string()),
-            "--registry-mirror" => {
-                let Some((registry, endpoint)) = value.split_once('=') else {
-                    return Err(ConfigError::Invalid {
-                        key: "images.mirrors".into(),
-                        message: format!(
-                            "--registry-mirror wants REGISTRY=ENDPOINT, got {value:?}"
-                        ),
-                    });
-                };
-                self.images
-                    .mirrors
-                    .entry(registry.to_string())
-                    .or_default()
-                    .push(endpoint.to_string());
-            }
-            _ => return Ok(false),
-        }
-        self.validate()?;
-        Ok(true)
     }
 
     /// Checks every section; the error names the first invalid key.
@@ -359,13 +318,7 @@ impl Config {
     }
 
     fn validate_log_level(&self) -> Result<(), ConfigError> {
-        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
-            return Err(invalid(
-                "log_level",
-                &format!("{:?} is not a valid filter", self.log_level),
-            ));
-        }
-        Ok(())
+        rules::log_filter(&self.log_level).map_err(|m| invalid("log_level", &m))
     }
 
     fn validate_container_log(&self) -> Result<(), ConfigError> {
@@ -529,12 +482,8 @@ impl ImagesConfig {
             }
         }
         for (registry, endpoints) in &self.mirrors {
-            if registry.is_empty() || endpoints.iter().any(|e| e.trim().is_empty()) {
-                return Err(invalid(
-                    &format!("images.mirrors.{registry}"),
-                    "registry names and endpoints must not be empty",
-                ));
-            }
+            rules::mirror(registry, endpoints)
+                .map_err(|m| invalid(&format!("images.mirrors.{registry}"), &m))?;
         }
         Ok(())
     }
@@ -548,13 +497,50 @@ fn invalid(key: &str, message: &str) -> ConfigError {
 }
 
 fn require_absolute(key: &str, path: &Path) -> Result<(), ConfigError> {
-    if path.is_absolute() {
-        return Ok(());
+    rules::absolute_path(path).map_err(|m| invalid(key, &m))
+}
+
+/// The rules single values follow, shared by [`Config::validate`] and the
+/// command line's value parsers (whose errors name the flag).
+pub mod rules {
+    use std::path::Path;
+
+    pub fn absolute_path(path: &Path) -> Result<(), String> {
+        if path.is_absolute() {
+            return Ok(());
+        }
+        Err(format!("{} is not an absolute path", path.display()))
     }
-    Err(invalid(
-        key,
-        &format!("{} is not an absolute path", path.display()),
-    ))
+
+    pub fn log_filter(filter: &str) -> Result<(), String> {
+        match tracing_subscriber::EnvFilter::try_new(filter) {
+            Ok(_) => Ok(()),
+            Err(_) => Err(format!("{filter:?} is not a valid filter")),
+        }
+    }
+
+    pub fn ip_address(address: &str) -> Result<(), String> {
+        match address.parse::<std::net::IpAddr>() {
+            Ok(_) => Ok(()),
+            Err(_) => Err(format!("{address:?} is not an IP address")),
+        }
+    }
+
+    pub fn mirror(registry: &str, endpoints: &[impl AsRef<str>]) -> Result<(), String> {
+        if registry.is_empty() || endpoints.iter().any(|e| e.as_ref().trim().is_empty()) {
+            return Err("registry names and endpoints must not be empty".to_string());
+        }
+        Ok(())
+    }
+
+    /// A value of an enumerated key (`cgroup_driver`) from the name the
+    /// file gives it: serde's names, so flags and file agree.
+    pub fn named<T: serde::de::DeserializeOwned>(name: &str) -> Result<T, String> {
+        use serde::de::IntoDeserializer;
+        let name: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
+            name.into_deserializer();
+        T::deserialize(name).map_err(|e| e.to_string())
+    }
 }
 
 #[cfg(test)]
@@ -663,11 +649,28 @@ mod tests {
     }
 
     #[test]
-    fn flags_override() {
-        let mut c = Config::default();
-        assert!(c.set_flag("--socket", "/tmp/p.sock").unwrap());
-        assert!(!c.set_flag("--nope", "x").unwrap());
-        assert!(c.set_flag("--cgroup-driver", "bogus").is_err());
-        assert_eq!(c.socket, PathBuf::from("/tmp/p.sock"));
+    fn errors_name_the_file_line_and_key() {
+        let err = Config::from_toml("\n[cni]\nbogus = 1\n", Path::new("/etc/p.toml")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("config file /etc/p.toml:3:1: cni.bogus: unknown field `bogus`"),
+            "{err}"
+        );
+        let err =
+            Config::from_toml("[streaming]\naddress = \"x\"\n", Path::new("c.toml")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config file c.toml:2:1: streaming.address: \"x\" is not an IP address"
+        );
+    }
+
+    #[test]
+    fn enumerated_values_parse_by_their_file_names() {
+        assert_eq!(
+            rules::named::<CgroupDriver>("systemd"),
+            Ok(CgroupDriver::Systemd)
+        );
+        let err = rules::named::<CgroupDriver>("nope").unwrap_err();
+        assert!(err.contains("nope") && err.contains("cgroupfs"), "{err}");
     }
 }

@@ -1,8 +1,11 @@
-//! The `peapod` command: `serve` runs the CRI daemon, `version` and `config`
-//! print what it would run with.
+//! The `peapod` command: `serve` runs the CRI daemon, `version` and
+//! `config` print and check what it would run with (arguments in `cli`).
+
+mod cli;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +16,7 @@ use tracing::{info, warn};
 use peapod::api::image_service_server::ImageServiceServer;
 use peapod::api::runtime_service_server::RuntimeServiceServer;
 use peapod::cgroups::{CgroupLayout, CgroupManager};
-use peapod::config::Config;
+use peapod::config::{self, Config};
 use peapod::container::{ContainerDeps, Containers};
 use peapod::host::{Host, HostOps};
 use peapod::image::registry::auth_file::{auth_file_path, AUTH_FILE_ENV};
@@ -25,104 +28,98 @@ use peapod::server::{Daemon, ImageApi, RuntimeApi};
 use peapod::store::Store;
 use peapod::streaming::StreamingServer;
 
+use cli::{Command, ConfigCommand, LogFormat};
+
 /// kubelet's own limit for CRI messages.
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 /// How often a running pull logs its progress.
 const PULL_PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(5);
 
-const USAGE: &str = "usage: peapod <command> [options]
-
-commands:
-  serve     run the CRI daemon
-  version   print the version
-  config    print the effective configuration (TOML)
-
-options (serve, config):
-  --config PATH          config file (default /etc/peapod/config.toml, if present)
-  --socket PATH          CRI socket (default /run/peapod/peapod.sock)
-  --root PATH            persistent data (default /var/lib/peapod)
-  --state PATH           volatile state (default /run/peapod)
-  --log-level FILTER     e.g. info, debug, peapod=debug (RUST_LOG overrides)
-  --cgroup-driver NAME   cgroupfs or systemd
-  --monitor-path PATH    the peapod-monitor binary
-  --cni-conf-dir PATH    CNI network configs (default /etc/cni/net.d)
-  --cni-bin-dir PATHS    CNI plugin dirs, ':'-separated
-  --streaming-address IP  the streaming server's address (default 127.0.0.1)
-  --streaming-port PORT   its port (default 0: a free one)
-  --insecure-registry HOST         plain-HTTP registry (repeatable)
-  --registry-mirror REGISTRY=URL   mirror tried before REGISTRY (repeatable)";
-
-fn parse_config(args: &[String]) -> anyhow::Result<Config> {
-    let mut config_path: Option<PathBuf> = None;
-    let mut overrides = Vec::new();
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let (flag, value) = match flag.split_once('=') {
-            Some((f, v)) => (f.to_string(), v.to_string()),
-            None => {
-                let v = it
-                    .next()
-                    .with_context(|| format!("{flag} needs a value\n\n{USAGE}"))?;
-                (flag.clone(), v.clone())
-            }
-        };
-        if flag == "--config" {
-            config_path = Some(PathBuf::from(value));
-        } else {
-            overrides.push((flag, value));
+fn main() -> ExitCode {
+    let cli = match cli::parse() {
+        Ok(cli) => cli,
+        Err(usage) => return usage,
+    };
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            report(&e);
+            ExitCode::FAILURE
         }
     }
-    let mut config = Config::load(config_path.as_deref())?;
-    for (flag, value) in overrides {
-        if !config.set_flag(&flag, &value)? {
-            bail!("unknown option {flag}\n\n{USAGE}");
-        }
-    }
-    Ok(config)
 }
 
-fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("serve") => {
-            let config = parse_config(&args[1..])?;
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(args) => {
+            let config = args.config.load()?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(serve(config))
+            runtime.block_on(serve(config, args.log_format))?;
         }
-        Some("version") => {
-            println!(
-                "peapod {} (CRI runtime API v1, version {})",
-                env!("CARGO_PKG_VERSION"),
-                peapod::server::CRI_VERSION
-            );
-            Ok(())
-        }
-        Some("config") => {
-            print!("{}", parse_config(&args[1..])?.to_toml());
-            Ok(())
-        }
-        Some("-h") | Some("--help") | Some("help") => {
-            println!("{USAGE}");
-            Ok(())
-        }
-        _ => {
-            eprintln!("{USAGE}");
-            std::process::exit(2);
-        }
+        Command::Version => println!(
+            "peapod {} (CRI runtime API v1, version {})",
+            env!("CARGO_PKG_VERSION"),
+            peapod::server::CRI_VERSION
+        ),
+        Command::Config(ConfigCommand::Default) => print!("{}", config::default_template()),
+        Command::Config(ConfigCommand::Show(args)) => print!("{}", args.load()?.to_toml()),
+        Command::Config(ConfigCommand::Check { file }) => return check_config(&file),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line with the error's chain; the backtrace only when RUST_BACKTRACE
+/// asked for one to be captured.
+fn report(e: &anyhow::Error) {
+    eprintln!("peapod: {}", chain(e));
+    if e.backtrace().status() == std::backtrace::BacktraceStatus::Captured {
+        eprintln!("{}", e.backtrace());
     }
 }
 
-fn init_logging(config: &Config) {
+/// `outer: inner: ...`, without the causes our errors already end with
+/// (their messages include their source).
+fn chain(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.ends_with(&cause) {
+            line = format!("{line}: {cause}");
+        }
+    }
+    line
+}
+
+/// `peapod config check`: every problem of the file on stderr (exit 1), or
+/// one line saying it is valid.
+fn check_config(file: &Path) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read config file {}", file.display()))?;
+    let problems = config::check(&text);
+    if problems.is_empty() {
+        println!("{}: OK", file.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    for problem in &problems {
+        eprintln!("{}", problem.in_file(file));
+    }
+    Ok(ExitCode::FAILURE)
+}
+
+fn init_logging(config: &Config, format: LogFormat) {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(&config.log_level));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
 }
 
 /// Makes the socket path usable: refuses when a daemon answers on it,
@@ -188,8 +185,8 @@ fn image_settings(config: &Config) -> ImageSettings {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
-    init_logging(&config);
+async fn serve(config: Config, log_format: LogFormat) -> anyhow::Result<()> {
+    init_logging(&config, log_format);
     let config = Arc::new(config);
     for dir in [&config.root_dir, &config.state_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;

@@ -142,17 +142,17 @@ fn config_errors_name_the_key() {
 
     std::fs::write(&bad, "[cni]\nplugin_timeout_secs = -1\n").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_peapod"))
-        .args(["config", "--config"])
+        .args(["config", "show", "--config"])
         .arg(&bad)
         .output()
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("plugin_timeout_secs"));
 
-    // `peapod config` prints the effective config, which parses back.
+    // `peapod config show` prints the effective config, which parses back.
     std::fs::write(&bad, "state_dir = \"/tmp/elsewhere\"\n").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_peapod"))
-        .args(["config", "--config"])
+        .args(["config", "show", "--config"])
         .arg(&bad)
         .args(["--socket", "/tmp/flag.sock"])
         .output()
