@@ -26,6 +26,18 @@ pub enum Command {
     /// Print or check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Check whether this host is fit to run peapod's pods: one line each,
+    /// OK, WARN or FAIL, with the fix; exit status 1 if anything FAILs.
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Print the findings as a JSON array, for scripts.
+    #[arg(long)]
+    pub json: bool,
 }
 
 // Parsed once, at start: the size of the largest variant does not matter.

@@ -23,6 +23,7 @@ use peapod::image::registry::auth_file::{auth_file_path, AUTH_FILE_ENV};
 use peapod::image::registry::RegistrySettings;
 use peapod::image::{ImageSettings, Images};
 use peapod::pods::Pods;
+use peapod::preflight;
 use peapod::sandbox::{CniPlugins, PauseMonitor, SandboxDeps, Sandboxes, INFRA_START_TIMEOUT};
 use peapod::server::{Daemon, ImageApi, RuntimeApi};
 use peapod::store::Store;
@@ -66,8 +67,23 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::Default) => print!("{}", config::default_template()),
         Command::Config(ConfigCommand::Show(args)) => print!("{}", args.load()?.to_toml()),
         Command::Config(ConfigCommand::Check { file }) => return check_config(&file),
+        Command::Check(args) => return check_host(args),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `peapod check`: the host's findings, as text or JSON.
+fn check_host(args: cli::CheckArgs) -> anyhow::Result<ExitCode> {
+    let config = args.config.load()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let findings = runtime.block_on(preflight::check_host(&config));
+    match args.json {
+        true => println!("{}", preflight::render_json(&findings)),
+        false => print!("{}", preflight::render_text(&findings)),
+    }
+    Ok(ExitCode::from(preflight::exit_code(&findings)))
 }
 
 /// One line with the error's chain; the backtrace only when RUST_BACKTRACE
@@ -205,6 +221,12 @@ async fn serve(config: Config, log_format: LogFormat) -> anyhow::Result<()> {
     if let Err(e) = peapod::notify::ready(&format!("serving CRI on {}", config.socket.display())) {
         warn!("cannot tell the service manager that the daemon is ready: {e}");
     }
+    // The host's WARN and FAIL findings in the log, without delaying the
+    // socket: `peapod check` prints the same.
+    let host_config = config.clone();
+    tokio::spawn(
+        async move { preflight::log_findings(&preflight::check_host(&host_config).await) },
+    );
     serve_cri(daemon, listener).await?;
     let _ = std::fs::remove_file(&config.socket);
     info!("stopped; pods keep running");

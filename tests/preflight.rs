@@ -378,3 +378,57 @@ async fn the_systemd_driver_fails_without_systemd_as_pid_1() {
     }
     assert_nothing_left(dir.path());
 }
+
+/// `peapod check --json` prints what the library finds for the same config,
+/// with the exit status it implies; `peapod serve` logs the WARN and FAIL
+/// lines at start.
+#[tokio::test]
+async fn the_command_and_the_daemon_report_the_same_findings() {
+    require();
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path(), CgroupDriver::Cgroupfs);
+    let expected = check_host(&config).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_peapod"))
+        .args(["check", "--json"])
+        .args(["--root", &config.root_dir.to_string_lossy()])
+        .args(["--state", &config.state_dir.to_string_lossy()])
+        .args(["--socket", &config.socket.to_string_lossy()])
+        .args(["--cni-conf-dir", &config.cni.conf_dir.to_string_lossy()])
+        .env_remove("PEAPOD_CONFIG")
+        .output()
+        .unwrap();
+    let printed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    // The command's config has runc only (no crun handler).
+    let wanted: Vec<&Finding> = expected
+        .iter()
+        .filter(|f| f.check != "runtime:crun")
+        .collect();
+    let checks: Vec<&str> = printed
+        .iter()
+        .map(|f| f["check"].as_str().unwrap())
+        .collect();
+    let wanted_checks: Vec<&str> = wanted.iter().map(|f| &*f.check).collect();
+    assert_eq!(checks, wanted_checks);
+    for (p, f) in printed.iter().zip(&wanted) {
+        let level = serde_json::to_value(f.level).unwrap();
+        assert_eq!(p["level"], level, "{}", f.check);
+    }
+    let fails = printed.iter().any(|f| f["level"] == "fail");
+    assert_eq!(out.status.code(), Some(i32::from(fails)));
+
+    let d = common::TestDaemon::start_with(common::Options {
+        cni: false,
+        ..Default::default()
+    });
+    let not_ok: Vec<&&Finding> = wanted
+        .iter()
+        .filter(|f| {
+            f.level != Level::Ok && !f.check.starts_with("runtime") && f.check != "socket-dir"
+        })
+        .collect();
+    assert!(!not_ok.is_empty() || wanted.iter().all(|f| f.level == Level::Ok));
+    for f in not_ok {
+        let line = format!("host check {}", f.check);
+        common::eventually(&line, || d.log_text().contains(&line)).await;
+    }
+}
