@@ -85,7 +85,11 @@ mod tests {
         // The default network, whose plugins are not in the empty bin dir.
         assert_eq!(f.level, Level::Fail, "{f:?}");
         assert!(f.found.contains("peapod-default"), "{f:?}");
-        assert!(f.found.contains("bridge, host-local, portmap, loopback not found"), "{f:?}");
+        assert!(
+            f.found
+                .contains("bridge, host-local, portmap, loopback not found"),
+            "{f:?}"
+        );
         c.cni.default_network = false;
         let f = network(&c);
         assert_eq!(f.level, Level::Warn);
