@@ -264,13 +264,7 @@ async fn a_runtime_handler_that_refuses_this_host_says_why() {
             assert!(child_cgroups(&pod, &pod.id).is_empty());
         }
     }
-    let st = d
-        .runtime()
-        .await
-        .status(api::StatusRequest { verbose: false })
-        .await
-        .unwrap()
-        .into_inner();
+    let st = d.runtime_status(false).await;
     let names: Vec<&str> = st
         .runtime_handlers
         .iter()

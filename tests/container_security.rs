@@ -314,13 +314,7 @@ async fn users_groups_and_supplemental_groups() {
     assert_eq!(d.exec_ok(&merge, &["id", "-G"]).await, "1003 1004 5000\n");
 
     // The runtime says it applies the policy.
-    let status = d
-        .runtime()
-        .await
-        .status(api::StatusRequest { verbose: false })
-        .await
-        .unwrap()
-        .into_inner();
+    let status = d.runtime_status(false).await;
     assert!(status.features.unwrap().supplemental_groups_policy);
     d.remove_all().await;
 }

@@ -81,13 +81,7 @@ fn start(config: &str, cni_bin_dir: Option<String>) -> (tempfile::TempDir, TestD
 }
 
 async fn network_condition(d: &TestDaemon) -> api::RuntimeCondition {
-    let s = d
-        .runtime()
-        .await
-        .status(api::StatusRequest { verbose: false })
-        .await
-        .unwrap()
-        .into_inner();
+    let s = d.runtime_status(false).await;
     s.status
         .unwrap()
         .conditions

@@ -37,15 +37,7 @@ async fn pull_auth(
     image: &str,
     auth: Option<api::AuthConfig>,
 ) -> Result<String, tonic::Status> {
-    d.images()
-        .await
-        .pull_image(api::PullImageRequest {
-            image: spec(image),
-            auth,
-            sandbox_config: None,
-        })
-        .await
-        .map(|r| r.into_inner().image_ref)
+    d.pull_with(image, auth).await
 }
 
 async fn status(d: &TestDaemon, image: &str) -> Option<api::Image> {

@@ -130,15 +130,7 @@ async fn pull_auth(
     image: &str,
     auth: Option<api::AuthConfig>,
 ) -> Result<String, tonic::Status> {
-    d.images()
-        .await
-        .pull_image(api::PullImageRequest {
-            image: spec(image),
-            auth,
-            sandbox_config: None,
-        })
-        .await
-        .map(|r| r.into_inner().image_ref)
+    d.pull_with(image, auth).await
 }
 
 async fn pull(d: &TestDaemon, image: &str) -> Result<String, tonic::Status> {

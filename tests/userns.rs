@@ -469,13 +469,7 @@ async fn a_volume_that_cannot_be_idmapped_is_refused_with_its_path() {
 #[tokio::test(flavor = "multi_thread")]
 async fn status_says_user_namespaces_work_and_where_the_state_is() {
     let d = TestDaemon::start();
-    let st = d
-        .runtime()
-        .await
-        .status(api::StatusRequest { verbose: true })
-        .await
-        .unwrap()
-        .into_inner();
+    let st = d.runtime_status(true).await;
     assert!(!st.runtime_handlers.is_empty());
     for h in &st.runtime_handlers {
         let f = h.features.unwrap();

@@ -276,6 +276,37 @@ impl TestDaemon {
         )
     }
 
+    /// The runtime's Status.
+    pub async fn runtime_status(&self, verbose: bool) -> api::StatusResponse {
+        self.runtime()
+            .await
+            .status(api::StatusRequest { verbose })
+            .await
+            .expect("Status")
+            .into_inner()
+    }
+
+    /// PullImage of `image` with the request's own credentials; the image
+    /// reference, or the call's error.
+    pub async fn pull_with(
+        &self,
+        image: &str,
+        auth: Option<api::AuthConfig>,
+    ) -> Result<String, tonic::Status> {
+        self.images()
+            .await
+            .pull_image(api::PullImageRequest {
+                image: Some(api::ImageSpec {
+                    image: image.to_string(),
+                    ..Default::default()
+                }),
+                auth,
+                sandbox_config: None,
+            })
+            .await
+            .map(|r| r.into_inner().image_ref)
+    }
+
     pub async fn images(&self) -> ImageServiceClient<Channel> {
         ImageServiceClient::new(
             peapod_cri_client::connect(&self.socket)
