@@ -6,15 +6,12 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::{rpc, Daemon};
+use super::{rpc, stream_in_chunks, Daemon};
 use crate::api;
 use crate::api::image_service_server::ImageService;
 use crate::image::manifest::image_user;
 use crate::image::registry::RegistryError;
 use crate::image::{Credentials, ImageError, ImageRecord};
-
-/// Images per message of StreamImages.
-const STREAM_CHUNK: usize = 100;
 
 pub struct ImageApi {
     daemon: Arc<Daemon>,
@@ -155,16 +152,9 @@ impl ImageService for ImageApi {
         req: Request<api::StreamImagesRequest>,
     ) -> Result<Response<tonic::codegen::BoxStream<api::StreamImagesResponse>>, Status> {
         let images = self.list(req.into_inner().filter)?;
-        let mut chunks: Vec<Result<api::StreamImagesResponse, Status>> = images
-            .chunks(STREAM_CHUNK)
-            .map(|c| Ok(api::StreamImagesResponse { images: c.to_vec() }))
-            .collect();
-        if chunks.is_empty() {
-            chunks.push(Ok(api::StreamImagesResponse { images: vec![] }));
-        }
-        let stream: tonic::codegen::BoxStream<api::StreamImagesResponse> =
-            Box::pin(tokio_stream::iter(chunks));
-        Ok(Response::new(stream))
+        Ok(Response::new(stream_in_chunks(images, |images| {
+            api::StreamImagesResponse { images }
+        })))
     }
 
     async fn image_status(

@@ -78,6 +78,25 @@ where
     result.map(Response::new)
 }
 
+/// Items per message of the `Stream*` RPCs.
+const STREAM_CHUNK: usize = 100;
+
+/// A `Stream*` RPC's answer: the items of its `List*` counterpart, in
+/// messages of at most [`STREAM_CHUNK`]; one empty message when there are none.
+pub fn stream_in_chunks<T: Clone, R: Send + 'static>(
+    items: Vec<T>,
+    message: impl Fn(Vec<T>) -> R,
+) -> tonic::codegen::BoxStream<R> {
+    let mut messages: Vec<Result<R, Status>> = items
+        .chunks(STREAM_CHUNK)
+        .map(|c| Ok(message(c.to_vec())))
+        .collect();
+    if messages.is_empty() {
+        messages.push(Ok(message(vec![])));
+    }
+    Box::pin(tokio_stream::iter(messages))
+}
+
 /// An RPC whose capability peapod does not have yet.
 pub fn unimplemented(method: &str, what: &str) -> Status {
     Status::unimplemented(format!(
