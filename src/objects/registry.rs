@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::{broadcast, watch, Mutex, MutexGuard};
@@ -14,6 +15,9 @@ use crate::store::Store;
 
 /// Events kept for a subscriber that falls behind.
 const EVENT_BACKLOG: usize = 1024;
+
+/// The order in which events of every registry were published.
+static EVENT_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// One object: its newest record and what serialises changes to it.
 pub struct Entry<R: Record> {
@@ -29,6 +33,9 @@ pub struct Entry<R: Record> {
     commit: Mutex<()>,
     /// Set once the object is removed from the store and the index.
     removed: std::sync::atomic::AtomicBool,
+    /// The state subscribers were last told of (a stored one); `None`
+    /// while they were told of none.
+    told: std::sync::Mutex<Option<R::State>>,
     pub extra: R::Extra,
 }
 
@@ -41,6 +48,7 @@ impl<R: Record> Entry<R> {
             op: Mutex::new(()),
             commit: Mutex::new(()),
             removed: Default::default(),
+            told: std::sync::Mutex::new(None),
             extra: R::Extra::default(),
         })
     }
@@ -68,6 +76,10 @@ impl<R: Record> Entry<R> {
         self.op.lock().await
     }
 
+    fn told(&self) -> std::sync::MutexGuard<'_, Option<R::State>> {
+        self.told.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn swap(&self, rec: Arc<R>) {
         let state = rec.state();
         *self.record.write().unwrap_or_else(|e| e.into_inner()) = rec;
@@ -75,14 +87,21 @@ impl<R: Record> Entry<R> {
     }
 }
 
-/// A change of one object, as subscribers see it.
+/// A change of one object, as subscribers see it: published once the
+/// change is stored, in the order the object's changes were made.
 #[derive(Clone)]
 pub struct Event<R: Record> {
-    /// The state before; `None` when clients did not see the object yet.
+    /// The state subscribers were last told of; `None` when they were told
+    /// of none (the object was being created, or storing its first visible
+    /// record failed).
     pub from: Option<R::State>,
     /// The record after the change (its last, when `removed`).
     pub record: Arc<R>,
     pub removed: bool,
+    /// When it was published, in nanoseconds since the epoch.
+    pub at: i64,
+    /// Its place among the events of every registry.
+    pub seq: u64,
 }
 
 /// Visible objects and those being created, apart, so that an id prefix
@@ -127,38 +146,53 @@ impl<R: Record> Registry<R> {
         let records: Vec<(String, R)> = self.store.load_all(R::TABLE)?;
         Ok(records
             .into_iter()
-            .map(|(_, rec)| self.index_new(rec))
+            .map(|(_, rec)| {
+                let entry = Entry::new(rec);
+                let rec = entry.snapshot();
+                // Clients may have seen it before the restart.
+                if rec.visible() {
+                    *entry.told() = Some(rec.state());
+                }
+                self.index(&entry);
+                entry
+            })
             .collect())
     }
 
-    fn index_new(&self, rec: R) -> Arc<Entry<R>> {
-        let (id, visible, name) = (rec.id().to_string(), rec.visible(), rec.name());
-        let entry = Entry::new(rec);
+    fn index(&self, entry: &Arc<Entry<R>>) {
+        let rec = entry.snapshot();
+        let id = rec.id().to_string();
         let mut index = self.write();
-        if visible {
-            self.names.insert(name, id.clone());
+        if rec.visible() {
+            self.names.insert(rec.name(), id.clone());
             index.visible.insert(id, entry.clone());
         } else {
             index.hidden.insert(id, entry.clone());
         }
-        entry
     }
 
     /// A new object: stored before anything of it exists, so a crash at
     /// any later point leaves a record the next start reconciles.
     pub async fn add(&self, rec: R) -> Result<Arc<Entry<R>>, Error> {
         self.persist(&rec).await?;
-        let entry = self.index_new(rec);
+        let entry = Entry::new(rec);
+        // Held before the entry can be found, so its first event is
+        // published before any change of it.
+        let commit = entry.commit.lock().await;
+        self.index(&entry);
         let record = entry.snapshot();
         if record.visible() {
-            self.publish(None, record, false);
+            self.publish(&entry, record, false);
         }
+        drop(commit);
         Ok(entry)
     }
 
     /// Changes an object's record with `f`: stored, then swapped into the
     /// index (also when storing failed: memory follows what happened, and
-    /// the error is returned), then published.
+    /// the error is returned), then published, only when stored: clients
+    /// are told of durable states alone, and the next stored change is
+    /// published from the state they were last told of.
     pub async fn transition<T>(
         &self,
         entry: &Entry<R>,
@@ -167,16 +201,17 @@ impl<R: Record> Registry<R> {
         let _commit = entry.commit.lock().await;
         let (before, after, out) = Self::changed(entry, f);
         let stored = self.persist(&after).await;
-        self.apply(entry, &before, after);
+        self.apply(entry, &before, after, stored.is_ok());
         stored.map(|()| out)
     }
 
-    /// [`Self::transition`] without storing: for a step the next transition
-    /// stores, whose loss in a crash the next start redoes anyway.
+    /// [`Self::transition`] without storing (nor publishing): for a step the
+    /// next transition stores, whose loss in a crash the next start redoes
+    /// anyway.
     pub async fn transition_unsaved<T>(&self, entry: &Entry<R>, f: impl FnOnce(&mut R) -> T) -> T {
         let _commit = entry.commit.lock().await;
         let (before, after, out) = Self::changed(entry, f);
-        self.apply(entry, &before, after);
+        self.apply(entry, &before, after, false);
         out
     }
 
@@ -187,14 +222,14 @@ impl<R: Record> Registry<R> {
         (before, after, out)
     }
 
-    fn apply(&self, entry: &Entry<R>, before: &R, after: R) {
+    fn apply(&self, entry: &Entry<R>, before: &R, after: R, stored: bool) {
         let after = Arc::new(after);
         entry.swap(after.clone());
         if !before.visible() && after.visible() {
             self.reveal(&after);
         }
-        if before.visible() || after.visible() {
-            self.publish(before.visible().then(|| before.state()), after, false);
+        if stored && after.visible() {
+            self.publish(entry, after, false);
         }
     }
 
@@ -224,7 +259,9 @@ impl<R: Record> Registry<R> {
             .store(true, std::sync::atomic::Ordering::Release);
         if rec.visible() {
             self.names.remove(&rec.name());
-            self.publish(Some(rec.state()), rec, true);
+        }
+        if entry.told().is_some() {
+            self.publish(entry, rec, true);
         }
         Ok(())
     }
@@ -236,12 +273,18 @@ impl<R: Record> Registry<R> {
             .await?)
     }
 
-    fn publish(&self, from: Option<R::State>, record: Arc<R>, removed: bool) {
+    /// Tells subscribers of a stored change; called with the entry's
+    /// commit lock held, so an object's events keep their order.
+    fn publish(&self, entry: &Entry<R>, record: Arc<R>, removed: bool) {
+        let now = (!removed).then(|| record.state());
+        let from = std::mem::replace(&mut *entry.told(), now);
         // No subscriber is not an error.
         let _ = self.events.send(Event {
             from,
             record,
             removed,
+            at: crate::ids::now_nanos(),
+            seq: EVENT_SEQ.fetch_add(1, Ordering::Relaxed),
         });
     }
 
@@ -423,6 +466,78 @@ mod tests {
             })
             .await;
         assert_eq!(again, Ok("y".into()));
+    }
+
+    /// A thing whose state 9 cannot be stored.
+    #[derive(Debug, Clone, Deserialize)]
+    struct Fragile(Thing);
+
+    impl Serialize for Fragile {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            if self.0.state == 9 {
+                return Err(serde::ser::Error::custom("state 9 cannot be stored"));
+            }
+            self.0.serialize(s)
+        }
+    }
+
+    impl Record for Fragile {
+        type State = u8;
+        type Name = String;
+        type Extra = ();
+        const TABLE: Table = Table::Meta;
+        const KIND: &'static str = "thing";
+        const ID_FIELD: &'static str = "thing_id";
+        const CREATING: u8 = 0;
+        fn id(&self) -> &str {
+            &self.0.id
+        }
+        fn name(&self) -> String {
+            self.0.name.clone()
+        }
+        fn state(&self) -> u8 {
+            self.0.state
+        }
+    }
+
+    #[tokio::test]
+    async fn only_stored_changes_are_published_from_the_state_last_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
+        let registry = Registry::<Fragile>::new(store.clone());
+        let mut events = registry.subscribe();
+        let entry = registry.add(Fragile(thing("f", 0))).await.unwrap();
+        registry
+            .transition(&entry, |t| t.0.state = 1)
+            .await
+            .unwrap();
+        let e = events.try_recv().unwrap();
+        assert_eq!((e.from, e.record.0.state), (None, 1));
+        let failed = registry.transition(&entry, |t| t.0.state = 9).await;
+        assert!(failed.is_err());
+        assert_eq!(entry.snapshot().0.state, 9, "memory follows what happened");
+        assert!(events.try_recv().is_err(), "no event for an unstored state");
+        registry.transition_unsaved(&entry, |t| t.0.state = 3).await;
+        assert!(events.try_recv().is_err(), "no event for an unsaved state");
+        registry
+            .transition(&entry, |t| t.0.state = 2)
+            .await
+            .unwrap();
+        let e = events.try_recv().unwrap();
+        assert_eq!((e.from, e.record.0.state), (Some(1), 2));
+        registry.remove(&entry).await.unwrap();
+        let e = events.try_recv().unwrap();
+        assert_eq!((e.from, e.removed), (Some(2), true));
+        let hidden = registry.add(Fragile(thing("h", 0))).await.unwrap();
+        assert!(registry
+            .transition(&hidden, |t| t.0.state = 9)
+            .await
+            .is_err());
+        registry.remove(&hidden).await.unwrap();
+        assert!(
+            events.try_recv().is_err(),
+            "nothing of an object whose visible states were never stored"
+        );
     }
 
     #[tokio::test]
