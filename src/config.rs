@@ -65,6 +65,31 @@ pub struct Config {
     /// output is split into partial (`P`) records.
     pub container_log_max_line: usize,
     pub streaming: StreamingConfig,
+    pub events: EventsConfig,
+}
+
+/// GetContainerEvents.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Events buffered for a subscriber that does not keep up, at most;
+    /// then its stream ends with an error (it lists again).
+    pub buffer: usize,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig { buffer: 1000 }
+    }
+}
+
+impl EventsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.buffer == 0 {
+            return Err(invalid("events.buffer", "must be at least 1"));
+        }
+        Ok(())
+    }
 }
 
 /// The streaming server (the URLs of Exec, Attach and PortForward).
@@ -222,6 +247,7 @@ impl Default for Config {
             restrict_oom_score_adj: OomScoreAdjRestriction::Auto,
             container_log_max_line: crate::monitor::DEFAULT_LOG_MAX_LINE,
             streaming: StreamingConfig::default(),
+            events: EventsConfig::default(),
         }
     }
 }
@@ -290,6 +316,7 @@ impl Config {
         self.images.validate()?;
         self.validate_container_log()?;
         self.streaming.validate()?;
+        self.events.validate()?;
         self.validate_runtimes()
     }
 

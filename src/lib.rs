@@ -20,6 +20,7 @@ pub mod cgroups;
 pub mod config;
 pub mod container;
 pub mod errors;
+pub mod events;
 pub mod host;
 pub mod ids;
 pub mod image;

@@ -25,7 +25,7 @@ use peapod::image::{ImageSettings, Images};
 use peapod::pods::Pods;
 use peapod::preflight;
 use peapod::sandbox::{CniPlugins, PauseMonitor, SandboxDeps, Sandboxes, INFRA_START_TIMEOUT};
-use peapod::server::{Daemon, ImageApi, RuntimeApi};
+use peapod::server::{ContainerEvents, Daemon, ImageApi, RuntimeApi};
 use peapod::store::Store;
 use peapod::streaming::StreamingServer;
 
@@ -278,9 +278,12 @@ async fn recover(config: Arc<Config>) -> anyhow::Result<Arc<Daemon>> {
                 )
             })?;
     info!("streaming server on {}", streaming.base_url());
+    let events =
+        ContainerEvents::start(sandboxes.clone(), containers.clone(), config.events.buffer);
     Ok(Arc::new(Daemon {
         config,
         pods: Pods::new(sandboxes.clone(), containers.clone()),
+        events,
         sandboxes,
         images,
         containers,

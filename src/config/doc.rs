@@ -201,6 +201,18 @@ const KEYS: &[KeyDoc] = &[
         "Streaming URLs issued and not used yet, at most; more are refused with \
          ResourceExhausted.",
     ),
+    key(
+        "events",
+        "GetContainerEvents, the stream of container and pod sandbox lifecycle events \
+         kubelet's Evented PLEG reads.",
+    ),
+    key_in(
+        "events.buffer",
+        "events",
+        "Events held for a subscriber that does not keep up, at most (at least 1). \
+         Then its stream ends with ResourceExhausted, and kubelet lists again; \
+         lifecycle operations and other subscribers never wait for it.",
+    ),
 ];
 
 const HEADER: &str = "\

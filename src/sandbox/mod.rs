@@ -225,7 +225,8 @@ fn pod_context(rec: &SandboxRecord) -> PodContext {
     }
 }
 
-fn view(record: Arc<SandboxRecord>) -> SandboxView {
+/// A sandbox as Status and List report it.
+pub fn view(record: Arc<SandboxRecord>) -> SandboxView {
     let ready = record.state == SandboxState::Ready;
     SandboxView { record, ready }
 }

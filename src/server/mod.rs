@@ -3,7 +3,9 @@
 //! domain errors to gRPC codes in one place.
 
 mod convert;
+mod events;
 mod image;
+mod lists;
 mod runtime;
 mod status;
 mod streaming;
@@ -25,6 +27,7 @@ use crate::streaming::StreamingServer;
 
 // The services name the conversions by family.
 
+pub use events::ContainerEvents;
 pub use image::ImageApi;
 pub use runtime::{RuntimeApi, CRI_VERSION};
 
@@ -36,6 +39,7 @@ pub struct Daemon {
     pub containers: Arc<Containers>,
     pub pods: Pods,
     pub streaming: Arc<StreamingServer>,
+    pub events: Arc<ContainerEvents>,
 }
 
 /// A sandbox or container error as a gRPC status: the one mapping.

@@ -3,11 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 
 use super::convert::container;
-use super::convert::sandbox::{filter_from_request, spec_from_request, to_pod_sandbox, to_status};
-use super::{rpc, status, status_of, streaming, unimplemented, Daemon};
+use super::convert::sandbox::{spec_from_request, to_status};
+use super::{lists, rpc, status, status_of, streaming, unimplemented, Daemon};
 use crate::api;
 use crate::api::runtime_service_server::RuntimeService;
 use crate::cgroups::CgroupDriver;
@@ -199,16 +200,21 @@ impl RuntimeService for RuntimeApi {
         &self,
         req: Request<api::ListPodSandboxRequest>,
     ) -> Result<Response<api::ListPodSandboxResponse>, Status> {
-        let filter = filter_from_request(req.into_inner().filter);
+        let filter = req.into_inner().filter;
         rpc("ListPodSandbox", "", async {
-            let items = self
-                .daemon
-                .sandboxes
-                .list(&filter)
-                .iter()
-                .map(to_pod_sandbox)
-                .collect();
+            let items = lists::pod_sandboxes(&self.daemon, filter);
             Ok(api::ListPodSandboxResponse { items })
+        })
+        .await
+    }
+
+    async fn stream_pod_sandboxes(
+        &self,
+        req: Request<api::StreamPodSandboxesRequest>,
+    ) -> Result<Response<BoxStream<api::StreamPodSandboxesResponse>>, Status> {
+        let filter = req.into_inner().filter;
+        rpc("StreamPodSandboxes", "", async {
+            Ok(lists::stream_pod_sandboxes(&self.daemon, filter))
         })
         .await
     }
@@ -217,16 +223,21 @@ impl RuntimeService for RuntimeApi {
         &self,
         req: Request<api::ListContainersRequest>,
     ) -> Result<Response<api::ListContainersResponse>, Status> {
-        let filter = container::filter_from_request(req.into_inner().filter);
+        let filter = req.into_inner().filter;
         rpc("ListContainers", "", async {
-            let containers = self
-                .daemon
-                .containers
-                .list(&filter)
-                .iter()
-                .map(|r| container::to_container(r))
-                .collect();
+            let containers = lists::containers(&self.daemon, filter);
             Ok(api::ListContainersResponse { containers })
+        })
+        .await
+    }
+
+    async fn stream_containers(
+        &self,
+        req: Request<api::StreamContainersRequest>,
+    ) -> Result<Response<BoxStream<api::StreamContainersResponse>>, Status> {
+        let filter = req.into_inner().filter;
+        rpc("StreamContainers", "", async {
+            Ok(lists::stream_containers(&self.daemon, filter))
         })
         .await
     }
@@ -355,6 +366,16 @@ impl RuntimeService for RuntimeApi {
                 status: Some(container::to_status(&rec)),
                 info,
             })
+        })
+        .await
+    }
+
+    async fn get_container_events(
+        &self,
+        _req: Request<api::GetEventsRequest>,
+    ) -> Result<Response<BoxStream<api::ContainerEventResponse>>, Status> {
+        rpc("GetContainerEvents", "", async {
+            Ok(self.daemon.events.subscribe())
         })
         .await
     }
