@@ -9,9 +9,30 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 /// Opens a gRPC channel to a CRI endpoint listening on `path`.
 pub async fn connect(path: &Path) -> Result<Channel, tonic::transport::Error> {
-    let path: PathBuf = path.to_path_buf();
+    dial(path, endpoint()?).await
+}
+
+/// [`connect`] with HTTP/2 flow-control windows of `bytes` (per stream and
+/// for the connection): a client that stops reading a stream holds at most
+/// this much of it, as a slow kubelet would.
+pub async fn connect_with_window(
+    path: &Path,
+    bytes: u32,
+) -> Result<Channel, tonic::transport::Error> {
+    let endpoint = endpoint()?
+        .initial_stream_window_size(bytes)
+        .initial_connection_window_size(bytes);
+    dial(path, endpoint).await
+}
+
+fn endpoint() -> Result<Endpoint, tonic::transport::Error> {
     // The URI is required by tonic but unused: the connector dials the socket.
-    Endpoint::try_from("http://[::1]:50051")?
+    Endpoint::try_from("http://[::1]:50051")
+}
+
+async fn dial(path: &Path, endpoint: Endpoint) -> Result<Channel, tonic::transport::Error> {
+    let path: PathBuf = path.to_path_buf();
+    endpoint
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let path = path.clone();
             async move {
