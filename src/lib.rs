@@ -3,7 +3,8 @@
 //! The daemon (`peapod serve`) answers the CRI v1 `RuntimeService` and
 //! `ImageService` on a unix socket. Layers depend downward:
 //! `server` (gRPC adapters) → `streaming` (the exec/attach/port-forward
-//! server) → `pods` → `sandbox`, `container`, `image`
+//! server) → `pods`, `events` (the lifecycle events GetContainerEvents
+//! streams) → `sandbox`, `container`, `image`
 //! (domain) → `objects`, `oci`, `monitor`, `cgroups`, `host`, `store`
 //! (mechanisms). Sandboxes hand containers a [`pod::PodContext`].
 //! `preflight` (`peapod check`, and the daemon's start-up checks) sits

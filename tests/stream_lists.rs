@@ -15,7 +15,7 @@ use peapod::api;
 const PODS: usize = 120;
 
 fn group(i: usize) -> &'static str {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         "even"
     } else {
         "odd"
