@@ -201,6 +201,16 @@ const KEYS: &[KeyDoc] = &[
         "Streaming URLs issued and not used yet, at most; more are refused with \
          ResourceExhausted.",
     ),
+    key(
+        "metrics",
+        "peapod's own Prometheus endpoint: GET /metrics in the text format \
+         (README: the list of metrics).",
+    ),
+    key(
+        "metrics.address",
+        "The IP address and port of the Prometheus endpoint, such as 127.0.0.1:9090. \
+         Empty: no endpoint. An address that cannot be bound stops the daemon at start.",
+    ),
 ];
 
 const HEADER: &str = "\
