@@ -103,6 +103,9 @@ pub struct ConfigArgs {
     streaming_address: Option<String>,
     #[arg(long, value_name = "PORT", help = key_help("streaming.port"))]
     streaming_port: Option<u16>,
+    #[arg(long, value_name = "IP:PORT", value_parser = socket_address,
+          help = key_help("metrics.address"))]
+    metrics_address: Option<String>,
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]",
           help = repeatable(key_help("images.insecure_registries")))]
     insecure_registries: Vec<String>,
@@ -138,6 +141,7 @@ impl ConfigArgs {
         }
         set(&mut c.streaming.address, &self.streaming_address);
         set(&mut c.streaming.port, &self.streaming_port);
+        set(&mut c.metrics.address, &self.metrics_address);
         // Repeatable: each adds to what the file has.
         let insecure = &mut c.images.insecure_registries;
         insecure.extend(self.insecure_registries.iter().cloned());
@@ -186,6 +190,11 @@ fn log_filter(value: &str) -> Result<String, String> {
 
 fn ip_address(value: &str) -> Result<String, String> {
     rules::ip_address(value)?;
+    Ok(value.to_string())
+}
+
+fn socket_address(value: &str) -> Result<String, String> {
+    rules::socket_address(value)?;
     Ok(value.to_string())
 }
 
@@ -252,6 +261,8 @@ mod tests {
             "systemd",
             "--streaming-port",
             "10010",
+            "--metrics-address",
+            "127.0.0.1:9090",
             "--registry-mirror",
             "docker.io=https://m1",
             "--registry-mirror",
@@ -271,6 +282,7 @@ mod tests {
         assert_eq!(c.cni.bin_dirs, [PathBuf::from("/a"), PathBuf::from("/b")]);
         assert_eq!(c.cgroup_driver, CgroupDriver::Systemd);
         assert_eq!(c.streaming.port, 10010);
+        assert_eq!(c.metrics.address, "127.0.0.1:9090");
         assert_eq!(c.images.mirrors["docker.io"], ["https://m1", "m2:5000"]);
         assert_eq!(c.images.insecure_registries, ["r.lan"]);
         assert_eq!(c.root_dir, Config::default().root_dir);
@@ -279,7 +291,11 @@ mod tests {
 
     #[test]
     fn usage_errors_are_one_line() {
-        let cases: [(&[&str], &str); 5] = [
+        let cases: [(&[&str], &str); 6] = [
+            (
+                &["serve", "--metrics-address", "9090"],
+                "is not an IP address and port",
+            ),
             (&["serve", "--sockt", "/x"], "'--sockt'"),
             (&["serve", "--root", "rel"], "rel is not an absolute path"),
             (&["serve", "--registry-mirror", "docker.io"], "REGISTRY=URL"),

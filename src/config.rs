@@ -66,6 +66,7 @@ pub struct Config {
     pub container_log_max_line: usize,
     pub streaming: StreamingConfig,
     pub events: EventsConfig,
+    pub metrics: MetricsConfig,
 }
 
 /// GetContainerEvents.
@@ -128,6 +129,28 @@ impl StreamingConfig {
             return Err(invalid("streaming.max_pending", "must be at least 1"));
         }
         Ok(())
+    }
+}
+
+/// peapod's own Prometheus endpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `IP:PORT` it listens on; empty: no endpoint.
+    pub address: String,
+}
+
+impl MetricsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.address.is_empty() {
+            return Ok(());
+        }
+        rules::socket_address(&self.address).map_err(|m| invalid("metrics.address", &m))
+    }
+
+    /// Where the endpoint listens, if it is on.
+    pub fn socket_address(&self) -> Option<std::net::SocketAddr> {
+        self.address.parse().ok()
     }
 }
 
@@ -248,6 +271,7 @@ impl Default for Config {
             container_log_max_line: crate::monitor::DEFAULT_LOG_MAX_LINE,
             streaming: StreamingConfig::default(),
             events: EventsConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -317,6 +341,7 @@ impl Config {
         self.validate_container_log()?;
         self.streaming.validate()?;
         self.events.validate()?;
+        self.metrics.validate()?;
         self.validate_runtimes()
     }
 
@@ -553,6 +578,15 @@ pub mod rules {
         }
     }
 
+    pub fn socket_address(address: &str) -> Result<(), String> {
+        match address.parse::<std::net::SocketAddr>() {
+            Ok(_) => Ok(()),
+            Err(_) => Err(format!(
+                "{address:?} is not an IP address and port such as 127.0.0.1:9090"
+            )),
+        }
+    }
+
     pub fn mirror(registry: &str, endpoints: &[impl AsRef<str>]) -> Result<(), String> {
         if registry.is_empty() || endpoints.iter().any(|e| e.as_ref().trim().is_empty()) {
             return Err("registry names and endpoints must not be empty".to_string());
@@ -689,6 +723,15 @@ mod tests {
             err.to_string(),
             "config file c.toml:2:1: streaming.address: \"x\" is not an IP address"
         );
+        let err =
+            Config::from_toml("[metrics]\naddress = \"9090\"\n", Path::new("c.toml")).unwrap_err();
+        assert!(err.to_string().contains("metrics.address"), "{err}");
+        let c = Config::from_toml("[metrics]\naddress = \"[::1]:9090\"\n", Path::new("c.toml"));
+        assert_eq!(
+            c.unwrap().metrics.socket_address(),
+            "[::1]:9090".parse().ok()
+        );
+        assert_eq!(Config::default().metrics.socket_address(), None);
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! (mechanisms). Sandboxes hand containers a [`pod::PodContext`].
 //! `preflight` (`peapod check`, and the daemon's start-up checks) sits
 //! beside `server`: it asks the domain and the mechanisms about the host.
+//! `metrics` (peapod's own Prometheus metrics) is below everything that
+//! reports to it.
 
 /// Types and client/server code generated from `proto/api.proto`
 /// (package `runtime.v1`).
@@ -25,6 +27,7 @@ pub mod events;
 pub mod host;
 pub mod ids;
 pub mod image;
+pub mod metrics;
 pub mod monitor;
 pub mod notify;
 pub mod objects;

@@ -22,11 +22,12 @@ use peapod::host::{Host, HostOps};
 use peapod::image::registry::auth_file::{auth_file_path, AUTH_FILE_ENV};
 use peapod::image::registry::RegistrySettings;
 use peapod::image::{ImageSettings, Images};
+use peapod::metrics::{self, GrpcMetricsLayer};
 use peapod::pods::Pods;
 use peapod::preflight;
 use peapod::sandbox::{CniPlugins, PauseMonitor, SandboxDeps, Sandboxes, INFRA_START_TIMEOUT};
 use peapod::server::{ContainerEvents, Daemon, ImageApi, RuntimeApi};
-use peapod::store::Store;
+use peapod::store::{Store, Table};
 use peapod::streaming::StreamingServer;
 
 use cli::{Command, ConfigCommand, LogFormat};
@@ -210,7 +211,16 @@ async fn serve(config: Config, log_format: LogFormat) -> anyhow::Result<()> {
             .with_context(|| format!("chmod {}", dir.display()))?;
     }
     claim_socket(&config.socket).await?;
+    serve_metrics(&config).await?;
     let daemon = recover(config.clone()).await?;
+    // Weak: the daemon's parts (its store) are dropped when serving ends.
+    let census = Arc::downgrade(&daemon);
+    metrics::count_objects_with(move || {
+        census
+            .upgrade()
+            .map(|d| d.pods.census())
+            .unwrap_or_default()
+    });
     let listener = listen(&config.socket)?;
     info!(
         "peapod {} serving CRI on {}",
@@ -233,6 +243,26 @@ async fn serve(config: Config, log_format: LogFormat) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// peapod's Prometheus endpoint, when `metrics.address` asks for one.
+async fn serve_metrics(config: &Config) -> anyhow::Result<()> {
+    let Some(address) = config.metrics.socket_address() else {
+        return Ok(());
+    };
+    let bound = metrics::serve(address)
+        .await
+        .with_context(|| format!("metrics.address: cannot listen on {address}"))?;
+    info!("Prometheus metrics on http://{bound}/metrics");
+    Ok(())
+}
+
+/// Counts this start of the daemon in its store: the starts so far.
+fn count_start(store: &Store) -> anyhow::Result<u64> {
+    const STARTS_KEY: &str = "daemon_starts";
+    let starts = store.get::<u64>(Table::Meta, STARTS_KEY)?.unwrap_or(0) + 1;
+    store.put(Table::Meta, STARTS_KEY, &starts)?;
+    Ok(starts)
+}
+
 /// The daemon's parts, wired together, with everything the store holds
 /// reconciled with the host.
 async fn recover(config: Arc<Config>) -> anyhow::Result<Arc<Daemon>> {
@@ -240,6 +270,7 @@ async fn recover(config: Arc<Config>) -> anyhow::Result<Arc<Daemon>> {
         Arc::new(Store::open(&config.database_path()).with_context(|| {
             format!("open metadata store {}", config.database_path().display())
         })?);
+    metrics::daemon_started(count_start(&store).context("count the daemon's start")?);
     let layout = CgroupLayout::detect().context("detect cgroup hierarchies")?;
     let facts = peapod::container::host_facts(&config, &layout);
     let cgroups: Arc<dyn CgroupManager> = Arc::new(layout);
@@ -321,6 +352,7 @@ async fn serve_cri(daemon: Arc<Daemon>, listener: tokio::net::UnixListener) -> a
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
     tonic::transport::Server::builder()
+        .layer(GrpcMetricsLayer)
         .add_service(runtime)
         .add_service(images)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use crate::container::Containers;
+use crate::container::{ContainerFilter, ContainerState, Containers};
 use crate::errors::Error;
-use crate::sandbox::Sandboxes;
+use crate::metrics::Census;
+use crate::sandbox::{SandboxFilter, SandboxState, Sandboxes};
 
 pub struct Pods {
     sandboxes: Arc<Sandboxes>,
@@ -55,5 +56,67 @@ impl Pods {
         })
         .await
         .map_err(|e| Error::Internal(format!("remove task: {e}")))?
+    }
+
+    /// How many sandboxes and containers are in each state now (every
+    /// state listed, those with none too), for the metrics.
+    pub fn census(&self) -> Census {
+        use SandboxState as P;
+        let pods = self.sandboxes.list(&SandboxFilter::default());
+        let pod_states = pods.iter().map(|v| v.record.state);
+        let containers = self.containers.list(&ContainerFilter::default());
+        let container_states = containers.iter().map(|r| r.state);
+        use ContainerState as C;
+        Census {
+            pods: count_by_state(
+                &[P::Creating, P::Ready, P::NotReady, P::Removing],
+                pod_states,
+            ),
+            containers: count_by_state(
+                &[C::Creating, C::Created, C::Running, C::Exited, C::Removing],
+                container_states,
+            ),
+        }
+    }
+}
+
+/// `(state, how many)` for each of `all`, named as the store names them.
+fn count_by_state<S: serde::Serialize>(
+    all: &[S],
+    states: impl Iterator<Item = S>,
+) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = all.iter().map(|s| (state_name(s), 0)).collect();
+    for state in states {
+        let name = state_name(&state);
+        match out.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, n)) => *n += 1,
+            None => out.push((name, 1)),
+        }
+    }
+    out
+}
+
+fn state_name<S: serde::Serialize>(state: &S) -> String {
+    match serde_json::to_value(state) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => "unknown".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_is_counted_by_its_stored_name() {
+        use SandboxState as P;
+        let counts = count_by_state(
+            &[P::Ready, P::NotReady],
+            [P::Ready, P::Removing, P::Ready].into_iter(),
+        );
+        let expected = [("ready", 2), ("notready", 0), ("removing", 1)];
+        let expected: Vec<(String, u64)> =
+            expected.iter().map(|(s, n)| (s.to_string(), *n)).collect();
+        assert_eq!(counts, expected);
     }
 }

@@ -64,6 +64,7 @@ const CONFIG_FLAGS: &[&str] = &[
     "--cni-bin-dir",
     "--streaming-address",
     "--streaming-port",
+    "--metrics-address",
     "--insecure-registry",
     "--registry-mirror",
 ];

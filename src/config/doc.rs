@@ -213,6 +213,16 @@ const KEYS: &[KeyDoc] = &[
          Then its stream ends with ResourceExhausted, and kubelet lists again; \
          lifecycle operations and other subscribers never wait for it.",
     ),
+    key(
+        "metrics",
+        "peapod's own Prometheus endpoint: GET /metrics in the text format \
+         (README: the list of metrics).",
+    ),
+    key(
+        "metrics.address",
+        "The IP address and port of the Prometheus endpoint, such as 127.0.0.1:9090. \
+         Empty: no endpoint. An address that cannot be bound stops the daemon at start.",
+    ),
 ];
 
 const HEADER: &str = "\

@@ -45,6 +45,7 @@ impl Containers {
                 }
             }
         };
+        count_exit(&rec, apply, message.is_some());
         // Taken before the state changes, so that a RemoveContainer right
         // after the exit waits for the cleanup below instead of racing it.
         let mut deleted = entry.extra.runtime_deleted.lock().await;
@@ -144,4 +145,17 @@ impl Containers {
             *deleted = this.clean_up_exited(&rec).await;
         });
     }
+}
+
+/// Counts the exit in the metrics before the state changes, so that whoever
+/// sees the container exited sees the exit counted: with the reason the
+/// record is given, or `Lost` when the monitor recorded no exit status.
+fn count_exit(rec: &ContainerRecord, apply: impl Fn(&mut ContainerRecord), lost: bool) {
+    let mut exited = rec.clone();
+    apply(&mut exited);
+    let reason = match lost {
+        true => "Lost",
+        false => &exited.reason,
+    };
+    crate::metrics::container_exited(reason);
 }

@@ -38,6 +38,7 @@ impl PullProgress {
 
     pub(super) fn add(&self, bytes: usize) {
         self.received.fetch_add(bytes as u64, Ordering::Relaxed);
+        crate::metrics::image_pull_received(bytes as u64);
     }
 
     pub(super) fn received(&self) -> u64 {

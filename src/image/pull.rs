@@ -33,7 +33,9 @@ impl Images {
         reference: String,
         credentials: Credentials,
     ) -> Result<Arc<ImageRecord>, ImageError> {
+        let started = std::time::Instant::now();
         let result = self.clone().pull_pinned(reference, credentials).await;
+        crate::metrics::image_pull_finished(started.elapsed(), result.is_ok());
         if result.is_err() {
             // What the failed pull did complete (its config, some layers)
             // is no image's: drop it, unless another pull holds it.

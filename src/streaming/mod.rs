@@ -119,6 +119,7 @@ impl StreamingServer {
         link: Upgraded,
         query: &str,
     ) {
+        let _open = crate::metrics::streaming_session(pending.kind().route());
         match pending {
             Pending::Exec(req) => {
                 if let Some(stdio) = open_stdio(link, protocol, req.stdio).await {
