@@ -50,6 +50,8 @@ pub struct CgroupStats {
     pub memory_limit: Option<u64>,
     /// Swap in use by the cgroup's tasks.
     pub swap_usage: Option<u64>,
+    /// The swap limit; `None` when unlimited or not accounted.
+    pub swap_limit: Option<u64>,
     /// Tasks (threads) in the cgroup.
     pub pids: Option<u64>,
     /// Processes the kernel's OOM killer killed in the cgroup.
@@ -61,6 +63,11 @@ impl CgroupStats {
     /// there is a limit.
     pub fn memory_available(&self) -> Option<u64> {
         Some(self.memory_limit?.saturating_sub(self.memory_working_set?))
+    }
+
+    /// What swap may still be used before its limit, when there is one.
+    pub fn swap_available(&self) -> Option<u64> {
+        Some(self.swap_limit?.saturating_sub(self.swap_usage?))
     }
 
     /// Whether anything could be read (a removed cgroup gives nothing).
@@ -212,6 +219,10 @@ impl CgroupLayout {
             s.swap_usage = read_u64(&d.join("memory.memsw.usage_in_bytes"))
                 .zip(s.memory_usage)
                 .map(|(both, memory)| both.saturating_sub(memory));
+            s.swap_limit = read_u64(&d.join("memory.memsw.limit_in_bytes"))
+                .filter(|&l| l < V1_UNLIMITED)
+                .zip(s.memory_limit)
+                .map(|(both, memory)| both.saturating_sub(memory));
             s.apply_memory_stat(&flat_keyed(&d.join("memory.stat")), &V1_MEMORY_STAT);
         }
         if let Some(d) = dir("pids") {
@@ -231,6 +242,7 @@ fn from_v2_library(stats: &Stats) -> CgroupStats {
         memory_limit: Some(memory.memory.limit).filter(|&l| l != u64::MAX),
         // v2's swap files count swap alone, not memory plus swap.
         swap_usage: Some(memory.memswap.usage),
+        swap_limit: Some(memory.memswap.limit).filter(|&l| l != u64::MAX),
         pids: Some(stats.pids.current),
         ..Default::default()
     };
@@ -247,6 +259,7 @@ fn v2_stats_by_file(dir: &Path) -> CgroupStats {
         memory_usage: read_u64(&dir.join("memory.current")),
         memory_limit: read_u64(&dir.join("memory.max")).filter(|&l| l != u64::MAX),
         swap_usage: read_u64(&dir.join("memory.swap.current")),
+        swap_limit: read_u64(&dir.join("memory.swap.max")).filter(|&l| l != u64::MAX),
         pids: pids_current(dir),
         ..Default::default()
     };
@@ -343,6 +356,7 @@ mod tests {
                 ("memory.usage_in_bytes", "585728\n"),
                 ("memory.limit_in_bytes", "134217728\n"),
                 ("memory.memsw.usage_in_bytes", "589824\n"),
+                ("memory.memsw.limit_in_bytes", "134250496\n"),
                 (
                     "memory.oom_control",
                     "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
@@ -371,11 +385,13 @@ mod tests {
                 major_page_faults: Some(0),
                 memory_limit: Some(134217728),
                 swap_usage: Some(4096),
+                swap_limit: Some(32768),
                 pids: Some(3),
                 oom_kills: Some(2),
             }
         );
         assert_eq!(s.memory_available(), Some(134217728 - 581632));
+        assert_eq!(s.swap_available(), Some(32768 - 4096));
         fs::write(mem.join("memory.limit_in_bytes"), "9223372036854771712\n").unwrap();
         fs::remove_file(mem.join("memory.memsw.usage_in_bytes")).unwrap();
         let s = l.stats("/p/c1").unwrap();
@@ -441,6 +457,7 @@ mod tests {
             major_page_faults: Some(1),
             memory_limit: None,
             swap_usage: Some(512),
+            swap_limit: None,
             pids: Some(2),
             oom_kills: Some(1),
         }

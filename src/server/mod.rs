@@ -5,6 +5,7 @@
 mod convert;
 mod image;
 mod runtime;
+mod stats;
 mod status;
 mod streaming;
 
