@@ -473,3 +473,236 @@ async fn writable_layer_usage_follows_the_container_within_the_refresh_period() 
     }
     d.remove_all().await;
 }
+
+/// The sample of `name` whose label values end with `extra`.
+fn sample<'a>(metrics: &'a [api::Metric], name: &str, extra: &[&str]) -> &'a api::Metric {
+    metrics
+        .iter()
+        .find(|m| {
+            m.name == name
+                && m.label_values
+                    .ends_with(&extra.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        })
+        .unwrap_or_else(|| panic!("no {name} {extra:?} in {metrics:#?}"))
+}
+
+fn value_of(metrics: &[api::Metric], name: &str, extra: &[&str]) -> u64 {
+    v(&sample(metrics, name, extra).value)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_agree_with_the_stats_and_the_kernel() {
+    require_tools();
+    let d = TestDaemon::start();
+    let image = d.pull("busybox:latest").await;
+    let pod = d.pod("metrics").await;
+    let mut config = d.container_config("worker", &image, &[]);
+    // About a second of CPU, then idle.
+    config.command = vec![
+        "sh".into(),
+        "-c".into(),
+        "i=0; while [ $i -lt 1000000 ]; do i=$((i+1)); done; touch /done; sleep 1000".into(),
+    ];
+    config.linux.as_mut().unwrap().resources = Some(api::LinuxContainerResources {
+        memory_limit_in_bytes: 128 * MIB as i64,
+        ..Default::default()
+    });
+    let c = d.run(&pod, config).await;
+    let c_cgroup = proc_cgroup(d.cpid(&c).await, "memory");
+    let infra = d.infra_pid(&pod.id).await;
+    let mut rt = d.runtime().await;
+
+    // The descriptors: cAdvisor's names and label keys, with help.
+    let descriptors = rt
+        .list_metric_descriptors(api::ListMetricDescriptorsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .descriptors;
+    let base = ["container", "id", "image", "name", "namespace", "pod"];
+    let keys = |extra: &[&str]| -> Vec<String> {
+        base.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    for (name, extra) in [
+        ("container_cpu_usage_seconds_total", &["cpu"][..]),
+        ("container_memory_working_set_bytes", &[]),
+        ("container_memory_rss", &[]),
+        ("container_memory_cache", &[]),
+        ("container_memory_usage_bytes", &[]),
+        ("container_memory_swap", &[]),
+        ("container_spec_memory_limit_bytes", &[]),
+        ("container_network_receive_bytes_total", &["interface"]),
+        ("container_network_transmit_bytes_total", &["interface"]),
+        ("container_network_receive_errors_total", &["interface"]),
+        ("container_network_transmit_errors_total", &["interface"]),
+        ("container_fs_usage_bytes", &["device"]),
+        ("container_processes", &[]),
+        ("container_oom_events_total", &[]),
+    ] {
+        let desc = descriptors
+            .iter()
+            .find(|d| d.name == name)
+            .unwrap_or_else(|| panic!("no descriptor {name}"));
+        assert!(!desc.help.is_empty(), "{name} has help");
+        assert_eq!(desc.label_keys, keys(extra), "{name}");
+    }
+
+    let done = d.exec(&c, &["test", "-e", "/done"], 30).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut done = done.exit_code == 0;
+    while !done {
+        assert!(Instant::now() < deadline, "the busy loop did not finish");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        done = d
+            .exec(&c, &["test", "-e", "/done"], 30)
+            .await
+            .unwrap()
+            .exit_code
+            == 0;
+    }
+    sh(
+        "ping",
+        &[
+            "-c",
+            "3",
+            "-s",
+            "500",
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            &d.status(&pod.id).await.status.unwrap().network.unwrap().ip,
+        ],
+    );
+
+    let cpu1 = kernel_u64("cpuacct", &c_cgroup, "cpuacct.usage");
+    let net1 = netns_counters(infra, "eth0");
+    let listed = rt
+        .list_pod_sandbox_metrics(api::ListPodSandboxMetricsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_metrics;
+    let cpu2 = kernel_u64("cpuacct", &c_cgroup, "cpuacct.usage");
+    let net2 = netns_counters(infra, "eth0");
+    let stats = container_stats(&d, &c).await;
+
+    assert_eq!(listed.len(), 1);
+    let p = &listed[0];
+    assert_eq!(p.pod_sandbox_id, pod.id);
+    // The pod's own series: its cgroup and its network.
+    let rx = sample(
+        &p.metrics,
+        "container_network_receive_bytes_total",
+        &["eth0"],
+    );
+    assert_eq!(
+        rx.label_values,
+        [
+            "",
+            &pod.cgroup_parent(),
+            "",
+            "",
+            "default",
+            "metrics",
+            "eth0"
+        ]
+    );
+    assert_between("rx bytes", net1.0, v(&rx.value), net2.0);
+    let tx = value_of(
+        &p.metrics,
+        "container_network_transmit_bytes_total",
+        &["eth0"],
+    );
+    assert_between("tx bytes", net1.2, tx, net2.2);
+    assert_eq!(
+        value_of(&p.metrics, "container_processes", &[]),
+        kernel_u64("pids", &pod.cgroup_parent(), "pids.current")
+    );
+
+    // The container's series.
+    assert_eq!(p.container_metrics.len(), 1);
+    let cm = &p.container_metrics[0];
+    assert_eq!(cm.container_id, c);
+    let m = &cm.metrics;
+    let cpu = sample(m, "container_cpu_usage_seconds_total", &["total"]);
+    assert_eq!(
+        cpu.label_values,
+        [
+            "worker",
+            &c_cgroup,
+            &image_label(&d, &c).await,
+            &c,
+            "default",
+            "metrics",
+            "total"
+        ]
+    );
+    assert_eq!(cpu.metric_type, api::MetricType::Counter as i32);
+    assert_between(
+        "cpu seconds",
+        cpu1 / 1_000_000_000,
+        v(&cpu.value),
+        cpu2 / 1_000_000_000,
+    );
+    assert!(cpu2 >= 1_000_000_000, "the loop used {cpu2} ns of CPU");
+    let ws = value_of(m, "container_memory_working_set_bytes", &[]);
+    let stats_ws = v(&stats.memory.as_ref().unwrap().working_set_bytes);
+    let kernel_ws = kernel_u64("memory", &c_cgroup, "memory.usage_in_bytes")
+        - memory_stat(&c_cgroup, "total_inactive_file");
+    assert!(
+        ws.abs_diff(stats_ws) < MIB,
+        "{ws} against ContainerStats' {stats_ws}"
+    );
+    assert!(
+        ws.abs_diff(kernel_ws) < MIB,
+        "{ws} against the kernel's {kernel_ws}"
+    );
+    let rss = value_of(m, "container_memory_rss", &[]);
+    assert!(rss.abs_diff(memory_stat(&c_cgroup, "total_rss")) < MIB);
+    assert!(rss.abs_diff(v(&stats.memory.as_ref().unwrap().rss_bytes)) < MIB);
+    let cache = value_of(m, "container_memory_cache", &[]);
+    assert!(cache.abs_diff(memory_stat(&c_cgroup, "total_cache")) < MIB);
+    assert_eq!(
+        value_of(m, "container_spec_memory_limit_bytes", &[]),
+        kernel_u64("memory", &c_cgroup, "memory.limit_in_bytes")
+    );
+    assert_eq!(
+        value_of(m, "container_processes", &[]),
+        kernel_u64("pids", &c_cgroup, "pids.current")
+    );
+    let oom_kills: u64 = cgroup_v1_file("memory", &c_cgroup, "memory.oom_control")
+        .lines()
+        .find_map(|l| l.strip_prefix("oom_kill ")?.parse().ok())
+        .unwrap();
+    assert_eq!(value_of(m, "container_oom_events_total", &[]), oom_kills);
+    let layer = stats.writable_layer.as_ref().unwrap();
+    let device = layer.fs_id.as_ref().unwrap().mountpoint.clone();
+    assert_eq!(
+        value_of(m, "container_fs_usage_bytes", &[&device]),
+        v(&layer.used_bytes),
+        "the same (cached) walk of the writable layer"
+    );
+
+    // The Stream form sends the same pods.
+    let mut stream = rt
+        .stream_pod_sandbox_metrics(api::StreamPodSandboxMetricsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let mut ids = vec![];
+    while let Some(msg) = stream.message().await.unwrap() {
+        ids.extend(
+            msg.pod_sandbox_metrics
+                .into_iter()
+                .map(|p| p.pod_sandbox_id),
+        );
+    }
+    assert_eq!(ids, [pod.id.clone()]);
+    d.remove_all().await;
+}
+
+/// The image name the container was created with, as ContainerStatus shows it.
+async fn image_label(d: &TestDaemon, id: &str) -> String {
+    d.cstatus(id).await.image.unwrap().image
+}

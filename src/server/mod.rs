@@ -4,6 +4,7 @@
 
 mod convert;
 mod image;
+mod pod_metrics;
 mod runtime;
 mod stats;
 mod status;

@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::container;
 use super::convert::sandbox::{filter_from_request, spec_from_request, to_pod_sandbox, to_status};
-use super::{rpc, stats, status, status_of, streaming, Daemon};
+use super::{pod_metrics, rpc, stats, status, status_of, streaming, Daemon};
 use crate::api;
 use crate::api::runtime_service_server::RuntimeService;
 use crate::cgroups::CgroupDriver;
@@ -462,5 +462,26 @@ impl RuntimeService for RuntimeApi {
         req: Request<api::StreamPodSandboxStatsRequest>,
     ) -> Result<Response<BoxStream<api::StreamPodSandboxStatsResponse>>, Status> {
         stats::stream_pod(&self.daemon, req.into_inner()).await
+    }
+
+    async fn list_metric_descriptors(
+        &self,
+        req: Request<api::ListMetricDescriptorsRequest>,
+    ) -> Result<Response<api::ListMetricDescriptorsResponse>, Status> {
+        pod_metrics::list_descriptors(req.into_inner()).await
+    }
+
+    async fn list_pod_sandbox_metrics(
+        &self,
+        req: Request<api::ListPodSandboxMetricsRequest>,
+    ) -> Result<Response<api::ListPodSandboxMetricsResponse>, Status> {
+        pod_metrics::list_pod(&self.daemon, req.into_inner()).await
+    }
+
+    async fn stream_pod_sandbox_metrics(
+        &self,
+        req: Request<api::StreamPodSandboxMetricsRequest>,
+    ) -> Result<Response<BoxStream<api::StreamPodSandboxMetricsResponse>>, Status> {
+        pod_metrics::stream_pod(&self.daemon, req.into_inner()).await
     }
 }
