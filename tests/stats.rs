@@ -307,14 +307,14 @@ async fn pod_and_container_stats_match_the_kernel() {
     };
     assert_eq!(
         ids(list_pod_stats(&d, Some(by_id)).await),
-        [other.id.clone()]
+        std::slice::from_ref(&other.id)
     );
     let by_label = api::PodSandboxStatsFilter {
         label_selector: HashMap::from([("team".to_string(), "stats".to_string())]),
         ..Default::default()
     };
     let listed = list_pod_stats(&d, Some(by_label.clone())).await;
-    assert_eq!(ids(listed.clone()), [pod.id.clone()]);
+    assert_eq!(ids(listed.clone()), std::slice::from_ref(&pod.id));
     let inside: Vec<String> = listed[0]
         .linux
         .as_ref()
@@ -323,7 +323,7 @@ async fn pod_and_container_stats_match_the_kernel() {
         .iter()
         .map(container_id)
         .collect();
-    assert_eq!(inside, [c.clone()]);
+    assert_eq!(inside, std::slice::from_ref(&c));
     let nobody = api::PodSandboxStatsFilter {
         label_selector: HashMap::from([("team".to_string(), "none".to_string())]),
         ..Default::default()
@@ -343,7 +343,7 @@ async fn pod_and_container_stats_match_the_kernel() {
     while let Some(m) = stream.message().await.unwrap() {
         streamed.extend(m.pod_sandbox_stats);
     }
-    assert_eq!(ids(streamed), [pod.id.clone()]);
+    assert_eq!(ids(streamed), std::slice::from_ref(&pod.id));
     let c2 = d
         .run(
             &other,
@@ -471,7 +471,32 @@ async fn writable_layer_usage_follows_the_container_within_the_refresh_period() 
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+
+    // What the cache saves: a layer of 5000 files walked, then not.
+    d.exec_ok(
+        &c,
+        &[
+            "sh",
+            "-c",
+            "mkdir /many && cd /many && seq 5000 | xargs touch",
+        ],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (walked, inodes) = timed_layer_usage(&d, &filter).await;
+    let (cached, cached_inodes) = timed_layer_usage(&d, &filter).await;
+    assert!(inodes >= 5000, "{inodes} inodes");
+    assert_eq!(cached_inodes, inodes);
+    println!("ListContainerStats with a walk of {inodes} inodes: {walked:?}; cached: {cached:?}");
     d.remove_all().await;
+}
+
+/// How long ListContainerStats takes, and the inodes it reports.
+async fn timed_layer_usage(d: &TestDaemon, filter: &api::ContainerStatsFilter) -> (Duration, u64) {
+    let start = Instant::now();
+    let stats = list_container_stats(d, filter.clone()).await;
+    let inodes = v(&stats[0].writable_layer.as_ref().unwrap().inodes_used);
+    (start.elapsed(), inodes)
 }
 
 /// The sample of `name` whose label values end with `extra`.
@@ -698,7 +723,7 @@ async fn metrics_agree_with_the_stats_and_the_kernel() {
                 .map(|p| p.pod_sandbox_id),
         );
     }
-    assert_eq!(ids, [pod.id.clone()]);
+    assert_eq!(ids, std::slice::from_ref(&pod.id));
     d.remove_all().await;
 }
 

@@ -42,9 +42,12 @@ impl StatsSamples {
     }
 }
 
-/// The last walked (bytes, inodes) of each container's writable layer.
+/// A writable layer's (bytes, inodes) and when they were walked.
+type LayerUsage = (Instant, (u64, u64));
+
+/// The last walked usage of each container's writable layer.
 #[derive(Debug, Default)]
-pub(super) struct LayerUsageCache(Mutex<HashMap<String, (Instant, (u64, u64))>>);
+pub(super) struct LayerUsageCache(Mutex<HashMap<String, LayerUsage>>);
 
 impl LayerUsageCache {
     /// The usage of `id`'s layer: the cached one while younger than
@@ -66,7 +69,7 @@ impl LayerUsageCache {
         self.lock().remove(id);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, (u64, u64))>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LayerUsage>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
