@@ -251,3 +251,49 @@ pub async fn stream_pod(
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio_stream::StreamExt;
+
+    use super::*;
+
+    fn item(i: usize) -> api::ContainerStats {
+        api::ContainerStats {
+            attributes: Some(api::ContainerAttributes {
+                id: format!("c{i}"),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// The Stream form sends the List form's items, in order, in chunks.
+    #[tokio::test]
+    async fn stream_sends_the_listed_items_in_chunks() {
+        let listed: Vec<api::ContainerStats> = (0..250).map(item).collect();
+        let messages: Vec<_> = stream_in_chunks(listed.clone(), |container_stats| {
+            api::StreamContainerStatsResponse { container_stats }
+        })
+        .collect()
+        .await;
+        let sizes: Vec<usize> = messages
+            .iter()
+            .map(|m| m.as_ref().unwrap().container_stats.len())
+            .collect();
+        assert_eq!(sizes, [100, 100, 50]);
+        let streamed: Vec<api::ContainerStats> = messages
+            .into_iter()
+            .flat_map(|m| m.unwrap().container_stats)
+            .collect();
+        assert_eq!(streamed, listed);
+
+        let empty: Vec<_> =
+            stream_in_chunks(Vec::<api::PodSandboxStats>::new(), |pod_sandbox_stats| {
+                api::StreamPodSandboxStatsResponse { pod_sandbox_stats }
+            })
+            .collect()
+            .await;
+        assert_eq!(empty.len(), 1, "one empty message when there is nothing");
+    }
+}
