@@ -309,6 +309,8 @@ impl CgroupStats {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
 
     /// A layout over plain directories standing in for cgroupfs, from
@@ -505,6 +507,64 @@ mod tests {
         );
         assert!(l.has_hugetlb());
         assert!(l.has_swap());
+    }
+
+    /// The v2 reader over this host's real cgroup2 tree: the CPU time the
+    /// kernel's `cpu.stat` shows (bracketed by reads before and after). On
+    /// a hybrid host (`/sys/fs/cgroup/unified`, no controllers enabled)
+    /// libcgroups' v2 manager fails on it as a whole and the file-by-file
+    /// reader gives what the tree has.
+    #[test]
+    fn v2_reader_over_this_hosts_real_cgroup2_tree() {
+        crate::cgroups::test_tree::require_root();
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let Some(line) = mountinfo.lines().find(|l| l.contains(" - cgroup2 ")) else {
+            panic!("this test needs a mounted cgroup2 tree (none in /proc/self/mountinfo)");
+        };
+        let l = CgroupLayout::from_mountinfo(line, "0::/\n").unwrap();
+        assert!(l.is_v2());
+        let mount = l.unified_hierarchy().unwrap().mount().to_path_buf();
+        let path = format!("/peapod-stats-test-{}", std::process::id());
+        let dir = mount.join(path.trim_start_matches('/'));
+        fs::create_dir(&dir).unwrap();
+        let mut busy = std::process::Command::new("sh")
+            .args(["-c", "read x; while :; do :; done"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The loop starts once in the cgroup, and is killed before any
+        // assertion.
+        let moved = fs::write(dir.join("cgroup.procs"), busy.id().to_string());
+        if moved.is_ok() {
+            let _ = busy.stdin.take().unwrap().write_all(b"go\n");
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        let kernel = || flat_keyed(&dir.join("cpu.stat"))["usage_usec"] * 1000;
+        let (before, s, after) = (kernel(), l.stats(&path), kernel());
+        let _ = busy.kill();
+        let _ = busy.wait();
+        moved.unwrap();
+        let s = s.unwrap();
+        let enabled = fs::read_to_string(mount.join("cgroup.subtree_control")).unwrap_or_default();
+        let library = libcgroups::v2::manager::Manager::new(mount, path.clone().into())
+            .unwrap()
+            .stats();
+        let _ = fs::remove_dir(&dir);
+        let cpu = s.cpu_usage_ns.unwrap();
+        assert!(
+            before <= cpu && cpu <= after,
+            "{before} <= {cpu} <= {after}"
+        );
+        assert!(cpu >= 100_000_000, "a busy loop for 300 ms used {cpu} ns");
+        if enabled.trim().is_empty() {
+            assert!(
+                library.is_err(),
+                "no controllers: libcgroups cannot read it all"
+            );
+            assert_eq!(s.memory_usage, None, "no memory controller on this tree");
+        } else if enabled.split_whitespace().any(|c| c == "memory") {
+            assert!(s.memory_usage.is_some());
+        }
     }
 
     #[test]
