@@ -148,8 +148,16 @@ pub async fn list_pods(d: &Daemon, filter: &SandboxFilter) -> Vec<api::PodSandbo
     if pods.is_empty() {
         return vec![];
     }
+    // One pod (a filter by id): only its containers are read.
+    let containers = match pods.as_slice() {
+        [one] => ContainerFilter {
+            sandbox_id: Some(one.record.id.clone()),
+            ..Default::default()
+        },
+        _ => ContainerFilter::default(),
+    };
     let mut by_pod: HashMap<String, Vec<api::ContainerStats>> = HashMap::new();
-    for c in d.containers.list_stats(ContainerFilter::default()).await {
+    for c in d.containers.list_stats(containers).await {
         by_pod
             .entry(c.record.spec.sandbox_id.clone())
             .or_default()
