@@ -7,9 +7,10 @@
 //! Paths handled here are always absolute from each hierarchy's root (the
 //! form kubelet's cgroupfs driver sends, e.g. `/kubepods/burstable/pod<uid>`)
 //! and are resolved under the hierarchy's mount point, never under the
-//! daemon's own cgroup. peapod reads and writes the cgroup files itself
-//! rather than through a cgroup library such as libcgroups, because
-//! libcgroups 0.7's v1 manager covers only the resource controllers (not the
+//! daemon's own cgroup. Statistics are read through libcgroups (its v2
+//! manager and its public value parsers, on the directories resolved here;
+//! `stats` says which parts and why). Placement is peapod's own: libcgroups
+//! 0.7's v1 manager covers only the resource controllers (not the
 //! `name=systemd` and unified hierarchies runc and kubelet also use), kills
 //! processes on remove, and resolves an empty path to the caller's own
 //! cgroup.
@@ -31,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 pub use layout::{CgroupLayout, Hierarchy};
 pub use paths::{child_path, normalize_parent};
-pub use stats::CgroupStats;
+pub use stats::{CgroupStats, CpuSamples};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {

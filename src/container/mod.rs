@@ -29,7 +29,7 @@ mod update;
 pub mod user;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 
 use tracing::{info, warn};
 
@@ -110,8 +110,9 @@ pub struct Containers {
     config: Arc<Config>,
     registry: Registry<ContainerRecord>,
     deps: ContainerDeps,
-    /// The previous CPU sample of each container, for usage_nano_cores.
-    cpu_samples: Mutex<HashMap<String, (i64, u64)>>,
+    /// The previous CPU sample and the writable layer usage of each
+    /// container, for its stats.
+    samples: stats::StatsSamples,
     me: Weak<Containers>,
 }
 

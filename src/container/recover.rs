@@ -2,7 +2,7 @@
 //! host.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tracing::{error, info, warn};
 
@@ -25,7 +25,7 @@ impl Containers {
             config,
             registry: Registry::new(store),
             deps,
-            cpu_samples: Mutex::new(Default::default()),
+            samples: Default::default(),
             me: me.clone(),
         });
         let mut known = HashSet::new();

@@ -90,10 +90,7 @@ impl Containers {
     }
 
     fn forget_samples(&self, id: &str) {
-        self.cpu_samples
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
+        self.samples.forget(id);
     }
 
     /// Stops every container of a sandbox (StopPodSandbox).

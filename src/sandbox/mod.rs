@@ -14,6 +14,7 @@ pub mod network;
 mod recover;
 mod run;
 mod spec;
+mod stats;
 mod teardown;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -26,8 +27,9 @@ use std::time::Duration;
 pub use infra::{InfraError, PauseMonitor, PodInfra};
 pub use network::{CniPlugins, NetworkPlugin, PodNetwork};
 pub use spec::*;
+pub use stats::{InterfaceStats, NetworkStats, SandboxStatsView, DEFAULT_INTERFACE};
 
-use crate::cgroups::CgroupManager;
+use crate::cgroups::{CgroupManager, CpuSamples};
 use crate::config::Config;
 use crate::errors::Error;
 use crate::host::HostOps;
@@ -95,6 +97,8 @@ pub struct Sandboxes {
     registry: Registry<SandboxRecord>,
     deps: SandboxDeps,
     pod_cidr: RwLock<Option<String>>,
+    /// The previous CPU sample of each pod, for its stats.
+    cpu_samples: CpuSamples,
     me: Weak<Sandboxes>,
 }
 
@@ -109,6 +113,7 @@ impl Sandboxes {
             store,
             deps,
             pod_cidr: RwLock::new(pod_cidr),
+            cpu_samples: CpuSamples::default(),
             me: me.clone(),
         }))
     }

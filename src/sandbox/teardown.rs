@@ -195,6 +195,7 @@ impl Sandboxes {
                 return Err(e);
             }
             this.registry.remove(&entry).await?;
+            this.cpu_samples.forget(&entry.snapshot().id);
             info!(sandbox = %entry.snapshot().id, "pod sandbox removed");
             Ok(())
         })

@@ -6,7 +6,9 @@ mod convert;
 mod events;
 mod image;
 mod lists;
+mod pod_metrics;
 mod runtime;
+mod stats;
 mod status;
 mod streaming;
 

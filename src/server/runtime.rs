@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::container;
 use super::convert::sandbox::{spec_from_request, to_status};
-use super::{lists, rpc, status, status_of, streaming, unimplemented, Daemon};
+use super::{lists, pod_metrics, rpc, stats, status, status_of, streaming, Daemon};
 use crate::api;
 use crate::api::runtime_service_server::RuntimeService;
 use crate::cgroups::CgroupDriver;
@@ -26,8 +26,6 @@ impl RuntimeApi {
         RuntimeApi { daemon }
     }
 }
-
-const STATS: &str = "pod sandbox stats";
 
 #[tonic::async_trait]
 impl RuntimeService for RuntimeApi {
@@ -246,33 +244,14 @@ impl RuntimeService for RuntimeApi {
         &self,
         req: Request<api::ListContainerStatsRequest>,
     ) -> Result<Response<api::ListContainerStatsResponse>, Status> {
-        let filter = container::stats_filter(req.into_inner().filter);
-        rpc("ListContainerStats", "", async {
-            let stats = self
-                .daemon
-                .containers
-                .list_stats(filter)
-                .await
-                .iter()
-                .map(container::to_stats)
-                .collect();
-            Ok(api::ListContainerStatsResponse { stats })
-        })
-        .await
+        stats::list_container(&self.daemon, req.into_inner()).await
     }
 
     async fn container_stats(
         &self,
         req: Request<api::ContainerStatsRequest>,
     ) -> Result<Response<api::ContainerStatsResponse>, Status> {
-        let id = req.into_inner().container_id;
-        rpc("ContainerStats", &id, async {
-            let s = self.daemon.containers.stats(&id).await.map_err(status_of)?;
-            Ok(api::ContainerStatsResponse {
-                stats: Some(container::to_stats(&s)),
-            })
-        })
-        .await
+        stats::container(&self.daemon, req.into_inner()).await
     }
 
     async fn create_container(
@@ -479,15 +458,50 @@ impl RuntimeService for RuntimeApi {
 
     async fn pod_sandbox_stats(
         &self,
-        _req: Request<api::PodSandboxStatsRequest>,
+        req: Request<api::PodSandboxStatsRequest>,
     ) -> Result<Response<api::PodSandboxStatsResponse>, Status> {
-        Err(unimplemented("PodSandboxStats", STATS))
+        stats::pod(&self.daemon, req.into_inner()).await
     }
 
     async fn list_pod_sandbox_stats(
         &self,
-        _req: Request<api::ListPodSandboxStatsRequest>,
+        req: Request<api::ListPodSandboxStatsRequest>,
     ) -> Result<Response<api::ListPodSandboxStatsResponse>, Status> {
-        Err(unimplemented("ListPodSandboxStats", STATS))
+        stats::list_pod(&self.daemon, req.into_inner()).await
+    }
+
+    async fn stream_container_stats(
+        &self,
+        req: Request<api::StreamContainerStatsRequest>,
+    ) -> Result<Response<BoxStream<api::StreamContainerStatsResponse>>, Status> {
+        stats::stream_container(&self.daemon, req.into_inner()).await
+    }
+
+    async fn stream_pod_sandbox_stats(
+        &self,
+        req: Request<api::StreamPodSandboxStatsRequest>,
+    ) -> Result<Response<BoxStream<api::StreamPodSandboxStatsResponse>>, Status> {
+        stats::stream_pod(&self.daemon, req.into_inner()).await
+    }
+
+    async fn list_metric_descriptors(
+        &self,
+        req: Request<api::ListMetricDescriptorsRequest>,
+    ) -> Result<Response<api::ListMetricDescriptorsResponse>, Status> {
+        pod_metrics::list_descriptors(req.into_inner()).await
+    }
+
+    async fn list_pod_sandbox_metrics(
+        &self,
+        req: Request<api::ListPodSandboxMetricsRequest>,
+    ) -> Result<Response<api::ListPodSandboxMetricsResponse>, Status> {
+        pod_metrics::list_pod(&self.daemon, req.into_inner()).await
+    }
+
+    async fn stream_pod_sandbox_metrics(
+        &self,
+        req: Request<api::StreamPodSandboxMetricsRequest>,
+    ) -> Result<Response<BoxStream<api::StreamPodSandboxMetricsResponse>>, Status> {
+        pod_metrics::stream_pod(&self.daemon, req.into_inner()).await
     }
 }

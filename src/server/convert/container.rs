@@ -1,13 +1,13 @@
 //! Container messages: CreateContainer's config validated into a
-//! [`ContainerSpec`], and containers back as CRI `Container`, status and
-//! stats. The security context and the resources have files of their own.
+//! [`ContainerSpec`], and containers back as CRI `Container` and status
+//! (stats are in `server::stats`). The security context and the resources have files of their own.
 
 use std::path::{Component, Path};
 
 use crate::api;
 use crate::container::{
     signals, ContainerError, ContainerFilter, ContainerMetadata, ContainerRecord, ContainerSpec,
-    ContainerState, ContainerStatsView, DeviceSpec, ImageVolumeSpec, MountSpec, Propagation,
+    ContainerState, DeviceSpec, ImageVolumeSpec, MountSpec, Propagation,
 };
 
 pub use super::resources::{resources_from, resources_to_api};
@@ -268,17 +268,7 @@ pub fn filter_from_request(f: Option<api::ContainerFilter>) -> ContainerFilter {
     }
 }
 
-pub fn stats_filter(f: Option<api::ContainerStatsFilter>) -> ContainerFilter {
-    let f = f.unwrap_or_default();
-    ContainerFilter {
-        id: (!f.id.is_empty()).then_some(f.id),
-        state: None,
-        sandbox_id: (!f.pod_sandbox_id.is_empty()).then_some(f.pod_sandbox_id),
-        labels: f.label_selector,
-    }
-}
-
-fn metadata(md: &ContainerMetadata) -> api::ContainerMetadata {
+pub(in crate::server) fn metadata(md: &ContainerMetadata) -> api::ContainerMetadata {
     api::ContainerMetadata {
         name: md.name.clone(),
         attempt: md.attempt,
@@ -382,50 +372,6 @@ pub fn to_status(r: &ContainerRecord) -> api::ContainerStatus {
             }),
         }),
         stop_signal: signals::to_cri(r.stop_signal),
-    }
-}
-
-pub fn to_stats(s: &ContainerStatsView) -> api::ContainerStats {
-    let u = |v: Option<u64>| v.map(|value| api::UInt64Value { value });
-    let r = &s.record;
-    let c = &s.cgroup;
-    let available = match (c.memory_limit, c.memory_working_set) {
-        (Some(limit), Some(ws)) => Some(limit.saturating_sub(ws)),
-        _ => Some(0),
-    };
-    api::ContainerStats {
-        attributes: Some(api::ContainerAttributes {
-            id: r.id.clone(),
-            metadata: Some(metadata(&r.spec.metadata)),
-            labels: r.spec.labels.clone(),
-            annotations: r.spec.annotations.clone(),
-        }),
-        cpu: Some(api::CpuUsage {
-            timestamp: s.timestamp,
-            usage_core_nano_seconds: u(c.cpu_usage_ns),
-            usage_nano_cores: u(s.usage_nano_cores),
-            psi: None,
-        }),
-        memory: Some(api::MemoryUsage {
-            timestamp: s.timestamp,
-            working_set_bytes: u(c.memory_working_set),
-            available_bytes: u(available),
-            usage_bytes: u(c.memory_usage),
-            rss_bytes: u(c.memory_rss),
-            page_faults: u(c.page_faults),
-            major_page_faults: u(c.major_page_faults),
-            psi: None,
-        }),
-        writable_layer: Some(api::FilesystemUsage {
-            timestamp: s.timestamp,
-            fs_id: Some(api::FilesystemIdentifier {
-                mountpoint: s.layers_mountpoint.clone(),
-            }),
-            used_bytes: u(Some(s.writable_bytes)),
-            inodes_used: u(Some(s.writable_inodes)),
-        }),
-        swap: None,
-        io: None,
     }
 }
 

@@ -354,7 +354,7 @@ pub fn filter_from_request(f: Option<api::PodSandboxFilter>) -> SandboxFilter {
     }
 }
 
-fn metadata(md: &SandboxMetadata) -> api::PodSandboxMetadata {
+pub(in crate::server) fn metadata(md: &SandboxMetadata) -> api::PodSandboxMetadata {
     api::PodSandboxMetadata {
         name: md.name.clone(),
         uid: md.uid.clone(),
