@@ -6,6 +6,7 @@ use std::time::Duration;
 use tonic::{Request, Response, Status};
 
 use super::convert::container;
+use super::convert::pod_resources::pod_resources_from;
 use super::convert::sandbox::{filter_from_request, spec_from_request, to_pod_sandbox, to_status};
 use super::{rpc, status, status_of, streaming, unimplemented, Daemon};
 use crate::api;
@@ -452,6 +453,23 @@ impl RuntimeService for RuntimeApi {
         rpc("PortForward", &id, async {
             let url = streaming::port_forward_url(&self.daemon, req)?;
             Ok(api::PortForwardResponse { url })
+        })
+        .await
+    }
+
+    async fn update_pod_sandbox_resources(
+        &self,
+        req: Request<api::UpdatePodSandboxResourcesRequest>,
+    ) -> Result<Response<api::UpdatePodSandboxResourcesResponse>, Status> {
+        let req = req.into_inner();
+        rpc("UpdatePodSandboxResources", &req.pod_sandbox_id, async {
+            let update = pod_resources_from(req.overhead, req.resources).map_err(status_of)?;
+            self.daemon
+                .sandboxes
+                .update_resources(&req.pod_sandbox_id, update)
+                .await
+                .map_err(status_of)?;
+            Ok(api::UpdatePodSandboxResourcesResponse {})
         })
         .await
     }
