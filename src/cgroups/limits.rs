@@ -7,7 +7,7 @@
 //! old values back, so a refused update changes nothing.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -101,7 +101,7 @@ fn v2_writes(dir: PathBuf, l: &CgroupLimits) -> Vec<Write> {
     out
 }
 
-fn cpuset_writes(dir: &std::path::Path, l: &CgroupLimits) -> Vec<Write> {
+fn cpuset_writes(dir: &Path, l: &CgroupLimits) -> Vec<Write> {
     let mut out = Vec::new();
     if !l.cpuset_cpus.is_empty() {
         out.push((dir.join("cpuset.cpus"), l.cpuset_cpus.clone()));
@@ -114,7 +114,7 @@ fn cpuset_writes(dir: &std::path::Path, l: &CgroupLimits) -> Vec<Write> {
 
 /// `cpu.max` ("<quota|max> <period>"): what the limits set, the rest as
 /// the file holds it now.
-fn cpu_max(dir: &std::path::Path, l: &CgroupLimits) -> String {
+fn cpu_max(dir: &Path, l: &CgroupLimits) -> String {
     let now = fs::read_to_string(dir.join("cpu.max")).unwrap_or_default();
     let mut fields = now.split_whitespace();
     let (old_quota, old_period) = (fields.next().unwrap_or("max"), fields.next());
@@ -142,17 +142,23 @@ pub fn shares_to_weight(shares: u64) -> u64 {
 fn write_all_or_restore(writes: &[Write]) -> Result<(), CgroupError> {
     let mut done: Vec<Write> = Vec::new();
     for (file, value) in writes {
-        let old = fs::read_to_string(file).map_err(CgroupError::read(file))?;
-        if let Err(source) = fs::write(file, value) {
+        if let Err(e) = replace(file, value, &mut done) {
             restore(&done);
-            return Err(CgroupError::Write {
-                path: file.clone(),
-                value: value.clone(),
-                source,
-            });
+            return Err(e);
         }
-        done.push((file.clone(), old.trim().to_string()));
     }
+    Ok(())
+}
+
+/// Writes `value` to `file`, noting its old value in `done`.
+fn replace(file: &Path, value: &str, done: &mut Vec<Write>) -> Result<(), CgroupError> {
+    let old = fs::read_to_string(file).map_err(CgroupError::read(file))?;
+    fs::write(file, value).map_err(|source| CgroupError::Write {
+        path: file.to_path_buf(),
+        value: value.to_string(),
+        source,
+    })?;
+    done.push((file.to_path_buf(), old.trim().to_string()));
     Ok(())
 }
 
