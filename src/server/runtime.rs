@@ -12,6 +12,7 @@ use super::{rpc, status, status_of, streaming, unimplemented, Daemon};
 use crate::api;
 use crate::api::runtime_service_server::RuntimeService;
 use crate::cgroups::CgroupDriver;
+use crate::container::CheckpointRequest;
 
 /// The CRI API version kubelet checks for; any other value and it refuses
 /// the runtime.
@@ -470,6 +471,24 @@ impl RuntimeService for RuntimeApi {
                 .await
                 .map_err(status_of)?;
             Ok(api::UpdatePodSandboxResourcesResponse {})
+        })
+        .await
+    }
+
+    async fn checkpoint_container(
+        &self,
+        req: Request<api::CheckpointContainerRequest>,
+    ) -> Result<Response<api::CheckpointContainerResponse>, Status> {
+        let req = req.into_inner();
+        rpc("CheckpointContainer", &req.container_id, async {
+            let checkpoint =
+                CheckpointRequest::new(&req.location, req.timeout).map_err(status_of)?;
+            self.daemon
+                .containers
+                .checkpoint(&req.container_id, checkpoint)
+                .await
+                .map_err(status_of)?;
+            Ok(api::CheckpointContainerResponse {})
         })
         .await
     }
