@@ -6,7 +6,8 @@
 //!
 //! CRIU writes into a staging directory under `<root>/checkpoints` (the
 //! images can be as large as the container's memory, so not on the tmpfs
-//! state dir), removed again whatever happens; the archive is written
+//! state dir), removed again whatever happens (after a crash, by the next
+//! start); the archive is written
 //! beside its destination and renamed into place only once complete, so a
 //! failure leaves neither.
 
@@ -15,7 +16,7 @@ mod archive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{ContainerEntry, ContainerRecord, ContainerState, Containers};
 use crate::errors::Error;
@@ -121,6 +122,17 @@ impl Containers {
     fn checkpoints_dir(&self) -> PathBuf {
         self.config.root_dir.join("checkpoints")
     }
+
+    /// At start, the staging directories of checkpoints a crash cut short
+    /// (none runs yet).
+    pub(super) fn sweep_checkpoint_staging(&self) {
+        let dir = self.checkpoints_dir();
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                warn!("remove checkpoint staging {}: {e}", dir.display());
+            }
+        }
+    }
 }
 
 /// The archive's directory must exist and the archive must not.
@@ -173,7 +185,7 @@ impl Drop for Staging {
     fn drop(&mut self) {
         if let Err(e) = std::fs::remove_dir_all(&self.dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!("remove checkpoint staging {}: {e}", self.dir.display());
+                warn!("remove checkpoint staging {}: {e}", self.dir.display());
             }
         }
     }
@@ -304,5 +316,16 @@ mod tests {
         assert!(!refused.exists());
         assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 1);
         assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_next_start_removes_what_a_crash_left_staged() {
+        use super::super::tests::{start, with_pod};
+        let (h, d, _pod) = with_pod().await;
+        let left = d.containers.checkpoints_dir().join("abc-1/checkpoint");
+        std::fs::create_dir_all(&left).unwrap();
+        drop(d);
+        let d = start(&h).await;
+        assert!(!d.containers.checkpoints_dir().exists());
     }
 }

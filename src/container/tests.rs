@@ -73,7 +73,7 @@ fn layer_dir(h: &Harness, chain_id: &str) -> std::path::PathBuf {
     h.config.images_dir().join("layers").join(&chain_id[7..])
 }
 
-async fn start(h: &Harness) -> Daemon {
+pub(super) async fn start(h: &Harness) -> Daemon {
     let sandboxes = h.sandboxes().await;
     let held = held_layers(&h.store).unwrap();
     let settings = ImageSettings {
