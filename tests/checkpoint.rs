@@ -288,3 +288,53 @@ async fn without_criu_the_error_says_so() {
     assert_eq!(names_in(&d.root.join("checkpoints")), Vec::<String>::new());
     d.remove_all().await;
 }
+
+/// The request's timeout bounds the dump: with a CRIU that never answers
+/// (a stand-in in the daemon's PATH), DeadlineExceeded after the timeout,
+/// the stand-in killed with the runtime, nothing left, the container still
+/// running.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dump_past_its_timeout_is_killed_whole() {
+    let bin = tempfile::tempdir().unwrap();
+    let runc = Path::new("/usr/sbin/runc");
+    assert!(
+        runc.exists(),
+        "runc is missing: install Debian's runc package"
+    );
+    std::os::unix::fs::symlink(runc, bin.path().join("runc")).unwrap();
+    // A sleep no other process has: how the stand-in is found in /proc.
+    let fraction = u32::from_str_radix(&rand_hex(4), 16).unwrap();
+    let marker = format!("{}.{fraction}", 4000 + std::process::id() % 1000);
+    let criu = bin.path().join("criu");
+    std::fs::write(&criu, format!("#!/bin/sh\nexec sleep {marker}\n")).unwrap();
+    sh("chmod", &["755", &criu.to_string_lossy()]);
+    let path = format!("{}:/usr/bin:/bin", bin.path().display());
+    let d = TestDaemon::start_with(Options {
+        env: vec![("PATH".into(), path)],
+        ..no_cni()
+    });
+    let image = d.pull("busybox:latest").await;
+    let pod = d.host_pod("ckpt-slow").await;
+    let id = counter(&d, &pod, &image).await;
+    let pid = d.cpid(&id).await;
+    let location = d.dir.path().join("c.tar");
+
+    let started = std::time::Instant::now();
+    let err = checkpoint(&d, &id, &location, 2).await.unwrap_err();
+    let took = started.elapsed();
+    println!("after {took:?}: {err:?}");
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    let stand_ins = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| std::fs::read(e.unwrap().path().join("cmdline")).ok())
+            .filter(|c| c == format!("sleep\0{marker}\0").as_bytes())
+            .count()
+    };
+    eventually("the stand-in CRIU killed", || stand_ins() == 0).await;
+    assert!(!location.exists());
+    assert_eq!(names_in(&d.root.join("checkpoints")), Vec::<String>::new());
+    assert_still_running(&d, &id, pid).await;
+    d.remove_all().await;
+}

@@ -6,6 +6,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
 use super::{CliRuntime, OciError, RuntimeFeatures};
 
 /// How long one runtime command may take before it is killed.
@@ -60,7 +63,9 @@ impl CliRuntime {
         self.run_within(command, id, args, COMMAND_TIMEOUT).await
     }
 
-    /// [`Self::run`] killed after `limit` instead of the usual time.
+    /// [`Self::run`] killed after `limit` instead of the usual time. The
+    /// runtime runs in a process group of its own, killed whole at the
+    /// limit: what it started (CRIU, for a checkpoint) goes with it.
     pub(super) async fn run_within(
         &self,
         command: &'static str,
@@ -74,11 +79,18 @@ impl CliRuntime {
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .process_group(0)
             .spawn()
             .map_err(|e| self.spawn_error(e))?;
+        let group = child.id().map(|pid| Pid::from_raw(pid as i32));
         let out = match tokio::time::timeout(limit, child.wait_with_output()).await {
             Ok(out) => out.map_err(|e| self.spawn_error(e))?,
-            Err(_) => return Err(self.timeout(command, id, limit)),
+            Err(_) => {
+                if let Some(group) = group {
+                    let _ = killpg(group, Signal::SIGKILL);
+                }
+                return Err(self.timeout(command, id, limit));
+            }
         };
         if out.status.success() {
             return Ok(Ok(out.stdout));
