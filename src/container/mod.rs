@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use tracing::{info, warn};
 
-pub use checkpoint::{CheckpointRequest, DEFAULT_CHECKPOINT_TIMEOUT};
+pub use checkpoint::CheckpointRequest;
 pub use error::ContainerError;
 pub use spec::*;
 pub use stats::ContainerStatsView;
