@@ -17,6 +17,9 @@ run_pkgs=(
   # the daemon: an OCI runtime, CNI plugins (and what they call), mounts
   runc iproute2 iptables util-linux procps containernetworking-plugins
   ca-certificates
+  # CheckpointContainer: runc dumps containers with CRIU (tests/checkpoint.rs
+  # needs it too; the full install is these plus the test packages)
+  criu
 )
 
 test_pkgs=(

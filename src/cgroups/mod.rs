@@ -1,8 +1,9 @@
 //! Cgroups: where a pod's or container's cgroup lives in every mounted
 //! hierarchy (`layout`, `paths`), creating it, moving processes into it,
 //! signalling them and removing it (`placement`), and what it has used
-//! (`stats`). Limits are not written here: runc applies them from the OCI
-//! spec.
+//! (`stats`). Containers' limits are not written here: runc applies them
+//! from the OCI spec; only the cgroups peapod fills itself (a sandbox's
+//! infra cgroup) get theirs from `limits`.
 //!
 //! Paths handled here are always absolute from each hierarchy's root (the
 //! form kubelet's cgroupfs driver sends, e.g. `/kubepods/burstable/pod<uid>`)
@@ -16,6 +17,7 @@
 //! cgroup.
 
 mod layout;
+mod limits;
 mod paths;
 mod placement;
 mod stats;
@@ -31,6 +33,7 @@ use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
 pub use layout::{CgroupLayout, Hierarchy};
+pub use limits::{shares_to_weight, CgroupLimits};
 pub use paths::{child_path, normalize_parent};
 pub use stats::{CgroupStats, CpuSamples};
 
@@ -130,6 +133,7 @@ pub trait CgroupManager: Send + Sync {
     fn dirs(&self, path: &str) -> Vec<PathBuf>;
     fn oom_file(&self, path: &str) -> Option<PathBuf>;
     fn stats(&self, path: &str) -> Result<CgroupStats, CgroupError>;
+    fn set_limits(&self, path: &str, limits: &CgroupLimits) -> Result<(), CgroupError>;
 }
 
 #[tonic::async_trait]
@@ -160,6 +164,9 @@ impl CgroupManager for CgroupLayout {
     }
     fn stats(&self, path: &str) -> Result<CgroupStats, CgroupError> {
         CgroupLayout::stats(self, path)
+    }
+    fn set_limits(&self, path: &str, limits: &CgroupLimits) -> Result<(), CgroupError> {
+        CgroupLayout::set_limits(self, path, limits)
     }
 }
 

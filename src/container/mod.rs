@@ -7,6 +7,7 @@
 //! own, so a client that gives up never interrupts them; Status and List
 //! read the registry's index.
 
+mod checkpoint;
 mod create;
 mod error;
 mod exec;
@@ -33,6 +34,7 @@ use std::sync::{Arc, Weak};
 
 use tracing::{info, warn};
 
+pub use checkpoint::CheckpointRequest;
 pub use error::ContainerError;
 pub use spec::*;
 pub use stats::ContainerStatsView;

@@ -42,6 +42,7 @@ impl Containers {
             }
         }
         this.sweep_orphans(&known);
+        this.sweep_checkpoint_staging();
         Ok(this)
     }
 

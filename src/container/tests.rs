@@ -23,9 +23,9 @@ const VOLUME_LAYER: &str =
     "sha256:6666666666666666666666666666666666666666666666666666666666666666";
 
 /// One daemon: sandboxes and containers over the harness's store and world.
-struct Daemon {
+pub(super) struct Daemon {
     sandboxes: Arc<Sandboxes>,
-    containers: Arc<Containers>,
+    pub(super) containers: Arc<Containers>,
 }
 
 impl Daemon {
@@ -73,7 +73,7 @@ fn layer_dir(h: &Harness, chain_id: &str) -> std::path::PathBuf {
     h.config.images_dir().join("layers").join(&chain_id[7..])
 }
 
-async fn start(h: &Harness) -> Daemon {
+pub(super) async fn start(h: &Harness) -> Daemon {
     let sandboxes = h.sandboxes().await;
     let held = held_layers(&h.store).unwrap();
     let settings = ImageSettings {
@@ -100,7 +100,7 @@ async fn start(h: &Harness) -> Daemon {
     }
 }
 
-fn container_spec(sandbox_id: &str, name: &str) -> ContainerSpec {
+pub(super) fn container_spec(sandbox_id: &str, name: &str) -> ContainerSpec {
     ContainerSpec {
         sandbox_id: sandbox_id.into(),
         metadata: ContainerMetadata {
@@ -154,7 +154,7 @@ fn with_image_volume(mut spec: ContainerSpec, image: &str) -> ContainerSpec {
 }
 
 /// A harness with the image and a ready pod; the pod's id.
-async fn with_pod() -> (Harness, Daemon, String) {
+pub(super) async fn with_pod() -> (Harness, Daemon, String) {
     let h = Harness::new();
     add_image(&h);
     let d = start(&h).await;

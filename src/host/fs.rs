@@ -159,6 +159,27 @@ pub fn usage(dir: &Path) -> io::Result<(u64, u64)> {
     Ok((bytes, inodes))
 }
 
+/// The binary `path` names: the path itself when it has a directory, else
+/// the first executable of that name in the daemon's PATH.
+pub fn find_executable(path: &Path) -> Option<std::path::PathBuf> {
+    if path.components().count() > 1 {
+        return is_executable(path).then(|| path.to_path_buf());
+    }
+    std::env::split_paths(&search_path())
+        .map(|dir| dir.join(path))
+        .find(|p| is_executable(p))
+}
+
+/// The PATH the daemon runs other programs with: its own, or the default.
+pub fn search_path() -> String {
+    std::env::var("PATH").unwrap_or_else(|_| super::DEFAULT_PATH.to_string())
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@
 
 mod runc;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
@@ -40,6 +40,10 @@ pub enum OciError {
         id: String,
         secs: u64,
     },
+    /// CRIU could not checkpoint the container (or is not installed): its
+    /// own words.
+    #[error("CRIU cannot checkpoint container {id} on this host: {reason}")]
+    CheckpointRefused { id: String, reason: String },
     /// The runtime refused to create the container: its own words.
     #[error("the OCI runtime {runtime} refused to create the container: {message}")]
     Refused { runtime: String, message: String },
@@ -215,6 +219,17 @@ pub trait OciRuntime: Send + Sync {
     /// Applies new cgroup limits to a created or running container.
     async fn update(&self, c: &ContainerHandle, resources: &LinuxResources)
         -> Result<(), OciError>;
+
+    /// Checkpoints the running container with CRIU and leaves it running:
+    /// CRIU's image files go to `images`, its log and work files to
+    /// `work`; the runtime is killed after `timeout`.
+    async fn checkpoint(
+        &self,
+        c: &ContainerHandle,
+        images: &Path,
+        work: &Path,
+        timeout: Duration,
+    ) -> Result<(), OciError>;
 
     /// Resolves once the container has exited and its exit is recorded
     /// (or can no longer be), without polling.

@@ -5,8 +5,7 @@
 //! host (crun on a hybrid cgroup host) says so in its own words.
 
 use std::io;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::json;
 
@@ -14,6 +13,7 @@ use super::storage::ProbeDir;
 use super::{is_root, Finding, Level};
 use crate::cgroups::{CgroupDriver, CgroupLayout};
 use crate::config::{Config, RuntimeHandler};
+use crate::host::fs::{find_executable, search_path};
 use crate::host::DEFAULT_PATH;
 use crate::oci::{CliRuntime, OciError, OciRuntime};
 
@@ -37,7 +37,7 @@ async fn check_handler(config: &Config, name: &str, handler: &RuntimeHandler) ->
     } else {
         Level::Warn
     };
-    let Some(binary) = find_binary(&handler.path) else {
+    let Some(binary) = find_executable(&handler.path) else {
         return Finding::not_ok(
             id,
             severity,
@@ -187,26 +187,6 @@ fn write_bundle(bundle: &Path, cgroups_path: &str) -> io::Result<()> {
     std::fs::write(bundle.join("config.json"), spec.to_string())
 }
 
-/// A handler's binary: the path itself when it names a directory, else
-/// the first executable of that name in PATH.
-fn find_binary(path: &Path) -> Option<PathBuf> {
-    if path.components().count() > 1 {
-        return is_executable(path).then(|| path.to_path_buf());
-    }
-    std::env::split_paths(&search_path())
-        .map(|dir| dir.join(path))
-        .find(|p| is_executable(p))
-}
-
-/// The PATH the daemon runs runtimes with: its own, or the default.
-fn search_path() -> String {
-    std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.to_string())
-}
-
-fn is_executable(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
 /// A handler name as it may appear in a container id and a file name.
 fn plain(name: &str) -> String {
     name.chars()
@@ -223,20 +203,21 @@ fn plain(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn binaries_are_found_by_path_or_in_path() {
         let d = tempfile::tempdir().unwrap();
         let exe = d.path().join("rt");
         std::fs::write(&exe, "#!/bin/sh\n").unwrap();
-        assert_eq!(find_binary(&exe), None, "not executable");
+        assert_eq!(find_executable(&exe), None, "not executable");
         std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-        assert_eq!(find_binary(&exe), Some(exe.clone()));
-        assert_eq!(find_binary(&d.path().join("nope")), None);
+        assert_eq!(find_executable(&exe), Some(exe.clone()));
+        assert_eq!(find_executable(&d.path().join("nope")), None);
         // `sh` is in every PATH the tests run with.
-        let sh = find_binary(Path::new("sh")).expect("sh in PATH");
+        let sh = find_executable(Path::new("sh")).expect("sh in PATH");
         assert!(sh.is_absolute() && sh.ends_with("sh"), "{sh:?}");
-        assert_eq!(find_binary(Path::new("peapod-no-such-runtime")), None);
+        assert_eq!(find_executable(Path::new("peapod-no-such-runtime")), None);
     }
 
     #[test]

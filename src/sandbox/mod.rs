@@ -12,6 +12,7 @@ pub(crate) mod files;
 mod infra;
 pub mod network;
 mod recover;
+mod resources;
 mod run;
 mod spec;
 mod stats;

@@ -100,6 +100,7 @@ impl Sandboxes {
             created_at: crate::ids::now_nanos(),
             infra: None,
             cni_network: None,
+            resources: None,
             ips: vec![],
         }
     }

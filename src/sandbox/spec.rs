@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cgroups::CgroupLimits;
 use crate::process::ProcessRef;
 use crate::userns::UserNamespaceMaps;
 
@@ -107,6 +108,17 @@ pub struct SandboxRecord {
     pub cni_network: Option<String>,
     /// Pod IPs, primary first.
     pub ips: Vec<String>,
+    /// The pod-level resources of kubelet's last UpdatePodSandboxResources.
+    #[serde(default)]
+    pub resources: Option<PodResources>,
+}
+
+/// What kubelet sends for a whole pod on an in-place resize: the pod's
+/// overhead and its resources (what it gave the pod's cgroup).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodResources {
+    pub overhead: CgroupLimits,
+    pub resources: CgroupLimits,
 }
 
 impl SandboxRecord {

@@ -103,9 +103,3 @@ pub fn stream_in_chunks<T: Clone, R: Send + 'static>(
     Box::pin(tokio_stream::iter(messages))
 }
 
-/// An RPC whose capability peapod does not have yet.
-pub fn unimplemented(method: &str, what: &str) -> Status {
-    Status::unimplemented(format!(
-        "{method}: {what} are not implemented in peapod yet"
-    ))
-}

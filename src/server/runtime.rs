@@ -7,11 +7,13 @@ use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 
 use super::convert::container;
+use super::convert::pod_resources::pod_resources_from;
 use super::convert::sandbox::{spec_from_request, to_status};
 use super::{lists, pod_metrics, rpc, stats, status, status_of, streaming, Daemon};
 use crate::api;
 use crate::api::runtime_service_server::RuntimeService;
 use crate::cgroups::CgroupDriver;
+use crate::container::CheckpointRequest;
 
 /// The CRI API version kubelet checks for; any other value and it refuses
 /// the runtime.
@@ -452,6 +454,41 @@ impl RuntimeService for RuntimeApi {
         rpc("PortForward", &id, async {
             let url = streaming::port_forward_url(&self.daemon, req)?;
             Ok(api::PortForwardResponse { url })
+        })
+        .await
+    }
+
+    async fn update_pod_sandbox_resources(
+        &self,
+        req: Request<api::UpdatePodSandboxResourcesRequest>,
+    ) -> Result<Response<api::UpdatePodSandboxResourcesResponse>, Status> {
+        let req = req.into_inner();
+        rpc("UpdatePodSandboxResources", &req.pod_sandbox_id, async {
+            let update = pod_resources_from(req.overhead, req.resources).map_err(status_of)?;
+            self.daemon
+                .sandboxes
+                .update_resources(&req.pod_sandbox_id, update)
+                .await
+                .map_err(status_of)?;
+            Ok(api::UpdatePodSandboxResourcesResponse {})
+        })
+        .await
+    }
+
+    async fn checkpoint_container(
+        &self,
+        req: Request<api::CheckpointContainerRequest>,
+    ) -> Result<Response<api::CheckpointContainerResponse>, Status> {
+        let req = req.into_inner();
+        rpc("CheckpointContainer", &req.container_id, async {
+            let checkpoint =
+                CheckpointRequest::new(&req.location, req.timeout).map_err(status_of)?;
+            self.daemon
+                .containers
+                .checkpoint(&req.container_id, checkpoint)
+                .await
+                .map_err(status_of)?;
+            Ok(api::CheckpointContainerResponse {})
         })
         .await
     }

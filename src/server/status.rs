@@ -121,6 +121,7 @@ pub fn sandbox_info(daemon: &Daemon, r: &SandboxRecord) -> HashMap<String, Strin
         "runtimeHandler": r.spec.runtime_handler,
         "sysctls": r.spec.sysctls,
         "state": r.state,
+        "resources": r.resources,
     });
     let mut info: HashMap<String, String> = [("info".to_string(), detail.to_string())].into();
     if let Some(p) = r.infra {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use super::World;
-use crate::cgroups::{CgroupError, CgroupManager, CgroupStats};
+use crate::cgroups::{CgroupError, CgroupLimits, CgroupManager, CgroupStats};
 use crate::host::{HostOps, Idmap};
 use crate::process::ProcessRef;
 
@@ -186,5 +186,11 @@ impl CgroupManager for FakeCgroups {
 
     fn stats(&self, _path: &str) -> Result<CgroupStats, CgroupError> {
         Ok(CgroupStats::default())
+    }
+
+    fn set_limits(&self, path: &str, _limits: &CgroupLimits) -> Result<(), CgroupError> {
+        self.0
+            .step("set cgroup limits")
+            .map_err(|e| cgroup_error(path, e))
     }
 }

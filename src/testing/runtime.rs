@@ -139,6 +139,24 @@ impl OciRuntime for FakeRuntime {
         self.0.step("runtime update").map_err(oci_error)
     }
 
+    /// Writes a CRIU-like image file and log, or refuses as CRIU would.
+    async fn checkpoint(
+        &self,
+        c: &ContainerHandle,
+        images: &std::path::Path,
+        work: &std::path::Path,
+        _timeout: Duration,
+    ) -> Result<(), OciError> {
+        self.0
+            .step("runtime checkpoint")
+            .map_err(|e| OciError::CheckpointRefused {
+                id: c.id.clone(),
+                reason: e.to_string(),
+            })?;
+        std::fs::write(images.join("inventory.img"), b"fake").map_err(oci_error)?;
+        std::fs::write(work.join("dump.log"), b"Dumping finished successfully\n").map_err(oci_error)
+    }
+
     async fn wait(&self, c: &ContainerHandle) -> Result<(), OciError> {
         if let Some(m) = c.monitor {
             self.0.exited(m.pid).await;

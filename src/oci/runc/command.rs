@@ -6,6 +6,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
 use super::{CliRuntime, OciError, RuntimeFeatures};
 
 /// How long one runtime command may take before it is killed.
@@ -57,17 +60,37 @@ impl CliRuntime {
         id: &str,
         args: &[OsString],
     ) -> Result<Result<Vec<u8>, String>, OciError> {
+        self.run_within(command, id, args, COMMAND_TIMEOUT).await
+    }
+
+    /// [`Self::run`] killed after `limit` instead of the usual time. The
+    /// runtime runs in a process group of its own, killed whole at the
+    /// limit: what it started (CRIU, for a checkpoint) goes with it.
+    pub(super) async fn run_within(
+        &self,
+        command: &'static str,
+        id: &str,
+        args: &[OsString],
+        limit: Duration,
+    ) -> Result<Result<Vec<u8>, String>, OciError> {
         let child = self
             .command()
             .arg(command)
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .process_group(0)
             .spawn()
             .map_err(|e| self.spawn_error(e))?;
-        let out = match tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output()).await {
+        let group = child.id().map(|pid| Pid::from_raw(pid as i32));
+        let out = match tokio::time::timeout(limit, child.wait_with_output()).await {
             Ok(out) => out.map_err(|e| self.spawn_error(e))?,
-            Err(_) => return Err(self.timeout(command, id)),
+            Err(_) => {
+                if let Some(group) = group {
+                    let _ = killpg(group, Signal::SIGKILL);
+                }
+                return Err(self.timeout(command, id, limit));
+            }
         };
         if out.status.success() {
             return Ok(Ok(out.stdout));
@@ -78,12 +101,12 @@ impl CliRuntime {
         Ok(Err(message))
     }
 
-    fn timeout(&self, command: &'static str, id: &str) -> OciError {
+    fn timeout(&self, command: &'static str, id: &str, limit: Duration) -> OciError {
         OciError::Timeout {
             runtime: self.name.clone(),
             command,
             id: id.to_string(),
-            secs: COMMAND_TIMEOUT.as_secs(),
+            secs: limit.as_secs(),
         }
     }
 
@@ -124,7 +147,7 @@ impl CliRuntime {
             .map_err(|e| self.spawn_error(e))?;
         let out = match tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output()).await {
             Ok(out) => out.map_err(|e| self.spawn_error(e))?,
-            Err(_) => return Err(self.timeout("--version", "")),
+            Err(_) => return Err(self.timeout("--version", "", COMMAND_TIMEOUT)),
         };
         let text = String::from_utf8_lossy(&out.stdout);
         match text.lines().map(str::trim).find(|l| !l.is_empty()) {
@@ -182,7 +205,7 @@ fn error_message(stderr: &str) -> Option<String> {
     Some(text_log_message(line).unwrap_or_else(|| line.to_string()))
 }
 
-/// The `msg="..."` of a logrus text line, unquoted.
+/// The `msg="..."` of a logrus text line, unquoted (Go's escapes).
 fn text_log_message(line: &str) -> Option<String> {
     let quoted = line.split_once(" msg=\"")?.1;
     let mut out = String::new();
@@ -190,7 +213,11 @@ fn text_log_message(line: &str) -> Option<String> {
     while let Some(c) = chars.next() {
         match c {
             '"' => return Some(out),
-            '\\' => out.extend(chars.next()),
+            '\\' => out.extend(chars.next().map(|c| match c {
+                'n' => '\n',
+                't' => '\t',
+                c => c,
+            })),
             c => out.push(c),
         }
     }
@@ -219,6 +246,11 @@ mod tests {
         assert_eq!(
             error_message(text).unwrap(),
             "runc run failed: a \"quoted\" word"
+        );
+        let lines = "level=error msg=\"criu failed: type DUMP errno 0\\nlog file: /w/dump.log\"\n";
+        assert_eq!(
+            error_message(lines).unwrap(),
+            "criu failed: type DUMP errno 0\nlog file: /w/dump.log"
         );
         assert_eq!(
             error_message("level=error msg=\"unterminated\n").unwrap(),

@@ -7,6 +7,7 @@
 //! itself, as a short-lived child. The runtime's command lines stay in
 //! this module.
 
+mod checkpoint;
 mod cleanup;
 mod command;
 mod create;
@@ -189,6 +190,17 @@ impl OciRuntime for CliRuntime {
         applied?
             .map(|_| ())
             .map_err(|m| self.failed("update", &c.id, m))
+    }
+
+    async fn checkpoint(
+        &self,
+        c: &ContainerHandle,
+        images: &Path,
+        work: &Path,
+        timeout: Duration,
+    ) -> Result<(), OciError> {
+        self.checkpoint_leaving_running(c, images, work, timeout)
+            .await
     }
 
     async fn wait(&self, c: &ContainerHandle) -> Result<(), OciError> {

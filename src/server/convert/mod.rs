@@ -3,6 +3,7 @@
 //! the request field at fault.
 
 pub mod container;
+pub mod pod_resources;
 mod resources;
 pub mod sandbox;
 mod security;
