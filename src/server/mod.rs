@@ -102,4 +102,3 @@ pub fn stream_in_chunks<T: Clone, R: Send + 'static>(
     }
     Box::pin(tokio_stream::iter(messages))
 }
-
