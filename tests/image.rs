@@ -29,15 +29,7 @@ fn spec(image: &str) -> Option<api::ImageSpec> {
 }
 
 async fn pull(d: &TestDaemon, image: &str) -> Result<String, tonic::Status> {
-    pull_auth(d, image, None).await
-}
-
-async fn pull_auth(
-    d: &TestDaemon,
-    image: &str,
-    auth: Option<api::AuthConfig>,
-) -> Result<String, tonic::Status> {
-    d.pull_with(image, auth).await
+    d.pull_with(image, None).await
 }
 
 async fn status(d: &TestDaemon, image: &str) -> Option<api::Image> {
@@ -479,35 +471,14 @@ async fn basic_auth_registry() {
 
     let e = pull(&d, &name).await.unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
-    let e = pull_auth(
-        &d,
-        &name,
-        Some(api::AuthConfig {
-            username: "peapod".into(),
-            password: "wrong".into(),
-            ..Default::default()
-        }),
-    )
-    .await
-    .unwrap_err();
+    let e = d.pull_as(&name, "peapod", "wrong").await.unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
     assert!(list(&d).await.is_empty());
 
-    pull_auth(
-        &d,
-        &name,
-        Some(api::AuthConfig {
-            username: "peapod".into(),
-            password: "s3cret".into(),
-            ..Default::default()
-        }),
-    )
-    .await
-    .unwrap();
+    d.pull_as(&name, "peapod", "s3cret").await.unwrap();
     remove(&d, &name).await;
     use base64::Engine;
-    pull_auth(
-        &d,
+    d.pull_with(
         &name,
         Some(api::AuthConfig {
             auth: base64::engine::general_purpose::STANDARD.encode("peapod:s3cret"),
@@ -518,16 +489,16 @@ async fn basic_auth_registry() {
     .unwrap();
     assert!(status(&d, &name).await.is_some());
 
-    let e = pull_auth(
-        &d,
-        &name,
-        Some(api::AuthConfig {
-            auth: "%%%".into(),
-            ..Default::default()
-        }),
-    )
-    .await
-    .unwrap_err();
+    let e = d
+        .pull_with(
+            &name,
+            Some(api::AuthConfig {
+                auth: "%%%".into(),
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     assert!(e.message().contains("auth"), "{e:?}");
 }
@@ -543,17 +514,7 @@ async fn bearer_token_flow() {
     assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
     assert!(e.message().contains("bad credentials"), "{e:?}");
 
-    let id = pull_auth(
-        &d,
-        &name,
-        Some(api::AuthConfig {
-            username: "alice".into(),
-            password: "pw".into(),
-            ..Default::default()
-        }),
-    )
-    .await
-    .unwrap();
+    let id = d.pull_as(&name, "alice", "pw").await.unwrap();
     let tokens = proxy.token_requests();
     assert!(
         tokens
@@ -572,8 +533,7 @@ async fn bearer_token_flow() {
     assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
 
     // A registry token is sent as it is; an identity token is exchanged.
-    pull_auth(
-        &d,
+    d.pull_with(
         &name,
         Some(api::AuthConfig {
             registry_token: common::proxy::TOKEN.into(),
@@ -583,8 +543,7 @@ async fn bearer_token_flow() {
     .await
     .unwrap();
     remove(&d, &id).await;
-    pull_auth(
-        &d,
+    d.pull_with(
         &name,
         Some(api::AuthConfig {
             identity_token: "peapod-refresh".into(),

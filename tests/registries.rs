@@ -125,16 +125,8 @@ fn spec(image: &str) -> Option<api::ImageSpec> {
     })
 }
 
-async fn pull_auth(
-    d: &TestDaemon,
-    image: &str,
-    auth: Option<api::AuthConfig>,
-) -> Result<String, tonic::Status> {
-    d.pull_with(image, auth).await
-}
-
 async fn pull(d: &TestDaemon, image: &str) -> Result<String, tonic::Status> {
-    pull_auth(d, image, None).await
+    d.pull_with(image, None).await
 }
 
 async fn repo_tags(d: &TestDaemon, image: &str) -> Option<Vec<String>> {
@@ -350,17 +342,7 @@ async fn auth_file_credentials_for_pulls_without_auth_config() {
     remove(&d, &id).await;
 
     // The request's own credentials win over the node's.
-    let e = pull_auth(
-        &d,
-        &name,
-        Some(api::AuthConfig {
-            username: "peapod".into(),
-            password: "wrong".into(),
-            ..Default::default()
-        }),
-    )
-    .await
-    .unwrap_err();
+    let e = d.pull_as(&name, "peapod", "wrong").await.unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
 
     // Read on every pull; the repository's entry beats the registry's.

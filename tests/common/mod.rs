@@ -286,6 +286,21 @@ impl TestDaemon {
             .into_inner()
     }
 
+    /// PullImage of `image` with a user name and password in the request.
+    pub async fn pull_as(
+        &self,
+        image: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<String, tonic::Status> {
+        let auth = api::AuthConfig {
+            username: username.into(),
+            password: password.into(),
+            ..Default::default()
+        };
+        self.pull_with(image, Some(auth)).await
+    }
+
     /// PullImage of `image` with the request's own credentials; the image
     /// reference, or the call's error.
     pub async fn pull_with(
