@@ -170,14 +170,16 @@ pub fn supported_under(dir: &Path) -> io::Result<()> {
 ///
 /// A child is forked into it and killed once its namespace is open. The
 /// daemon is multi-threaded, so the child makes raw system calls only
-/// (unshare, write, pause, _exit), which are async-signal-safe. It never
-/// waits for an end of file: other threads' children may hold copies of
-/// its pipe.
+/// (prctl, close_range, unshare, write, pause, _exit), which are
+/// async-signal-safe. It never waits for an end of file: other threads'
+/// children may hold copies of its pipe.
 pub fn userns_with(maps: &UserNamespaceMaps) -> io::Result<OwnedFd> {
     let (ready_read, ready_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let daemon = nix::unistd::getpid().as_raw();
     // SAFETY: the child only makes async-signal-safe calls until killed.
     let child = match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Child => unsafe {
+            detach_from_daemon(daemon, ready_write.as_raw_fd());
             let ok = libc::unshare(libc::CLONE_NEWUSER) == 0;
             libc::write(ready_write.as_raw_fd(), [ok as u8].as_ptr().cast(), 1);
             loop {
@@ -191,6 +193,25 @@ pub fn userns_with(maps: &UserNamespaceMaps) -> io::Result<OwnedFd> {
     let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
     while let Err(Errno::EINTR) = nix::sys::wait::waitpid(child, None) {}
     opened
+}
+
+/// In a forked child: dies with the daemon (a daemon killed while the
+/// child lives would otherwise leave it behind), and closes every
+/// descriptor but `keep`, so it never holds the daemon's CRI socket or
+/// files open.
+///
+/// # Safety
+/// Only in a child of `fork`: it makes raw system calls alone.
+unsafe fn detach_from_daemon(daemon: libc::pid_t, keep: std::os::fd::RawFd) {
+    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    if libc::getppid() != daemon {
+        libc::_exit(1);
+    }
+    let keep = keep as libc::c_uint;
+    if keep > 0 {
+        libc::syscall(libc::SYS_close_range, 0, keep - 1, 0);
+    }
+    libc::syscall(libc::SYS_close_range, keep + 1, libc::c_uint::MAX, 0);
 }
 
 fn open_child_userns(
@@ -248,6 +269,36 @@ mod tests {
         // The namespace outlives its only process while the fd is open.
         let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
         assert!(link.to_string_lossy().starts_with("user:["), "{link:?}");
+    }
+
+    /// What the kernel shows a detached child: its death signal and
+    /// whether a descriptor the daemon had open is still open in it.
+    #[test]
+    fn a_detached_child_dies_with_the_daemon_and_holds_none_of_its_files() {
+        // One below the descriptor the child keeps, one above it.
+        let below = std::fs::File::open("/proc/self/status").unwrap();
+        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        let above = std::fs::File::open("/proc/self/status").unwrap();
+        let daemon = nix::unistd::getpid().as_raw();
+        // SAFETY: the child makes raw system calls only, then exits.
+        let child = match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => unsafe {
+                detach_from_daemon(daemon, write.as_raw_fd());
+                let mut signal: libc::c_int = 0;
+                libc::prctl(libc::PR_GET_PDEATHSIG, &mut signal);
+                let open = |fd: &std::fs::File| libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) != -1;
+                let report = [signal as u8, open(&below) as u8 | open(&above) as u8];
+                libc::write(write.as_raw_fd(), report.as_ptr().cast(), 2);
+                libc::_exit(0);
+            },
+            nix::unistd::ForkResult::Parent { child } => child,
+        };
+        drop(write);
+        let mut report = [0u8; 2];
+        assert_eq!(nix::unistd::read(&read, &mut report).unwrap(), 2);
+        nix::sys::wait::waitpid(child, None).unwrap();
+        assert_eq!(report[0] as libc::c_int, libc::SIGKILL, "death signal");
+        assert_eq!(report[1], 0, "a daemon's file is still open in the child");
     }
 
     #[test]
