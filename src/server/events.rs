@@ -72,6 +72,8 @@ async fn forward(
 ) {
     loop {
         match changes.next().await {
+            // Building a message reads the pod's statuses: not for no one.
+            Ok(_) if events.fanout.is_empty() => {}
             Ok(change) => {
                 for m in messages(&change, &sandboxes, &containers) {
                     events.fanout.publish(Arc::new(m));
