@@ -32,19 +32,6 @@ async fn pull(d: &TestDaemon, image: &str) -> Result<String, tonic::Status> {
     d.pull_with(image, None).await
 }
 
-async fn status(d: &TestDaemon, image: &str) -> Option<api::Image> {
-    d.images()
-        .await
-        .image_status(api::ImageStatusRequest {
-            image: spec(image),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .image
-}
-
 async fn list(d: &TestDaemon) -> Vec<api::Image> {
     d.images()
         .await
@@ -53,14 +40,6 @@ async fn list(d: &TestDaemon) -> Vec<api::Image> {
         .unwrap()
         .into_inner()
         .images
-}
-
-async fn remove(d: &TestDaemon, image: &str) {
-    d.images()
-        .await
-        .remove_image(api::RemoveImageRequest { image: spec(image) })
-        .await
-        .unwrap_or_else(|e| panic!("RemoveImage {image}: {e}"));
 }
 
 /// The image's layer directories, bottom first, from verbose ImageStatus.
@@ -181,7 +160,7 @@ async fn pull_then_status_list_by_every_name() {
     let reg = Registry::shared();
     let mut d = TestDaemon::start_with(no_cni());
     let name = reg.image("busybox");
-    assert!(status(&d, &name).await.is_none(), "not pulled yet");
+    assert!(d.image_status(&name).await.is_none(), "not pulled yet");
 
     let image_ref = pull(&d, &name).await.unwrap();
     // kubelet wants the image id back: sha256 of the config.
@@ -193,7 +172,7 @@ async fn pull_then_status_list_by_every_name() {
     assert_eq!(image_ref, m["config"]["digest"].as_str().unwrap());
 
     let digest = reg.digest("busybox:latest");
-    let img = status(&d, &name).await.expect("pulled image");
+    let img = d.image_status(&name).await.expect("pulled image");
     assert_eq!(img.id, image_ref);
     assert_eq!(
         img.repo_tags,
@@ -215,10 +194,11 @@ async fn pull_then_status_list_by_every_name() {
         format!("{}@{digest}", reg.image("busybox")),
         format!("{}:whatever@{digest}", reg.image("busybox")),
     ] {
-        let found = status(&d, &alias).await;
+        let found = d.image_status(&alias).await;
         assert_eq!(found.map(|i| i.id), Some(image_ref.clone()), "by {alias}");
     }
-    assert!(status(&d, &format!("{}:other", reg.image("busybox")))
+    assert!(d
+        .image_status(&format!("{}:other", reg.image("busybox")))
         .await
         .is_none());
 
@@ -280,7 +260,7 @@ async fn pull_then_status_list_by_every_name() {
     // The store survives a restart.
     d.terminate();
     d.spawn();
-    assert_eq!(status(&d, &name).await, Some(img));
+    assert_eq!(d.image_status(&name).await, Some(img));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -337,11 +317,14 @@ async fn image_user_platform_and_docker_schema2() {
     let d = TestDaemon::start_with(no_cni());
 
     pull(&d, &reg.image("busybox-user")).await.unwrap();
-    let u = status(&d, &reg.image("busybox-user")).await.unwrap();
+    let u = d.image_status(&reg.image("busybox-user")).await.unwrap();
     assert_eq!(u.uid, Some(api::Int64Value { value: 1002 }));
     assert_eq!(u.username, "");
     pull(&d, &reg.image("busybox-username")).await.unwrap();
-    let n = status(&d, &reg.image("busybox-username")).await.unwrap();
+    let n = d
+        .image_status(&reg.image("busybox-username"))
+        .await
+        .unwrap();
     assert_eq!(n.uid, None);
     assert_eq!(n.username, "app");
 
@@ -376,7 +359,7 @@ async fn image_user_platform_and_docker_schema2() {
         format!("{host}\n")
     );
     drop(ov);
-    let m = status(&d, &reg.image("multiarch")).await.unwrap();
+    let m = d.image_status(&reg.image("multiarch")).await.unwrap();
     assert_eq!(m.id, id);
     assert_eq!(
         m.repo_digests,
@@ -410,7 +393,7 @@ async fn tags_and_remove_semantics() {
     let id1 = pull(&d, &reg.image("busybox")).await.unwrap();
     let id2 = pull(&d, &reg.image("busybox:v2")).await.unwrap();
     assert_eq!(id1, id2, "one image, two tags");
-    let img = status(&d, &id1).await.unwrap();
+    let img = d.image_status(&id1).await.unwrap();
     assert_eq!(
         img.repo_tags,
         vec![
@@ -423,13 +406,13 @@ async fn tags_and_remove_semantics() {
     assert!(layer_count > 0);
 
     // Removing one tag keeps the image under the other.
-    remove(&d, &reg.image("busybox:v2")).await;
-    let img = status(&d, &id1).await.unwrap();
+    d.remove_image(&reg.image("busybox:v2")).await;
+    let img = d.image_status(&id1).await.unwrap();
     assert_eq!(
         img.repo_tags,
         vec![format!("{}:latest", reg.image("busybox"))]
     );
-    assert!(status(&d, &reg.image("busybox:v2")).await.is_none());
+    assert!(d.image_status(&reg.image("busybox:v2")).await.is_none());
     assert_eq!(entries(&layers).len(), layer_count);
 
     // A tag that moves to another image leaves the old one, untagged.
@@ -437,25 +420,25 @@ async fn tags_and_remove_semantics() {
     reg.copy("busybox-user:latest", "moving:latest");
     let moved = pull(&d, &reg.image("moving")).await.unwrap();
     assert_ne!(moved, id1);
-    let old = status(&d, &id1).await.unwrap();
+    let old = d.image_status(&id1).await.unwrap();
     assert_eq!(
         old.repo_tags,
         vec![format!("{}:latest", reg.image("busybox"))]
     );
     assert_eq!(
-        status(&d, &reg.image("moving")).await.map(|i| i.id),
+        d.image_status(&reg.image("moving")).await.map(|i| i.id),
         Some(moved.clone())
     );
 
     // Unknown images: removing them succeeds.
-    remove(&d, &reg.image("never-pulled")).await;
-    remove(&d, &format!("sha256:{}", "0".repeat(64))).await;
+    d.remove_image(&reg.image("never-pulled")).await;
+    d.remove_image(&format!("sha256:{}", "0".repeat(64))).await;
 
     // By id, the image goes with all its names; layers only the removed
     // image used are deleted, shared ones stay.
-    remove(&d, &moved).await;
-    assert!(status(&d, &reg.image("moving")).await.is_none());
-    remove(&d, &id1).await;
+    d.remove_image(&moved).await;
+    assert!(d.image_status(&reg.image("moving")).await.is_none());
+    d.remove_image(&id1).await;
     assert!(list(&d).await.is_empty());
     // Deleted by the time RemoveImage answers.
     assert!(entries(&layers).is_empty());
@@ -476,7 +459,7 @@ async fn basic_auth_registry() {
     assert!(list(&d).await.is_empty());
 
     d.pull_as(&name, "peapod", "s3cret").await.unwrap();
-    remove(&d, &name).await;
+    d.remove_image(&name).await;
     use base64::Engine;
     d.pull_with(
         &name,
@@ -487,7 +470,7 @@ async fn basic_auth_registry() {
     )
     .await
     .unwrap();
-    assert!(status(&d, &name).await.is_some());
+    assert!(d.image_status(&name).await.is_some());
 
     let e = d
         .pull_with(
@@ -527,7 +510,7 @@ async fn bearer_token_flow() {
         tokens.iter().all(|t| t.contains("service=peapod-test")),
         "{tokens:?}"
     );
-    remove(&d, &id).await;
+    d.remove_image(&id).await;
     // One pull's credentials (and the token they got) are not another's.
     let e = pull(&d, &name).await.unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
@@ -542,7 +525,7 @@ async fn bearer_token_flow() {
     )
     .await
     .unwrap();
-    remove(&d, &id).await;
+    d.remove_image(&id).await;
     d.pull_with(
         &name,
         Some(api::AuthConfig {
@@ -715,7 +698,10 @@ async fn mirrors_are_tried_in_order_then_upstream() {
         ..Default::default()
     });
     let id = pull(&d, "busybox:1.36").await.unwrap();
-    let img = status(&d, "docker.io/library/busybox:1.36").await.unwrap();
+    let img = d
+        .image_status("docker.io/library/busybox:1.36")
+        .await
+        .unwrap();
     assert_eq!(img.id, id);
     assert_eq!(img.repo_tags, vec!["docker.io/library/busybox:1.36"]);
     assert_eq!(
@@ -725,7 +711,7 @@ async fn mirrors_are_tried_in_order_then_upstream() {
             reg.digest("busybox:latest")
         )]
     );
-    assert_eq!(status(&d, "busybox:1.36").await.map(|i| i.id), Some(id));
+    assert_eq!(d.image_status("busybox:1.36").await.map(|i| i.id), Some(id));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -756,7 +742,7 @@ async fn bad_references_and_missing_images() {
     assert!(e.message().contains(&addr.to_string()), "{e:?}");
 
     // ImageStatus: an unknown image is null, a malformed name is an error.
-    assert!(status(&d, &reg.image("busybox")).await.is_none());
+    assert!(d.image_status(&reg.image("busybox")).await.is_none());
     let e = d
         .images()
         .await

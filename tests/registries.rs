@@ -118,37 +118,12 @@ impl Node {
     }
 }
 
-fn spec(image: &str) -> Option<api::ImageSpec> {
-    Some(api::ImageSpec {
-        image: image.to_string(),
-        ..Default::default()
-    })
-}
-
 async fn pull(d: &TestDaemon, image: &str) -> Result<String, tonic::Status> {
     d.pull_with(image, None).await
 }
 
 async fn repo_tags(d: &TestDaemon, image: &str) -> Option<Vec<String>> {
-    d.images()
-        .await
-        .image_status(api::ImageStatusRequest {
-            image: spec(image),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .image
-        .map(|i| i.repo_tags)
-}
-
-async fn remove(d: &TestDaemon, image: &str) {
-    d.images()
-        .await
-        .remove_image(api::RemoveImageRequest { image: spec(image) })
-        .await
-        .unwrap_or_else(|e| panic!("RemoveImage {image}: {e}"));
+    d.image_status(image).await.map(|i| i.repo_tags)
 }
 
 async fn image_count(d: &TestDaemon) -> usize {
@@ -339,7 +314,7 @@ async fn auth_file_credentials_for_pulls_without_auth_config() {
     );
     let d = node.daemon(300);
     let id = pull(&d, &name).await.unwrap();
-    remove(&d, &id).await;
+    d.remove_image(&id).await;
 
     // The request's own credentials win over the node's.
     let e = d.pull_as(&name, "peapod", "wrong").await.unwrap_err();

@@ -244,37 +244,23 @@ async fn pod_and_container_stats_match_the_kernel() {
 
     // 64 MiB written to the pod's tmpfs /dev/shm is charged to the
     // container: its working set and the pod's grow by that much.
-    let c_ws0 = v(&container_stats(&d, &c)
-        .await
-        .memory
-        .unwrap()
-        .working_set_bytes);
-    let p_ws0 = v(&pod_stats(&d, &pod.id)
-        .await
-        .unwrap()
-        .linux
-        .unwrap()
-        .memory
-        .unwrap()
-        .working_set_bytes);
+    let working_sets = || async {
+        let c_ws = container_stats(&d, &c)
+            .await
+            .memory
+            .unwrap()
+            .working_set_bytes;
+        let pod_stats = pod_stats(&d, &pod.id).await.unwrap();
+        let p_ws = pod_stats.linux.unwrap().memory.unwrap().working_set_bytes;
+        (v(&c_ws), v(&p_ws))
+    };
+    let (c_ws0, p_ws0) = working_sets().await;
     d.exec_ok(
         &c,
         &["dd", "if=/dev/zero", "of=/dev/shm/x", "bs=1M", "count=64"],
     )
     .await;
-    let c_ws1 = v(&container_stats(&d, &c)
-        .await
-        .memory
-        .unwrap()
-        .working_set_bytes);
-    let p_ws1 = v(&pod_stats(&d, &pod.id)
-        .await
-        .unwrap()
-        .linux
-        .unwrap()
-        .memory
-        .unwrap()
-        .working_set_bytes);
+    let (c_ws1, p_ws1) = working_sets().await;
     let kernel_ws = kernel_u64("memory", &c_cgroup, "memory.usage_in_bytes")
         - memory_stat(&c_cgroup, "total_inactive_file");
     for (what, grew) in [("container", c_ws1 - c_ws0), ("pod", p_ws1 - p_ws0)] {

@@ -286,6 +286,37 @@ impl TestDaemon {
             .into_inner()
     }
 
+    /// ImageStatus of `image`: the image, `None` when it is not there.
+    pub async fn image_status(&self, image: &str) -> Option<api::Image> {
+        self.images()
+            .await
+            .image_status(api::ImageStatusRequest {
+                image: Some(api::ImageSpec {
+                    image: image.to_string(),
+                    ..Default::default()
+                }),
+                verbose: false,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("ImageStatus {image}: {e}"))
+            .into_inner()
+            .image
+    }
+
+    /// RemoveImage of `image`, which must succeed.
+    pub async fn remove_image(&self, image: &str) {
+        self.images()
+            .await
+            .remove_image(api::RemoveImageRequest {
+                image: Some(api::ImageSpec {
+                    image: image.to_string(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("RemoveImage {image}: {e}"));
+    }
+
     /// PullImage of `image` with a user name and password in the request.
     pub async fn pull_as(
         &self,
